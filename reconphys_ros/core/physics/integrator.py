@@ -1,0 +1,227 @@
+"""Semi-implicit Euler integration in Warp (CPU or CUDA), a torch.autograd bridge around wp.Tape, and the
+`simulate` entry point shared with the pure-torch reference backend."""
+from __future__ import annotations
+
+import math
+
+import torch
+import warp as wp
+
+from . import kernels, reference
+from .control import Control
+from .model import Model, State
+
+DEFAULT_FPS = 30.0
+DEFAULT_SUBSTEPS = 100
+
+
+class SimulationDiverged(ValueError):
+    """Raised when positions or velocities become NaN/Inf; names the first bad anchor."""
+
+
+def check_finite(model: Model, x: torch.Tensor, v: torch.Tensor, frame: int) -> None:
+    bad = ~(torch.isfinite(x).all(1) & torch.isfinite(v).all(1))
+    if bool(bad.any()):
+        a = int(torch.nonzero(bad)[0, 0])
+        b = int(model.anchor_object[a])
+        params = model.paper_params[b].tolist()
+        raise SimulationDiverged(
+            f"simulation diverged at frame {frame}: anchor {a} of object {b} ({model.object_ids[b]!r}) is not "
+            f"finite; paper params (m, k, d, f) = {params}. Increase substeps or check the parameters.")
+
+
+def _wp_device(device) -> str:
+    return str(wp.device_from_torch(torch.device(device)))
+
+
+class _WarpModel:
+    """Warp views (zero-copy) of a Model's static arrays."""
+
+    def __init__(self, model: Model):
+        kernels.init_warp()
+        self.device = _wp_device(model.rest_positions.device)
+        self.springs = wp.from_torch(model.springs.contiguous(), dtype=wp.int32)
+        self.rest = wp.from_torch(model.rest_lengths.contiguous())
+        self.spring_object = wp.from_torch(model.spring_object.contiguous(), dtype=wp.int32)
+        self.anchor_object = wp.from_torch(model.anchor_object.contiguous(), dtype=wp.int32)
+        self.gravity = wp.vec3(*model.gravity)
+
+
+def _warp_arrays(model: Model) -> _WarpModel:
+    if "warp" not in model.cache:
+        model.cache["warp"] = _WarpModel(model)
+    return model.cache["warp"]
+
+
+class WarpFrameRunner:
+    """Advances x, v (wp arrays) by one frame of `substeps` substeps."""
+
+    def __init__(self, model: Model, substeps: int, fps: float, control: Control | None):
+        self.model = model
+        self.arrays = _warp_arrays(model)
+        self.substeps = int(substeps)
+        self.frame_dt = 1.0 / fps
+        self.dt = self.frame_dt / self.substeps
+        self.control = control if control is not None and control.num_attached > 0 else None
+        if self.control is not None:
+            self.c_anchor = wp.from_torch(self.control.anchor.contiguous(), dtype=wp.int32)
+            self.c_start = wp.from_torch(self.control.target_start.contiguous(), dtype=wp.vec3)
+            self.c_end = wp.from_torch(self.control.target_end.contiguous(), dtype=wp.vec3)
+
+    def substep(self, x, v, m, k, d, f, force, x_out, v_out, alpha: float):
+        model, arr, dev = self.model, self.arrays, self.arrays.device
+        contact = model.contact
+        wp.launch(kernels.spring_force_kernel, dim=model.num_springs, device=dev,
+                  inputs=[x, v, arr.springs, arr.rest, arr.spring_object, k, d, float(model.spring_exponent)],
+                  outputs=[force])
+        if self.control is not None:
+            c = self.control
+            wp.launch(kernels.gripper_force_kernel, dim=c.num_attached, device=dev,
+                      inputs=[x, v, self.c_anchor, self.c_start, self.c_end, float(alpha), 1.0 / c.frame_dt,
+                              float(c.stiffness), float(c.damping), float(c.max_force_per_anchor)],
+                      outputs=[force])
+        wp.launch(kernels.integrate_kernel, dim=model.num_anchors, device=dev,
+                  inputs=[x, v, force, arr.anchor_object, m, f, arr.gravity, float(self.dt), contact.mode_id,
+                          float(contact.restitution), float(contact.stiffness_per_mass),
+                          float(contact.damping_per_mass), float(contact.width), float(contact.friction_velocity)],
+                  outputs=[x_out, v_out])
+
+    def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward only: ping-pong buffers, no allocation per substep."""
+        dev = self.arrays.device
+        m, k, d, f = (wp.from_torch(p.detach().contiguous()) for p in params)
+        xa = wp.from_torch(x.detach().clone().contiguous(), dtype=wp.vec3)
+        va = wp.from_torch(v.detach().clone().contiguous(), dtype=wp.vec3)
+        xb = wp.empty_like(xa)
+        vb = wp.empty_like(va)
+        force = wp.zeros(self.model.num_anchors, dtype=wp.vec3, device=dev)
+        for s in range(self.substeps):
+            force.zero_()
+            self.substep(xa, va, m, k, d, f, force, xb, vb, (s + 1) / self.substeps)
+            xa, xb, va, vb = xb, xa, vb, va
+        return wp.to_torch(xa), wp.to_torch(va)
+
+    def run_taped(self, x, v, params):
+        """Forward recorded on a wp.Tape. Returns (tape, input arrays, output arrays)."""
+        dev = self.arrays.device
+        n = self.model.num_anchors
+        inputs = [wp.from_torch(x.detach().contiguous(), dtype=wp.vec3, requires_grad=True),
+                  wp.from_torch(v.detach().contiguous(), dtype=wp.vec3, requires_grad=True)]
+        inputs += [wp.from_torch(p.detach().contiguous(), requires_grad=True) for p in params]
+        xa, va, m, k, d, f = inputs
+        tape = wp.Tape()
+        with tape:
+            for s in range(self.substeps):
+                force = wp.zeros(n, dtype=wp.vec3, device=dev, requires_grad=True)
+                xb = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
+                vb = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
+                self.substep(xa, va, m, k, d, f, force, xb, vb, (s + 1) / self.substeps)
+                xa, va = xb, vb
+        return tape, inputs, (xa, va)
+
+
+class WarpFrameFunction(torch.autograd.Function):
+    """One frame in Warp as a torch op: (x, v, mass, stiffness, damping, friction) -> (x', v').
+    Per-object params are simulation values (B,); x, v are (N, 3)."""
+
+    @staticmethod
+    def forward(ctx, x, v, mass, stiffness, damping, friction, runner: WarpFrameRunner):
+        params = (mass, stiffness, damping, friction)
+        if not any(ctx.needs_input_grad[:6]):
+            ctx.tape = None
+            return runner.run_no_grad(x, v, params)
+        tape, inputs, outputs = runner.run_taped(x, v, params)
+        ctx.tape, ctx.inputs, ctx.outputs = tape, inputs, outputs
+        return wp.to_torch(outputs[0]).clone(), wp.to_torch(outputs[1]).clone()
+
+    @staticmethod
+    def backward(ctx, grad_x, grad_v):
+        if ctx.tape is None:
+            return (None,) * 7
+        xo, vo = ctx.outputs
+        gx = torch.zeros_like(wp.to_torch(xo)) if grad_x is None else grad_x.contiguous()
+        gv = torch.zeros_like(wp.to_torch(vo)) if grad_v is None else grad_v.contiguous()
+        ctx.tape.backward(grads={xo: wp.from_torch(gx, dtype=wp.vec3), vo: wp.from_torch(gv, dtype=wp.vec3)})
+        grads = [wp.to_torch(a.grad).clone() for a in ctx.inputs]
+        ctx.tape.reset()
+        ctx.tape = ctx.inputs = ctx.outputs = None
+        return (*[g if need else None for g, need in zip(grads, ctx.needs_input_grad[:6])], None)
+
+
+def torch_frame(model: Model, x, v, params, substeps: int, fps: float, control: Control | None):
+    """One frame with the pure-torch reference integrator (differentiable by autograd)."""
+    m, k, d, f = params
+    dt = 1.0 / fps / substeps
+    springs = model.springs.long()
+    anchor_object = model.anchor_object.long()
+    spring_object = model.spring_object.long()
+    for s in range(substeps):
+        force = reference.spring_forces(x, v, springs, model.rest_lengths, spring_object, k, d, model.spring_exponent)
+        force = reference.gripper_forces(x, v, control, (s + 1) / substeps, force)
+        x, v = reference.integrate(x, v, force, anchor_object, m, f, model.gravity, dt, model.contact)
+    return x, v
+
+
+def resolve_substeps(model: Model, substeps: int, fps: float, params, stability: str) -> int:
+    """stability: 'auto' raises substeps to the stable count, 'error' raises, 'off' trusts the caller."""
+    if stability not in ("auto", "error", "off"):
+        raise ValueError(f"stability must be 'auto', 'error' or 'off', got {stability!r}")
+    if int(substeps) < 1:
+        raise ValueError(f"substeps must be >= 1, got {substeps}")
+    if stability == "off":
+        return int(substeps)
+    needed = model.required_substeps(fps, params)
+    if needed <= substeps:
+        return int(substeps)
+    if stability == "error":
+        raise ValueError(f"{substeps} substeps per frame at {fps} fps are unstable for the stiffest spring mode of "
+                         f"this model; need >= {needed} (or stability='auto')")
+    return needed
+
+
+def simulate(model: Model, state: State | None = None, num_frames: int = 30, substeps: int = DEFAULT_SUBSTEPS,
+             control=None, params: torch.Tensor | None = None, fps: float = DEFAULT_FPS, backend: str = "warp",
+             detach_every_frame: bool = False, stability: str = "auto", check_nan: bool = True,
+             return_velocities: bool = False):
+    """Roll the model forward. Returns anchor positions after each frame, (T, N_A_total, 3), and with
+    return_velocities also velocities (T, N, 3).
+
+    params: optional (B, 4) paper-convention m, k, d, f (a tensor with requires_grad gives gradients, as do
+    state.x / state.v). control: None, a Control (every frame), or an object with
+    `frame_control(frame, state, frame_dt) -> Control | None` (e.g. Gripper). detach_every_frame: truncated
+    backprop, the state entering each frame is detached (gradients then reach params through each frame only).
+    backend: 'warp' (CPU/CUDA kernels) or 'torch' (reference)."""
+    if backend not in ("warp", "torch"):
+        raise ValueError(f"backend must be 'warp' or 'torch', got {backend!r}")
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be > 0, got {fps}")
+    state = state or model.state()
+    if state.x.shape != (model.num_anchors, 3) or state.v.shape != (model.num_anchors, 3):
+        raise ValueError(f"state must be ({model.num_anchors}, 3) positions and velocities, got "
+                         f"{tuple(state.x.shape)} / {tuple(state.v.shape)}")
+    if params is not None:
+        if not torch.isfinite(params).all():
+            raise ValueError("simulate: params contain NaN or Inf")
+        if (params[:, :3] <= 0).any() or (params[:, 3] < 0).any():
+            raise ValueError("simulate: mass, stiffness and damping must be > 0 and friction >= 0")
+    sim = model.sim_params(params)
+    substeps = resolve_substeps(model, substeps, fps, params, stability)
+    x, v = state.x, state.v
+    xs, vs = [], []
+    for frame in range(int(num_frames)):
+        if detach_every_frame:
+            x, v = x.detach(), v.detach()
+        ctrl = control.frame_control(frame, State(x, v), 1.0 / fps) if hasattr(control, "frame_control") else control
+        if backend == "warp":
+            runner = WarpFrameRunner(model, substeps, fps, ctrl)
+            x, v = WarpFrameFunction.apply(x, v, *sim, runner)
+        else:
+            x, v = torch_frame(model, x, v, sim, substeps, fps, ctrl)
+        if check_nan:
+            check_finite(model, x, v, frame)
+        xs.append(x)
+        vs.append(v)
+    positions = torch.stack(xs)
+    return (positions, torch.stack(vs)) if return_velocities else positions

@@ -1,0 +1,142 @@
+"""Warp kernels of the spring-mass simulator (batched over objects: per-anchor / per-spring object index).
+
+Call `init_warp()` before launching; it sets the kernel cache folder and initialises Warp once."""
+from __future__ import annotations
+
+import os
+
+import warp as wp
+
+CONTACT_HARD = 0
+CONTACT_SMOOTH = 1
+
+_initialised = False
+
+
+def default_cache_dir() -> str:
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return os.environ.get("WARP_CACHE_PATH", os.path.join(repo, ".cache", "warp"))
+
+
+def init_warp(cache_dir: str | None = None) -> None:
+    """Initialise Warp once with kernels cached in the project folder (or WARP_CACHE_PATH)."""
+    global _initialised
+    if _initialised:
+        return
+    path = cache_dir or default_cache_dir()
+    os.makedirs(path, exist_ok=True)
+    wp.config.kernel_cache_dir = path
+    wp.config.quiet = True
+    wp.init()
+    _initialised = True
+
+
+@wp.kernel
+def spring_force_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    springs: wp.array(dtype=wp.int32, ndim=2),
+    rest_lengths: wp.array(dtype=float),
+    spring_object: wp.array(dtype=wp.int32),
+    stiffness: wp.array(dtype=float),
+    damping: wp.array(dtype=float),
+    exponent: float,
+    force: wp.array(dtype=wp.vec3),
+):
+    s = wp.tid()
+    i = springs[s, 0]
+    j = springs[s, 1]
+    obj = spring_object[s]
+    delta = x[i] - x[j]
+    length = wp.length(delta)
+    u = delta / wp.max(length, 1.0e-9)
+    stretch = length - rest_lengths[s]
+    # generalised Hooke: k * sign(e) * |e|^p (p = 1 is linear)
+    elastic = stiffness[obj] * stretch
+    if exponent != 1.0:
+        elastic = stiffness[obj] * wp.sign(stretch) * wp.pow(wp.abs(stretch) + 1.0e-30, exponent)
+    damp = damping[obj] * wp.dot(v[i] - v[j], u)
+    f = (elastic + damp) * u
+    wp.atomic_sub(force, i, f)
+    wp.atomic_add(force, j, f)
+
+
+@wp.kernel
+def gripper_force_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor: wp.array(dtype=wp.int32),
+    target_start: wp.array(dtype=wp.vec3),
+    target_end: wp.array(dtype=wp.vec3),
+    alpha: float,
+    inv_frame_dt: float,
+    grip_stiffness: float,
+    grip_damping: float,
+    max_force: float,
+    force: wp.array(dtype=wp.vec3),
+):
+    g = wp.tid()
+    a = anchor[g]
+    target = target_start[g] + alpha * (target_end[g] - target_start[g])
+    target_vel = (target_end[g] - target_start[g]) * inv_frame_dt
+    f = grip_stiffness * (target - x[a]) + grip_damping * (target_vel - v[a])
+    mag = wp.length(f)
+    if mag > max_force:
+        f = f * (max_force / mag)  # the grasp holds with a capped effort; beyond it the object slips
+    wp.atomic_add(force, a, f)
+
+
+@wp.kernel
+def integrate_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    force: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    mass: wp.array(dtype=float),
+    friction: wp.array(dtype=float),
+    gravity: wp.vec3,
+    dt: float,
+    contact_mode: int,
+    restitution: float,
+    contact_stiffness: float,
+    contact_damping: float,
+    contact_width: float,
+    friction_velocity: float,
+    x_out: wp.array(dtype=wp.vec3),
+    v_out: wp.array(dtype=wp.vec3),
+):
+    a = wp.tid()
+    obj = anchor_object[a]
+    mu = friction[obj]
+    p = x[a]
+    vel = v[a]
+    acc = force[a] / mass[obj] + gravity
+    if contact_mode == 1:
+        # smooth penalty contact, per unit mass (so mass stays unidentifiable, as with the hard boundary)
+        depth = contact_width * wp.log(1.0 + wp.exp(-p[2] / contact_width))
+        weight = 1.0 / (1.0 + wp.exp(p[2] / contact_width))
+        normal = contact_stiffness * depth - contact_damping * weight * vel[2]
+        vt = wp.vec3(vel[0], vel[1], 0.0)
+        vt_norm = wp.sqrt(wp.dot(vt, vt) + friction_velocity * friction_velocity)
+        acc = acc + wp.vec3(0.0, 0.0, normal) - (mu * wp.abs(normal) / vt_norm) * vt
+    new_v = vel + dt * acc
+    new_x = p + dt * new_v
+    if contact_mode == 0:
+        if new_x[2] < 0.0:
+            vn = new_v[2]
+            vx = new_v[0]
+            vy = new_v[1]
+            vz = vn
+            if vn < 0.0:
+                dvn = -(1.0 + restitution) * vn
+                vz = -restitution * vn
+                speed = wp.sqrt(vx * vx + vy * vy)
+                if speed > 0.0:
+                    # Coulomb: the tangential impulse is at most f times the normal impulse
+                    scale = wp.max(1.0 - mu * dvn / speed, 0.0)
+                    vx = vx * scale
+                    vy = vy * scale
+            new_v = wp.vec3(vx, vy, vz)
+            new_x = wp.vec3(p[0] + dt * vx, p[1] + dt * vy, wp.max(new_x[2], 0.0))
+    x_out[a] = new_x
+    v_out[a] = new_v

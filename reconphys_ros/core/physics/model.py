@@ -1,0 +1,205 @@
+"""Model (static arrays of a batch of spring-mass objects), its builder, and the dynamic State."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .kernels import CONTACT_HARD, CONTACT_SMOOTH
+from .lattice import (REFERENCE_LATTICE, LatticeConfig, LatticeScale, estimate_reference_r2_sum,
+                      lattice_scale)
+from .params import GRAVITY, PARAM_NAMES, PhysicsParams
+from .springs import knn_springs
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    """Ground z = 0. 'hard': projection + Coulomb impulse (the paper's boundary); 'smooth': softplus
+    penalty with stiffness/damping per unit mass and a regularised Coulomb law (for gradient checks)."""
+
+    mode: str = "hard"
+    restitution: float = 0.0
+    stiffness_per_mass: float = 2.0e4  # 1/s^2: resting penetration = g / this = 0.5 mm
+    damping_per_mass: float = 150.0  # 1/s
+    width: float = 1.0e-3  # m, softplus width
+    friction_velocity: float = 1.0e-2  # m/s, regularisation of the Coulomb direction
+
+    def __post_init__(self):
+        if self.mode not in ("hard", "smooth"):
+            raise ValueError(f"ContactSettings.mode must be 'hard' or 'smooth', got {self.mode!r}")
+        if not 0.0 <= self.restitution <= 1.0:
+            raise ValueError(f"ContactSettings.restitution must be in [0, 1], got {self.restitution}")
+        for name in ("stiffness_per_mass", "damping_per_mass", "width", "friction_velocity"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ContactSettings.{name} must be > 0")
+
+    @property
+    def mode_id(self) -> int:
+        return CONTACT_HARD if self.mode == "hard" else CONTACT_SMOOTH
+
+
+@dataclass
+class State:
+    x: torch.Tensor  # (N, 3) positions
+    v: torch.Tensor  # (N, 3) velocities
+
+    def clone(self) -> "State":
+        return State(self.x.clone(), self.v.clone())
+
+
+@dataclass
+class Model:
+    """All objects of a batch in flat arrays; per-anchor/per-spring object index picks per-object values."""
+
+    rest_positions: torch.Tensor  # (N, 3)
+    anchor_object: torch.Tensor  # (N,) int32
+    object_start: np.ndarray  # (B+1,) anchor offsets per object
+    springs: torch.Tensor  # (S, 2) int32
+    rest_lengths: torch.Tensor  # (S,)
+    spring_object: torch.Tensor  # (S,) int32
+    paper_params: torch.Tensor  # (B, 4) m, k, d, f in the paper convention
+    scale: torch.Tensor  # (B, 3) paper -> simulation multipliers for m, k, d
+    unit_eigen: np.ndarray  # (B,) largest eigenvalue of the unit spring stiffness matrix (for dt checks)
+    lattices: list
+    object_ids: list
+    spring_exponent: float = 1.0
+    contact: ContactSettings = field(default_factory=ContactSettings)
+    gravity: tuple = GRAVITY
+    device: str = "cpu"
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # device arrays built on first use
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.object_start) - 1
+
+    @property
+    def num_anchors(self) -> int:
+        return self.rest_positions.shape[0]
+
+    @property
+    def num_springs(self) -> int:
+        return self.springs.shape[0]
+
+    def sim_params(self, paper_params: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Paper (B,4) -> per-object simulation (mass, stiffness, damping, friction), each (B,); differentiable."""
+        p = self.paper_params if paper_params is None else paper_params
+        if p.shape != (self.num_objects, 4):
+            raise ValueError(f"paper params must have shape ({self.num_objects}, 4), got {tuple(p.shape)}")
+        return p[:, 0] * self.scale[:, 0], p[:, 1] * self.scale[:, 1], p[:, 2] * self.scale[:, 2], p[:, 3]
+
+    def state(self) -> State:
+        """Rest pose, zero velocity."""
+        return State(self.rest_positions.clone(), torch.zeros_like(self.rest_positions))
+
+    def object_slice(self, b: int) -> slice:
+        return slice(int(self.object_start[b]), int(self.object_start[b + 1]))
+
+    def with_contact(self, contact: ContactSettings) -> "Model":
+        return replace(self, contact=contact, cache={})
+
+    def required_substeps(self, fps: float, paper_params: torch.Tensor | None = None, safety: float = 0.8) -> int:
+        """Smallest substep count keeping semi-implicit Euler stable for the stiffest mode.
+        A mode with w^2 = lam k/m and damping c = lam d/m is stable iff (w dt)^2 + 2 c dt < 4."""
+        m, k, d, _ = (t.detach().cpu().double().numpy() for t in self.sim_params(paper_params))
+        lam = self.unit_eigen
+        a = lam * k / m  # w^2
+        c = lam * d / m
+        # solve a dt^2 + 2 c dt = 4 * safety for dt
+        dt_max = (-2 * c + np.sqrt(4 * c * c + 16 * safety * a)) / (2 * a)
+        contact_a = self.contact.stiffness_per_mass if self.contact.mode == "smooth" else 0.0
+        if contact_a > 0:
+            dt_c = (-2 * self.contact.damping_per_mass + np.sqrt(4 * self.contact.damping_per_mass**2 + 16 * safety * contact_a)) / (2 * contact_a)
+            dt_max = np.minimum(dt_max, dt_c)
+        return int(np.ceil(1.0 / (fps * float(dt_max.min()))))
+
+
+def unit_stiffness_eigen(rest_positions: np.ndarray, springs: np.ndarray, iterations: int = 60) -> float:
+    """Largest eigenvalue of sum_s u u^T (x_i - x_j) over springs with unit stiffness and unit masses."""
+    i, j = springs[:, 0], springs[:, 1]
+    u = rest_positions[i] - rest_positions[j]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(rest_positions.shape)
+    lam = 0.0
+    for _ in range(iterations):
+        y /= np.linalg.norm(y)
+        rel = np.sum((y[i] - y[j]) * u, axis=1, keepdims=True) * u
+        z = np.zeros_like(y)
+        np.add.at(z, i, rel)
+        np.add.at(z, j, -rel)
+        lam = float(np.sum(z * y))
+        y = z
+    return lam * 1.02  # power iteration approaches from below
+
+
+class ModelBuilder:
+    """Collect objects (anchors + params + lattice), then `finalize(device)` into one batched Model."""
+
+    def __init__(self, contact: ContactSettings | None = None, gravity=GRAVITY):
+        self.contact = contact or ContactSettings()
+        self.gravity = tuple(float(g) for g in gravity)
+        self._objects = []
+
+    def add_object(self, anchors: np.ndarray, params: PhysicsParams, lattice: LatticeConfig = REFERENCE_LATTICE,
+                   object_id: str = "", reference_r2_sum: float | None = None, check_range: bool = True) -> int:
+        """Add one object whose anchors were sampled for `lattice`. Returns its index in the batch."""
+        lattice.validate()
+        anchors = np.asarray(anchors, dtype=np.float64)
+        if anchors.ndim != 2 or anchors.shape[1] != 3 or len(anchors) < 2:
+            raise ValueError(f"add_object: anchors must be (N>=2, 3), got {anchors.shape}")
+        if not np.all(np.isfinite(anchors)):
+            raise ValueError("add_object: anchors contain NaN or Inf")
+        if not isinstance(params, PhysicsParams):
+            raise ValueError(f"add_object: params must be PhysicsParams, got {type(params).__name__}")
+        params.validate(check_range=check_range)
+        if self._objects and lattice.spring_exponent != self._objects[0]["lattice"].spring_exponent:
+            raise ValueError("add_object: all objects of a model must share the spring exponent")
+        pairs, rest = knn_springs(anchors, lattice.k_neighbors)
+        r2 = float(np.sum(rest.astype(np.float64) ** 2))
+        if lattice.is_reference:
+            scale = LatticeScale(1.0, 1.0, 1.0)
+        else:
+            ref_r2 = reference_r2_sum if reference_r2_sum is not None else estimate_reference_r2_sum(anchors)
+            scale = lattice_scale(lattice, r2, ref_r2)
+        eig = unit_stiffness_eigen(anchors, pairs)
+        self._objects.append(dict(anchors=anchors, pairs=pairs, rest=rest, params=params, lattice=lattice,
+                                  scale=scale, eig=eig, object_id=object_id))
+        return len(self._objects) - 1
+
+    def finalize(self, device: str | torch.device = "cpu") -> Model:
+        if not self._objects:
+            raise ValueError("ModelBuilder.finalize: no objects added")
+        device = str(device)
+        anchors, springs, rest, spring_obj, anchor_obj, starts = [], [], [], [], [], [0]
+        for b, o in enumerate(self._objects):
+            offset = starts[-1]
+            anchors.append(o["anchors"])
+            springs.append(o["pairs"] + offset)
+            rest.append(o["rest"])
+            spring_obj.append(np.full(len(o["pairs"]), b, np.int32))
+            anchor_obj.append(np.full(len(o["anchors"]), b, np.int32))
+            starts.append(offset + len(o["anchors"]))
+
+        def t(a, dtype=torch.float32):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+        paper = [[getattr(o["params"], n) for n in PARAM_NAMES] for o in self._objects]
+        scale = [[o["scale"].mass, o["scale"].stiffness, o["scale"].damping] for o in self._objects]
+        return Model(
+            rest_positions=t(np.concatenate(anchors)),
+            anchor_object=t(np.concatenate(anchor_obj), torch.int32),
+            object_start=np.asarray(starts, np.int64),
+            springs=t(np.concatenate(springs), torch.int32),
+            rest_lengths=t(np.concatenate(rest)),
+            spring_object=t(np.concatenate(spring_obj), torch.int32),
+            paper_params=t(paper),
+            scale=t(scale),
+            unit_eigen=np.asarray([o["eig"] for o in self._objects], np.float64),
+            lattices=[o["lattice"] for o in self._objects],
+            object_ids=[o["object_id"] for o in self._objects],
+            spring_exponent=float(self._objects[0]["lattice"].spring_exponent),
+            contact=self.contact,
+            gravity=self.gravity,
+            device=device,
+        )

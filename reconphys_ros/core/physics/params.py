@@ -1,0 +1,69 @@
+"""Physical parameters of one object in the paper's convention (reference lattice 2048 anchors / K = 256)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+GRAVITY = (0.0, 0.0, -9.81)  # world z up, m/s^2
+GRAVITY_MAGNITUDE = 9.81
+
+# Paper ranges (Table / sampling ranges of the ReconPhys data set).
+PARAM_RANGES = {
+    "mass": (0.2, 6.0),
+    "stiffness": (10.0, 1200.0),
+    "damping": (0.1, 5.0),
+    "friction": (0.0, 1.0),
+}
+PARAM_NAMES = ("mass", "stiffness", "damping", "friction")
+
+
+@dataclass
+class PhysicsParams:
+    """m = mass of each anchor (kg), k = per-spring stiffness (N/m), d = per-spring damping (N s/m),
+    f = Coulomb friction coefficient with the ground. Defined on the reference lattice (see lattice.py)."""
+
+    mass: float
+    stiffness: float
+    damping: float
+    friction: float
+
+    def validate(self, check_range: bool = True) -> "PhysicsParams":
+        for name in PARAM_NAMES:
+            value = getattr(self, name)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"PhysicsParams.{name} must be a number, got {value!r}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"PhysicsParams.{name} must be finite, got {value}")
+            lo, hi = PARAM_RANGES[name]
+            if check_range and not (lo <= value <= hi):
+                raise ValueError(f"PhysicsParams.{name} = {value} is outside the paper range [{lo}, {hi}]")
+            if name != "friction" and value <= 0.0:
+                raise ValueError(f"PhysicsParams.{name} must be > 0, got {value}")
+            if name == "friction" and value < 0.0:
+                raise ValueError(f"PhysicsParams.friction must be >= 0, got {value}")
+        return self
+
+    @property
+    def stiffness_per_mass(self) -> float:
+        """k/m (1/s^2): identifiable from video, unlike m, k, d separately."""
+        return self.stiffness / self.mass
+
+    @property
+    def damping_per_mass(self) -> float:
+        """d/m (1/s): identifiable from video."""
+        return self.damping / self.mass
+
+    def to_dict(self) -> dict:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PhysicsParams":
+        missing = [n for n in PARAM_NAMES if n not in data]
+        if missing:
+            raise ValueError(f"PhysicsParams.from_dict: missing field(s) {missing}; got keys {sorted(data)}")
+        return cls(**{n: float(data[n]) for n in PARAM_NAMES})
+
+    def to_tuple(self) -> tuple:
+        return (self.mass, self.stiffness, self.damping, self.friction)

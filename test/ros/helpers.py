@@ -1,0 +1,45 @@
+"""Builders of deterministic test assets shared by the ROS tests."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
+from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.physics.params import PhysicsParams
+
+
+def random_asset(num_gaussians: int, num_anchors: int = 64, seed: int = 0, object_id: str = "test_obj") -> SimAsset:
+    rng = np.random.default_rng(seed)
+    quats = rng.normal(size=(num_gaussians, 4)).astype(np.float32)
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    gaussians = GaussianCloud(
+        means=torch.from_numpy(rng.normal(size=(num_gaussians, 3)).astype(np.float32)),
+        log_scales=torch.from_numpy(rng.uniform(-5, -2, size=(num_gaussians, 3)).astype(np.float32)),
+        quats=torch.from_numpy(quats),
+        colors=torch.from_numpy(rng.uniform(0, 1, size=(num_gaussians, 3)).astype(np.float32)),
+        opacity_logits=torch.from_numpy(rng.normal(size=num_gaussians).astype(np.float32)),
+    )
+    anchors = rng.uniform(-0.1, 0.1, size=(num_anchors, 3)).astype(np.float32)
+    i, j = np.triu_indices(num_anchors, k=1)
+    keep = rng.random(i.size) < 0.2
+    springs = np.stack([i[keep], j[keep]], axis=1).astype(np.int64)
+    rest = np.linalg.norm(anchors[springs[:, 0]] - anchors[springs[:, 1]], axis=1).astype(np.float32)
+    physics = PhysicsEstimate(PhysicsParams(1.5, 300.0, 0.8, 0.4),
+                              {"mass": 0.3, "stiffness": 50.0, "damping": 0.1, "friction": 0.05,
+                               "stiffness_per_mass": 20.0, "damping_per_mass": 0.05}, mass_given=False)
+    return SimAsset(object_id, gaussians, anchors, springs, rest, lattice_neighbors=16, binding_neighbors=4,
+                    binding_power=2.0, physics=physics)
+
+
+def assert_assets_equal(a: SimAsset, b: SimAsset) -> None:
+    assert a.object_id == b.object_id
+    for name in ("means", "log_scales", "quats", "colors", "opacity_logits"):
+        assert torch.equal(getattr(a.gaussians, name), getattr(b.gaussians, name)), name
+    np.testing.assert_array_equal(a.anchors, b.anchors)
+    np.testing.assert_array_equal(a.springs, b.springs)
+    np.testing.assert_array_equal(a.rest_lengths, b.rest_lengths)
+    assert (a.lattice_neighbors, a.binding_neighbors, a.binding_power) == \
+        (b.lattice_neighbors, b.binding_neighbors, b.binding_power)
+    assert a.physics.params == b.physics.params
+    assert a.physics.std == b.physics.std and a.physics.mass_given == b.physics.mass_given
