@@ -33,6 +33,16 @@ setup(
     ],
     entry_points={
         "console_scripts": [
+            "reconphys-launch = reconphys_ros.run:main",
+            "reconphys-video-source = reconphys_ros.ros.video_source:main",
+            "reconphys-segmentation = reconphys_ros.ros.segmentation:main",
+            "reconphys-reconstruction = reconphys_ros.ros.reconstruction:main",
+            "reconphys-simulation = reconphys_ros.ros.simulation:main",
+            "reconphys-bag-recorder = reconphys_ros.ros.bag_recorder:main",
+            "reconphys-gripper-controller = reconphys_ros.ros.gripper_controller:main",
+            "reconphys-generate = training.data.generate:main",
+            "reconphys-preview = training.data.preview:main",
+            "reconphys-from-bags = training.data.from_bags:main",
         ],
     },
 )

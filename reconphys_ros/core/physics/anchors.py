@@ -31,40 +31,32 @@ def _filled_voxels(points: np.ndarray, resolution: int) -> tuple[np.ndarray, np.
     lo = points.min(0)
     extent = float((points.max(0) - lo).max())
     voxel = max(extent, 1e-6) / resolution
-    pad = 2
+    grow = 2  # voxels: closes gaps between surface samples up to ~4 voxels wide
+    pad = grow + 2
     origin = lo - pad * voxel
     idx = np.floor((points - origin) / voxel).astype(np.int64)
-    shape = idx.max(0) + pad + 2
+    shape = idx.max(0) + pad + 1
     grid = np.zeros(shape, dtype=bool)
     grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
-    # Close gaps between surface samples so the shell is watertight, then fill the inside.
-    closed = ndimage.binary_closing(grid, structure=np.ones((3, 3, 3), bool), iterations=2)
-    filled = ndimage.binary_fill_holes(closed | grid)
+    # Thicken the shell until watertight, fill the inside, then peel the added layers off again.
+    cube = np.ones((3, 3, 3), bool)
+    filled = ndimage.binary_fill_holes(ndimage.binary_dilation(grid, cube, iterations=grow))
+    filled = ndimage.binary_erosion(filled, cube, iterations=grow, border_value=0) | grid
     return filled, origin, voxel
 
 
 def _volume_candidates(points, mesh, num: int, rng: np.random.Generator) -> np.ndarray:
-    if mesh is not None and getattr(mesh, "is_watertight", False):
-        lo, hi = mesh.bounds
-        out = []
-        total = 0
-        for _ in range(20):
-            cand = rng.uniform(lo, hi, size=(num * 2, 3))
-            inside = cand[mesh.contains(cand)]
-            out.append(inside)
-            total += len(inside)
-            if total >= num:
-                break
-        cand = np.concatenate(out)
-        if len(cand) >= num // 4:
-            return cand[:num]
-        points = np.asarray(mesh.sample(20000, seed=int(rng.integers(2**31))), dtype=np.float64)
-    elif mesh is not None:
-        points = np.concatenate([points, np.asarray(mesh.sample(20000, seed=int(rng.integers(2**31))))])
-    filled, origin, voxel = _filled_voxels(points, resolution=48)
+    """Uniform samples inside the voxelised, hole-filled volume of the points (or mesh surface samples)."""
+    if mesh is not None:
+        surface = np.asarray(mesh.sample(20000, seed=int(rng.integers(2**31))), dtype=np.float64)
+        points = np.concatenate([points, surface])
+    # voxels about two samples wide per surface sample spacing, so the shell closes
+    resolution = int(np.clip(np.sqrt(len(points) / 4.0), 8, 48))
+    filled, origin, voxel = _filled_voxels(points, resolution)
     cells = np.argwhere(filled)
     pick = rng.integers(0, len(cells), size=num)
-    return origin + (cells[pick] + rng.uniform(0.0, 1.0, size=(num, 3))) * voxel
+    samples = origin + (cells[pick] + rng.uniform(0.0, 1.0, size=(num, 3))) * voxel
+    return np.clip(samples, points.min(0), points.max(0))  # boundary voxels stick out of the object
 
 
 def farthest_point_sampling(candidates: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:

@@ -56,8 +56,8 @@ class Gripper:
     moves the gripper towards it under rate limits and returns this frame's Control (None when open)."""
 
     def __init__(self, model: Model, position=(0.0, 0.0, 1.0), orientation=(1.0, 0.0, 0.0, 0.0),
-                 grasp_radius: float = 0.05, max_effort: float = 200.0, stiffness: float = 2000.0,
-                 damping: float = 20.0, max_speed: float = 0.5, max_angular_speed: float = 2.0):
+                 grasp_radius: float = 0.05, max_effort: float = 2.0e4, stiffness: float = 2.0e4,
+                 damping: float = 200.0, max_speed: float = 0.5, max_angular_speed: float = 2.0):
         self.model = model
         self.position = np.asarray(position, np.float64)
         self.orientation = np.asarray(orientation, np.float64)

@@ -211,7 +211,7 @@ def simulate(model: Model, state: State | None = None, num_frames: int = 30, sub
     x, v = state.x, state.v
     xs, vs = [], []
     for frame in range(int(num_frames)):
-        if detach_every_frame:
+        if detach_every_frame and frame > 0:  # frame 0 keeps the link to the initial state
             x, v = x.detach(), v.detach()
         ctrl = control.frame_control(frame, State(x, v), 1.0 / fps) if hasattr(control, "frame_control") else control
         if backend == "warp":

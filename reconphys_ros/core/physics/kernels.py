@@ -31,6 +31,21 @@ def init_warp(cache_dir: str | None = None) -> None:
     _initialised = True
 
 
+@wp.func
+def stable_softplus(y: float):
+    # log(1 + exp(y)) without overflow (its adjoint stays finite too)
+    return wp.max(y, 0.0) + wp.log(1.0 + wp.exp(-wp.abs(y)))
+
+
+@wp.func
+def stable_sigmoid(y: float):
+    e = wp.exp(-wp.abs(y))
+    s = 1.0 / (1.0 + e)
+    if y < 0.0:
+        s = e / (1.0 + e)
+    return s
+
+
 @wp.kernel
 def spring_force_kernel(
     x: wp.array(dtype=wp.vec3),
@@ -113,8 +128,8 @@ def integrate_kernel(
     acc = force[a] / mass[obj] + gravity
     if contact_mode == 1:
         # smooth penalty contact, per unit mass (so mass stays unidentifiable, as with the hard boundary)
-        depth = contact_width * wp.log(1.0 + wp.exp(-p[2] / contact_width))
-        weight = 1.0 / (1.0 + wp.exp(p[2] / contact_width))
+        depth = contact_width * stable_softplus(-p[2] / contact_width)
+        weight = stable_sigmoid(-p[2] / contact_width)
         normal = contact_stiffness * depth - contact_damping * weight * vel[2]
         vt = wp.vec3(vel[0], vel[1], 0.0)
         vt_norm = wp.sqrt(wp.dot(vt, vt) + friction_velocity * friction_velocity)

@@ -20,8 +20,8 @@ class ContactSettings:
 
     mode: str = "hard"
     restitution: float = 0.0
-    stiffness_per_mass: float = 2.0e4  # 1/s^2: resting penetration = g / this = 0.5 mm
-    damping_per_mass: float = 150.0  # 1/s
+    stiffness_per_mass: float = 1.0e5  # 1/s^2: resting penetration g / this = 0.1 mm
+    damping_per_mass: float = 300.0  # 1/s, about half critical
     width: float = 1.0e-3  # m, softplus width
     friction_velocity: float = 1.0e-2  # m/s, regularisation of the Coulomb direction
 
@@ -119,15 +119,14 @@ def unit_stiffness_eigen(rest_positions: np.ndarray, springs: np.ndarray, iterat
     i, j = springs[:, 0], springs[:, 1]
     u = rest_positions[i] - rest_positions[j]
     u /= np.linalg.norm(u, axis=1, keepdims=True)
+    n = len(rest_positions)
     rng = np.random.default_rng(0)
     y = rng.standard_normal(rest_positions.shape)
     lam = 0.0
     for _ in range(iterations):
         y /= np.linalg.norm(y)
         rel = np.sum((y[i] - y[j]) * u, axis=1, keepdims=True) * u
-        z = np.zeros_like(y)
-        np.add.at(z, i, rel)
-        np.add.at(z, j, -rel)
+        z = np.stack([np.bincount(i, rel[:, c], n) - np.bincount(j, rel[:, c], n) for c in range(3)], axis=1)
         lam = float(np.sum(z * y))
         y = z
     return lam * 1.02  # power iteration approaches from below

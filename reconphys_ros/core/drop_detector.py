@@ -1,0 +1,215 @@
+"""Finds the start of a drop in a stream of (image, mask, stamp) frames and returns its first N frames.
+
+A drop starts when the object's mask centroid moves DOWN the image over `confirm_frames` consecutive frames
+by at least `min_drop_px` in total. The clip begins at the last frame before that downward run (the release
+frame, or the frame where the object appeared already falling), so a short look-back buffer is kept. After a
+clip is returned the detector re-arms once the object has been gone or still for `rearm_frames` frames (it
+landed, left the view, or was picked up again), or on `reset()`. Memory is bounded by `num_frames` frames.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DropClip", "DropDetector"]
+
+
+@dataclass
+class DropClip:
+    images: np.ndarray  # (T, H, W, 3) uint8 RGB
+    masks: np.ndarray  # (T, H, W) uint8, object > 0
+    stamps: np.ndarray  # (T,) float64 seconds
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.stamps.shape[0])
+
+
+@dataclass
+class _Frame:
+    image: np.ndarray
+    mask: np.ndarray
+    stamp: float
+    centroid_y: float | None  # None when the object is not visible
+
+
+REARM_JUMP_FRACTION = 0.15  # an upward jump of the mask centroid by this share of the image height re-arms
+
+
+class DropDetector:
+    """Feed frames with `feed(image, mask, stamp)`; it returns a `DropClip` once a drop has `num_frames` frames.
+
+    Args:
+        num_frames: frames per clip (the paper reconstructs from the first 20).
+        confirm_frames: consecutive downward steps needed to call it a drop.
+        min_drop_px: total downward centroid motion over those steps (pixels).
+        step_px: a step counts as downward when the centroid moves down by more than this (noise floor).
+        min_area: masks with fewer object pixels count as "no object".
+        max_missing: a drop in progress is abandoned when the object is missing this many frames in a row.
+        rearm_frames: after a clip, the object must be absent or still for this many frames before the next drop.
+    """
+
+    def __init__(
+        self,
+        num_frames: int = 20,
+        confirm_frames: int = 3,
+        min_drop_px: float = 2.0,
+        step_px: float = 0.25,
+        min_area: int = 12,
+        max_missing: int = 2,
+        rearm_frames: int = 10,
+    ) -> None:
+        if int(num_frames) < 2:
+            raise ValueError(f"num_frames must be >= 2, got {num_frames}")
+        if not 1 <= int(confirm_frames) < int(num_frames):
+            raise ValueError(f"confirm_frames must lie in [1, num_frames), got {confirm_frames}")
+        for name, value in (("min_drop_px", min_drop_px), ("step_px", step_px)):
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if int(min_area) < 1 or int(max_missing) < 0 or int(rearm_frames) < 1:
+            raise ValueError(
+                f"need min_area >= 1, max_missing >= 0, rearm_frames >= 1; got {min_area}, {max_missing}, {rearm_frames}"
+            )
+        self.num_frames = int(num_frames)
+        self.confirm_frames = int(confirm_frames)
+        self.min_drop_px = float(min_drop_px)
+        self.step_px = float(step_px)
+        self.min_area = int(min_area)
+        self.max_missing = int(max_missing)
+        self.rearm_frames = int(rearm_frames)
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop everything buffered and wait for a new drop."""
+        # Look-back before a drop is confirmed: a whole clip plus the release frame.
+        self._history: deque[_Frame] = deque(maxlen=self.num_frames + 1)
+        self._clip: list[_Frame] = []  # frames of the drop being recorded
+        self._recording = False
+        self._armed = True
+        self._quiet_count = 0  # frames the object was absent or still, while disarmed
+        self._missing_count = 0
+        self._shape: tuple[int, int] | None = None
+        self._last_stamp: float | None = None
+
+    @property
+    def recording(self) -> bool:
+        """True while a detected drop is being buffered."""
+        return self._recording
+
+    @property
+    def armed(self) -> bool:
+        """True when a new drop can start."""
+        return self._armed
+
+    def feed(self, image: np.ndarray, mask: np.ndarray, stamp: float) -> DropClip | None:
+        """Add one frame; returns the clip when the drop's `num_frames`-th frame arrives, else None."""
+        frame = self._validated(image, mask, stamp)
+        if self._recording:
+            return self._continue_recording(frame)
+        self._history.append(frame)
+        if not self._armed:
+            self._update_rearm()
+            return None
+        start = self._drop_start()
+        if start is None:
+            return None
+        self._clip = list(self._history)[start:]
+        self._history.clear()
+        self._recording = True
+        self._missing_count = 0
+        return self._finish_if_full()
+
+    # ------------------------------------------------------------------ internals
+    def _validated(self, image: np.ndarray, mask: np.ndarray, stamp: float) -> _Frame:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"image must be a uint8 (H, W, 3) array, got {getattr(image, 'dtype', type(image).__name__)} "
+                f"{getattr(image, 'shape', '')}"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image is empty (shape {image.shape})")
+        if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+            raise ValueError(f"mask must be a 2-D array, got {getattr(mask, 'shape', type(mask).__name__)}")
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} does not match image size {image.shape[:2]}")
+        stamp = float(stamp)
+        if not np.isfinite(stamp):
+            raise ValueError(f"stamp must be finite, got {stamp}")
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            raise ValueError(f"stamps must increase: got {stamp} after {self._last_stamp} (call reset() for a new video)")
+        if self._shape is not None and self._shape != mask.shape:
+            self.reset()  # a new stream at another resolution
+        self._shape = mask.shape
+        self._last_stamp = stamp
+        object_pixels = mask > 0
+        rows = np.nonzero(object_pixels)[0]
+        centroid_y = float(rows.mean()) if rows.size >= self.min_area else None
+        # Copies: callers may reuse their buffers.
+        return _Frame(image.copy(), np.where(object_pixels, 255, 0).astype(np.uint8), stamp, centroid_y)
+
+    def _drop_start(self) -> int | None:
+        """Index in the history where the drop begins, or None when the latest frames are not a drop."""
+        frames = list(self._history)
+        ys = [f.centroid_y for f in frames]
+        if len(frames) < self.confirm_frames + 1 or any(y is None for y in ys[-self.confirm_frames - 1:]):
+            return None
+        recent = ys[-self.confirm_frames - 1:]
+        steps = np.diff(recent)
+        if np.any(steps <= self.step_px) or recent[-1] - recent[0] < self.min_drop_px:
+            return None
+        # Walk back over the whole downward run; include the frame before it (release / first sight).
+        start = len(frames) - self.confirm_frames - 1
+        while start > 0 and ys[start - 1] is not None and ys[start] - ys[start - 1] > self.step_px:
+            start -= 1
+        if start > 0 and ys[start - 1] is not None:
+            start -= 1  # the last still frame: the moment of release
+        return start
+
+    def _continue_recording(self, frame: _Frame) -> DropClip | None:
+        if frame.centroid_y is None:
+            self._missing_count += 1
+            if self._missing_count > self.max_missing:  # lost the object: no usable clip
+                self._clip = []
+                self._recording = False
+                self._history.clear()
+                return None
+        else:
+            self._missing_count = 0
+        self._clip.append(frame)
+        return self._finish_if_full()
+
+    def _finish_if_full(self) -> DropClip | None:
+        if len(self._clip) < self.num_frames:
+            return None
+        clip_frames = self._clip[: self.num_frames]
+        self._clip = []
+        self._recording = False
+        self._armed = False
+        self._quiet_count = 0
+        return DropClip(
+            images=np.stack([f.image for f in clip_frames]),
+            masks=np.stack([f.mask for f in clip_frames]),
+            stamps=np.array([f.stamp for f in clip_frames], dtype=np.float64),
+        )
+
+    def _update_rearm(self) -> None:
+        """Re-arm once the object has been absent or still (within `step_px`) for `rearm_frames` frames, or at once
+        when it jumps up by more than REARM_JUMP_FRACTION of the image height (picked up and released again, or a
+        looping video restarting): the history then starts at the jump so the next drop begins there."""
+        frames = self._history
+        latest = frames[-1].centroid_y
+        previous = frames[-2].centroid_y if len(frames) >= 2 else None
+        if latest is not None and previous is not None and previous - latest > REARM_JUMP_FRACTION * self._shape[0]:
+            last = frames[-1]
+            frames.clear()
+            frames.append(last)
+            self._armed = True
+            self._quiet_count = 0
+            return
+        quiet = latest is None or (previous is not None and abs(latest - previous) <= self.step_px)
+        self._quiet_count = self._quiet_count + 1 if quiet else 0
+        if self._quiet_count >= self.rearm_frames:
+            self._armed = True
+            self._quiet_count = 0

@@ -1,0 +1,393 @@
+"""Non-learned physics estimation from observed masks: the fallback physics predictor, and the test-time
+refinement after a learned one.
+
+From one video only k/m, d/m and f are identifiable (scaling m, k, d together gives the same motion under the
+hard ground contact), so we estimate log(k/m) (and refine log(d/m), f) and take the mass from the user
+(`known_mass`) or a prior (the geometric mean of the paper's range). The loss is the silhouette L2 between the
+rendered alpha of the simulated object and the observed masks over the observed frames:
+
+1. coarse sweep: `sweep_points` forward rollouts, log-spaced over the allowed k/m range (or around an initial
+   guess), batched as several copies of the object in one model; the best point is the start;
+2. Adam on (log k/m, log d/m, f) with truncated backprop (state detached before every frame), inside the bracket
+   of the sweep's neighbours around its minimum (this keeps k/m above the collapse plateau, where the loss is
+   flat and its gradients point the wrong way), for as many steps as the wall-time budget allows;
+   the lowest loss seen wins. Sweep points whose loss ties the minimum (within plateau_tolerance) are a collapse
+   plateau: the stiffest tie is taken.
+
+Uncertainty (one standard deviation, reported per quantity):
+- log(k/m): a parabola through the sweep's minimum and its two neighbours gives the curvature c of the loss in
+  log(k/m); the near-optimal set {L <= L_min (1 + tolerance)} then has half-width sqrt(2 tolerance L_min / c),
+  which we report as sigma_log. Without a usable curvature (minimum at the sweep's edge, flat loss), sigma_log is
+  the half-width of the sweep points inside that set (at least one sweep step).
+- d/m and f are weakly visible in a 0.67 s clip (DESIGN.md probe): their std is the prior's (log-uniform over the
+  paper range for d/m, uniform over [0, 1] for f), not a measurement.
+- mass: 0 when given, else the log-uniform prior's spread; k and d combine the ratio's and the mass's log-spreads.
+  Standard deviations in linear units are value * sigma_log (first order).
+
+Speed: estimation runs on its own small lattice (`estimation_lattice`, default 128 anchors, K = 16); parameters
+are resolution independent (physics/lattice.py), so the result holds for the asset's lattice too. Rendering uses
+a subset of the Gaussians at a reduced resolution.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from ..asset import PhysicsEstimate
+from ..binding import apply_binding, compute_binding
+from ..gaussians import GaussianCloud
+from ..physics import LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
+from ..physics.params import PARAM_RANGES
+from ..render import Camera, render_sequence
+
+__all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics", "mass_prior",
+           "scaled_camera", "resize_masks"]
+
+ESTIMATION_LATTICE = LatticeConfig(128, 16, name="estimation")
+MASS_PRIOR = math.sqrt(PARAM_RANGES["mass"][0] * PARAM_RANGES["mass"][1])  # geometric mean, kg
+FRICTION_PRIOR = 0.5
+DAMPING_PER_MASS_PRIOR = math.sqrt(PARAM_RANGES["damping"][0] * PARAM_RANGES["damping"][1]) / MASS_PRIOR
+
+
+def _log_uniform_sigma(lo: float, hi: float) -> float:
+    return math.log(hi / lo) / math.sqrt(12.0)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Settings of the non-learned physics estimation (see the module docstring for the method)."""
+
+    budget_s: float = 0.6  # wall-time for sweep + Adam; the sweep always completes, Adam stops at the budget
+    sweep_points: int = 10  # forward rollouts of the coarse sweep over log(k/m)
+    sweep_span: float = 1.5  # with an initial guess: sweep ln-range +-span around it (else the full range)
+    sweep_batch: int = 4  # candidates simulated together in one batched model
+    max_adam_steps: int = 8
+    learning_rate: float = 0.15  # Adam step on log-parameters
+    render_size: int = 48  # longest side (px) of the silhouettes compared
+    max_render_gaussians: int = 400  # Gaussians rendered for the loss (random subset, scales widened)
+    frame_stride: int = 2  # compare every n-th observed frame (rendering dominates the cost)
+    min_substeps: int = 10  # per frame; raised automatically where stiffness needs more for stability
+    binding_neighbors: int = 8
+    binding_power: float = 2.0
+    tolerance: float = 0.1  # relative loss increase still called near-optimal (uncertainty)
+    plateau_tolerance: float = 0.02  # sweep losses this close to the minimum count as ties (collapse plateau)
+    estimation_lattice: LatticeConfig = field(default=ESTIMATION_LATTICE)
+
+    def validate(self) -> "RefineConfig":
+        checks = {
+            "budget_s": self.budget_s >= 0 and math.isfinite(self.budget_s),
+            "sweep_points": self.sweep_points >= 3,
+            "sweep_span": self.sweep_span > 0,
+            "sweep_batch": self.sweep_batch >= 1,
+            "max_adam_steps": self.max_adam_steps >= 0,
+            "learning_rate": self.learning_rate > 0,
+            "render_size": 8 <= self.render_size <= 1024,
+            "max_render_gaussians": self.max_render_gaussians >= 1,
+            "frame_stride": self.frame_stride >= 1,
+            "min_substeps": self.min_substeps >= 1,
+            "binding_neighbors": self.binding_neighbors >= 1,
+            "binding_power": self.binding_power > 0,
+            "tolerance": self.tolerance > 0,
+            "plateau_tolerance": self.plateau_tolerance >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"RefineConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+        self.estimation_lattice.validate()
+        return self
+
+
+@dataclass
+class RefineResult:
+    estimate: PhysicsEstimate
+    loss: float  # silhouette L2 of the returned parameters
+    sweep_values: np.ndarray  # (P,) k/m values of the sweep
+    sweep_losses: np.ndarray  # (P,)
+    adam_steps: int
+    stiffness_per_mass: float  # unclamped estimates (the identifiable quantities)
+    damping_per_mass: float
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def mass_prior(known_mass: float | None) -> tuple[float, bool]:
+    """(mass, given?) -- the user's mass when set, else the prior."""
+    if known_mass is None:
+        return MASS_PRIOR, False
+    lo, hi = PARAM_RANGES["mass"]
+    if not (isinstance(known_mass, (int, float)) and math.isfinite(known_mass) and lo <= known_mass <= hi):
+        raise ValueError(f"known_mass must be a number in the paper range [{lo}, {hi}] kg, got {known_mass!r}")
+    return float(known_mass), True
+
+
+def scaled_camera(camera: Camera, size: int) -> tuple[Camera, float]:
+    """The same view rendered with its longest side `size` px. Returns (camera, scale)."""
+    scale = size / max(camera.width, camera.height)
+    K = camera.K.clone()
+    K[:2] *= scale
+    w, h = max(1, round(camera.width * scale)), max(1, round(camera.height * scale))
+    return Camera(K, camera.world_to_cam, w, h), scale
+
+
+def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, H, W) masks (object > 0) -> (T, height, width) float32 coverage in [0, 1] (area averaging)."""
+    out = [cv2.resize((m > 0).astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) for m in masks]
+    return np.stack(out).astype(np.float32)
+
+
+class _SilhouetteLoss:
+    """Simulate B copies of the object with given (B, 4) paper params, render their alpha, compare with masks."""
+
+    def __init__(self, gaussians: GaussianCloud, anchors: np.ndarray, masks: np.ndarray, camera: Camera,
+                 velocity: np.ndarray, fps: float, config: RefineConfig, object_id: str, device: str, seed: int):
+        self.config, self.fps, self.device = config, fps, device
+        self.num_frames = masks.shape[0] - 1  # simulated frames after frame 0
+        cam, _ = scaled_camera(camera, config.render_size)
+        self.camera = cam.to(device)
+        # Simulated frame i (0-based) is observed frame i + 1; compare every frame_stride-th, ending at the last.
+        self.compared = np.arange(self.num_frames - 1, -1, -config.frame_stride)[::-1].copy()
+        self.target = torch.as_tensor(resize_masks(masks[1:][self.compared], cam.width, cam.height),
+                                      device=device)  # (F, h, w)
+        g = gaussians.detach().to(device)
+        n = g.num_gaussians
+        if n > config.max_render_gaussians:
+            pick = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(n, config.max_render_gaussians,
+                                                                              replace=False)), device=device)
+            g = g.subset(pick)
+            # Widen the subset's Gaussians so they still cover the volume: the widening whose frame-0 silhouette
+            # best matches the first mask (too wide inflates the silhouette, which the loss would then explain
+            # by a collapse; too narrow leaves holes).
+            full = math.log((n / config.max_render_gaussians) ** (1.0 / 3.0))
+            first = torch.as_tensor(resize_masks(masks[:1], cam.width, cam.height), device=device)[0]
+            candidates = []
+            for widen in np.linspace(0.0, full, 5):
+                trial = GaussianCloud(g.means, g.log_scales + float(widen), g.quats, g.colors, g.opacity_logits)
+                with torch.no_grad():
+                    alpha = render_sequence(trial, trial.means[None], self.camera, background=(0.0, 0.0, 0.0)).alpha
+                candidates.append((float(((alpha[0] - first) ** 2).mean()), float(widen)))
+            g = GaussianCloud(g.means, g.log_scales + min(candidates)[1], g.quats, g.colors, g.opacity_logits)
+        self.proxy = g
+        self.anchors = torch.as_tensor(anchors, dtype=torch.float32, device=device)  # (N_A, 3)
+        self.binding = compute_binding(g.means, self.anchors, config.binding_neighbors, config.binding_power)
+        self.velocity = torch.as_tensor(np.asarray(velocity, np.float32), device=device).reshape(1, 3)
+        self.anchors_np = anchors
+        self.object_id = object_id
+        self._models: dict[int, object] = {}
+
+    def model(self, batch: int):
+        if batch not in self._models:
+            builder = ModelBuilder()
+            for _ in range(batch):
+                builder.add_object(self.anchors_np, PhysicsParams(MASS_PRIOR, 100.0, 1.0, 0.5),
+                                   self.config.estimation_lattice, object_id=self.object_id)
+            self._models[batch] = builder.finalize(self.device)
+        return self._models[batch]
+
+    def __call__(self, params: torch.Tensor, truncated: bool) -> torch.Tensor:
+        """params (B, 4) paper m, k, d, f -> per-candidate loss (B,)."""
+        batch = params.shape[0]
+        model = self.model(batch)
+        n_a = self.anchors.shape[0]
+        x0 = self.anchors.repeat(batch, 1)
+        state = State(x0, self.velocity.expand(batch * n_a, 3).contiguous())
+        traj = simulate(model, state, num_frames=self.num_frames, substeps=self.config.min_substeps, params=params,
+                        fps=self.fps, detach_every_frame=truncated)  # (T-1, B*N_A, 3)
+        traj = traj[torch.as_tensor(self.compared, device=traj.device)]  # (F, B*N_A, 3)
+        traj = traj.reshape(len(self.compared), batch, n_a, 3).transpose(0, 1)  # (B, F, N_A, 3)
+        means = apply_binding(self.binding, traj, self.anchors, self.proxy.means)  # (B, F, N, 3)
+        out = render_sequence(self.proxy, means.reshape(-1, self.proxy.num_gaussians, 3), self.camera,
+                              background=(0.0, 0.0, 0.0), backend="auto")
+        alpha = out.alpha.reshape(batch, len(self.compared), *self.target.shape[1:])
+        return ((alpha - self.target) ** 2).mean(dim=(1, 2, 3))
+
+
+class _Adam:
+    """Plain Adam on a small parameter vector (torch.optim's first use costs seconds of lazy imports)."""
+
+    def __init__(self, like: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        self.m, self.v = torch.zeros_like(like), torch.zeros_like(like)
+
+    def step(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * grad
+        self.v = b2 * self.v + (1 - b2) * grad * grad
+        m_hat, v_hat = self.m / (1 - b1**self.t), self.v / (1 - b2**self.t)
+        return theta - self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+def _paper_params(mass: float, log_kpm: torch.Tensor, log_dpm: torch.Tensor, friction: torch.Tensor) -> torch.Tensor:
+    """(B,) log(k/m), log(d/m), f -> (B, 4) paper m, k, d, f (differentiable)."""
+    m = torch.full_like(log_kpm, mass)
+    return torch.stack([m, m * log_kpm.exp(), m * log_dpm.exp(), friction], dim=1)
+
+
+def _stiffest_near_minimum(losses: np.ndarray, tolerance: float) -> int:
+    """Index of the stiffest sweep point tied with the minimum. Below the collapse threshold every k/m gives the
+    same flattened blob, so a soft object's loss has a plateau nearly as low as its true minimum; the stiffest
+    tie keeps the estimate at the edge of that plateau (above the collapse threshold)."""
+    tied = np.nonzero(losses <= losses.min() * (1.0 + tolerance) + 1e-12)[0]
+    return int(tied.max())
+
+
+def _parabola_vertex(x: np.ndarray, losses: np.ndarray, best: int) -> float:
+    if best == 0 or best == len(x) - 1:
+        return float(x[best])
+    a, b, _ = np.polyfit(x[best - 1:best + 2], losses[best - 1:best + 2], 2)
+    if not a > 0:
+        return float(x[best])
+    return float(np.clip(-b / (2 * a), x[best - 1], x[best + 1]))
+
+
+def _curvature_sigma(x: np.ndarray, losses: np.ndarray, best: int, tolerance: float) -> float | None:
+    """Half-width of the near-optimal set from a parabola through the minimum and its neighbours."""
+    if best == 0 or best == len(x) - 1:
+        return None
+    xs, ys = x[best - 1:best + 2], losses[best - 1:best + 2]
+    a = np.polyfit(xs, ys, 2)[0]
+    l_min = max(float(ys.min()), 1e-12)
+    if not (a > 0 and math.isfinite(a)):
+        return None
+    return math.sqrt(tolerance * l_min / a)  # L = L_min + a dx^2 = L_min (1 + tol)
+
+
+def estimate_physics(
+    gaussians: GaussianCloud,
+    masks: np.ndarray,
+    camera: Camera,
+    object_id: str,
+    initial_velocity=(0.0, 0.0, 0.0),
+    fps: float = 30.0,
+    known_mass: float | None = None,
+    initial_guess: PhysicsParams | None = None,
+    config: RefineConfig = RefineConfig(),
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> RefineResult:
+    """Estimate physics from observed masks.
+
+    gaussians: the object at frame 0 in world coordinates (e.g. from mask inflation).
+    masks: (T, H, W) observed masks, object > 0, T >= 3, same size as `camera`.
+    initial_velocity: (3,) m/s of the object at frame 0 (see initial_motion.py).
+    initial_guess: a learned prediction to refine (the sweep then spans +-sweep_span in ln(k/m) around it).
+    Returns a RefineResult whose estimate is in the paper convention and inside the paper ranges."""
+    start = time.perf_counter()
+    config.validate()
+    device = str(device)
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[0] < 3:
+        raise ValueError(f"masks must be (T >= 3, H, W), got shape {masks.shape}")
+    if masks.shape[1:] != (camera.height, camera.width):
+        raise ValueError(f"masks are {masks.shape[2]}x{masks.shape[1]} but the camera is {camera.width}x{camera.height}")
+    if not (masks.reshape(masks.shape[0], -1) > 0).any(1).all():
+        raise ValueError("every observed mask must contain the object (empty mask found)")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be > 0, got {fps}")
+    velocity = np.asarray(initial_velocity, np.float64).reshape(-1)
+    if velocity.shape != (3,) or not np.isfinite(velocity).all():
+        raise ValueError(f"initial_velocity must be 3 finite numbers, got {initial_velocity!r}")
+    mass, mass_given = mass_prior(known_mass)
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+
+    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
+    timings["setup"] = time.perf_counter() - start
+
+    # k/m bounds: the paper range of k divided by the (given or possible) mass.
+    k_lo, k_hi = PARAM_RANGES["stiffness"]
+    m_lo, m_hi = (mass, mass) if mass_given else PARAM_RANGES["mass"]
+    ln_lo, ln_hi = math.log(k_lo / m_hi), math.log(k_hi / m_lo)
+    dpm0 = DAMPING_PER_MASS_PRIOR if initial_guess is None else initial_guess.damping_per_mass
+    f0 = FRICTION_PRIOR if initial_guess is None else initial_guess.friction
+    if initial_guess is not None:
+        centre = math.log(initial_guess.stiffness_per_mass)
+        ln_lo, ln_hi = max(ln_lo, centre - config.sweep_span), min(ln_hi, centre + config.sweep_span)
+        if ln_hi <= ln_lo:
+            ln_lo, ln_hi = ln_lo - 1e-3, ln_lo + 1e-3
+
+    # 1. sweep
+    t0 = time.perf_counter()
+    grid = np.linspace(ln_lo, ln_hi, config.sweep_points)
+    losses = np.empty_like(grid)
+    with torch.no_grad():
+        for s in range(0, len(grid), config.sweep_batch):
+            chunk = torch.as_tensor(grid[s:s + config.sweep_batch], dtype=torch.float32, device=device)
+            params = _paper_params(mass, chunk, torch.full_like(chunk, math.log(dpm0)), torch.full_like(chunk, f0))
+            losses[s:s + len(chunk)] = loss_fn(params, truncated=False).cpu().numpy()
+    best = _stiffest_near_minimum(losses, config.plateau_tolerance)
+    if best != int(np.argmin(losses)):
+        notes.append(f"loss flat below k/m = {math.exp(grid[best]):.3g} (collapse plateau): the stiffest near-tie "
+                     "is reported")
+    timings["sweep"] = time.perf_counter() - t0
+    step = float(grid[1] - grid[0])
+    bracket = (float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)]))
+
+    # 2. Adam with truncated backprop inside the bracket, under the budget
+    t0 = time.perf_counter()
+    # Adam starts at the vertex of the parabola through the sweep minimum and its neighbours (when it has one).
+    best_theta = torch.tensor([grid[best], math.log(dpm0), f0], dtype=torch.float32, device=device)
+    best_loss = float(losses[best])
+    theta = best_theta.clone()
+    theta[0] = _parabola_vertex(grid, losses, best)
+    adam = _Adam(theta, config.learning_rate)
+    dpm_lo = PARAM_RANGES["damping"][0] / m_hi
+    dpm_hi = PARAM_RANGES["damping"][1] / m_lo
+    lower = torch.tensor([bracket[0], math.log(dpm_lo), PARAM_RANGES["friction"][0]], device=device)
+    upper = torch.tensor([bracket[1], math.log(dpm_hi), PARAM_RANGES["friction"][1]], device=device)
+    adam_steps, step_time = 0, 0.0
+    while adam_steps < config.max_adam_steps:
+        if time.perf_counter() - start + step_time > config.budget_s:
+            break
+        ts = time.perf_counter()
+        leaf = theta.clone().requires_grad_(True)
+        loss = loss_fn(_paper_params(mass, leaf[0:1], leaf[1:2], leaf[2:3]), truncated=True)[0]
+        loss.backward()
+        if float(loss.detach()) < best_loss:  # the loss of the parameters before this update
+            best_loss, best_theta = float(loss.detach()), theta.clone()
+        theta = torch.minimum(torch.maximum(adam.step(theta, leaf.grad), lower), upper)
+        adam_steps += 1
+        step_time = time.perf_counter() - ts
+    timings["adam"] = time.perf_counter() - t0
+    if adam_steps == 0:
+        notes.append("no Adam refinement step fitted in the time budget: sweep result only")
+
+    log_kpm, log_dpm, friction = (float(v) for v in best_theta)
+    kpm, dpm = math.exp(log_kpm), math.exp(log_dpm)
+
+    # Uncertainty (module docstring)
+    sigma_kpm = _curvature_sigma(grid, losses, best, config.tolerance)
+    if sigma_kpm is None:
+        near = grid[losses <= losses[best] * (1 + config.tolerance) + 1e-12]
+        sigma_kpm = max(0.5 * float(near.max() - near.min()), step)
+        notes.append("k/m uncertainty from the spread of near-optimal sweep points (no usable curvature)")
+    sigma_kpm = max(sigma_kpm, 0.1 * step)
+    if best in (0, len(grid) - 1):
+        notes.append(f"sweep minimum at the edge of the k/m range ({kpm:.3g} 1/s^2): estimate may be bounded")
+    sigma_dpm = _log_uniform_sigma(dpm_lo, dpm_hi)
+    sigma_f = (PARAM_RANGES["friction"][1] - PARAM_RANGES["friction"][0]) / math.sqrt(12.0)
+    sigma_m = 0.0 if mass_given else _log_uniform_sigma(*PARAM_RANGES["mass"])
+
+    values = {"mass": mass, "stiffness": kpm * mass, "damping": dpm * mass, "friction": friction}
+    for name, value in list(values.items()):
+        lo, hi = PARAM_RANGES[name]
+        if not lo <= value <= hi:
+            notes.append(f"{name} {value:.4g} outside the paper range [{lo}, {hi}]: clamped")
+            values[name] = min(max(value, lo), hi)
+    std = {
+        "mass": mass * sigma_m,
+        "stiffness": values["stiffness"] * math.hypot(sigma_kpm, sigma_m),
+        "damping": values["damping"] * math.hypot(sigma_dpm, sigma_m),
+        "friction": sigma_f,
+        "stiffness_per_mass": kpm * sigma_kpm,
+        "damping_per_mass": dpm * sigma_dpm,
+    }
+    estimate = PhysicsEstimate(PhysicsParams(**values), std, mass_given).validate()
+    timings["total"] = time.perf_counter() - start
+    return RefineResult(estimate, best_loss, np.exp(grid), losses, adam_steps, kpm, dpm, notes, timings)

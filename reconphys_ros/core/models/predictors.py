@@ -1,0 +1,80 @@
+"""Where the pipeline's Gaussians and physics come from: learned predictors when their weights ship in
+`reconphys_ros/weights/`, otherwise the non-learned fallbacks (mask inflation; physics estimation by simulation).
+
+A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
+`reconphys_ros.core.models.<name>` with `load(path, device)` returning an object with the matching `predict`:
+- gaussian_predictor: `predict(image (H, W, 3) uint8, mask (H, W), camera, depth_prior) -> GaussianCloud`
+- physics_predictor: `predict(frames (T, H, W, 3) uint8, masks (T, H, W), camera, gaussians) -> PhysicsParams`
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..gaussians import GaussianCloud
+from ..physics import PhysicsParams
+from ..render import Camera
+from .mask_inflation import DepthPrior, inflate_mask
+
+__all__ = ["GaussianPredictor", "PhysicsPredictor", "MaskInflationPredictor", "default_weights_dir",
+           "load_gaussian_predictor", "load_physics_predictor"]
+
+GAUSSIAN_PREDICTOR = "gaussian_predictor"
+PHYSICS_PREDICTOR = "physics_predictor"
+
+
+class GaussianPredictor(Protocol):
+    name: str
+
+    def predict(self, image: np.ndarray, mask: np.ndarray, camera: Camera, depth_prior: DepthPrior) -> GaussianCloud:
+        ...
+
+
+class PhysicsPredictor(Protocol):
+    name: str
+
+    def predict(self, frames: np.ndarray, masks: np.ndarray, camera: Camera, gaussians: GaussianCloud) -> PhysicsParams:
+        ...
+
+
+@dataclass
+class MaskInflationPredictor:
+    """The non-learned fallback: inflate the first frame's silhouette (models/mask_inflation.py)."""
+
+    max_gaussians: int = 4000
+    device: str = "cpu"
+    name: str = "mask_inflation"
+
+    def predict(self, image, mask, camera, depth_prior=DepthPrior()) -> GaussianCloud:
+        return inflate_mask(image, mask, camera, depth_prior, max_gaussians=self.max_gaussians, device=self.device)
+
+
+def default_weights_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "weights")
+
+
+def _load_learned(name: str, weights_dir: str | None, device: str):
+    """The learned predictor `name` when its checkpoint and module exist, else None."""
+    path = os.path.join(weights_dir or default_weights_dir(), f"{name}.pt")
+    if not os.path.isfile(path):
+        return None
+    try:
+        module = importlib.import_module(f"reconphys_ros.core.models.{name}")
+    except ImportError as exc:
+        raise ValueError(f"weights {path} exist but the module reconphys_ros.core.models.{name} cannot be "
+                         f"imported: {exc}") from exc
+    return module.load(path, device)
+
+
+def load_gaussian_predictor(weights_dir: str | None = None, device: str = "cpu",
+                            max_gaussians: int = 4000) -> GaussianPredictor:
+    return _load_learned(GAUSSIAN_PREDICTOR, weights_dir, device) or MaskInflationPredictor(max_gaussians, device)
+
+
+def load_physics_predictor(weights_dir: str | None = None, device: str = "cpu") -> PhysicsPredictor | None:
+    """None means: estimate the physics by simulation alone (physics_refine.estimate_physics)."""
+    return _load_learned(PHYSICS_PREDICTOR, weights_dir, device)

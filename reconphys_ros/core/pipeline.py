@@ -1,0 +1,223 @@
+"""Video -> SimAsset: masks given -> Gaussians -> anchors + KNN springs -> physics estimate -> SimAsset.
+
+Stages (timed in `PipelineResult.timings`, seconds):
+- gaussians: learned Gaussian predictor when weights ship, else mask inflation of the first frame; the depth
+  comes from the free fall of the mask centroids (falls back to the default depth prior with a note);
+- initial_velocity: ballistic fit of the first frames' centroids (models/initial_motion.py);
+- lattice: anchors sampled through the reconstructed volume (seeded by the object id) + KNN springs;
+- physics: learned physics predictor when weights ship (then refined through the simulator if `refine`), else
+  the non-learned estimate (sweep over k/m, Adam steps when `refine`), models/physics_refine.py;
+- asset: SimAsset assembly and validation.
+`predict_future` re-simulates an asset from its initial state and renders the frames (observed vs
+re-simulated vs future comparisons).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .asset import SimAsset, validate_object_id
+from .binding import apply_binding, compute_binding
+from .models.initial_motion import estimate_initial_velocity
+from .models.mask_inflation import DepthPrior, FallTrack
+from .models.physics_refine import RefineConfig, estimate_physics, mass_prior
+from .models.predictors import load_gaussian_predictor, load_physics_predictor
+from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
+from .physics import simulate
+from .render import Camera, render_sequence
+
+__all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "FuturePrediction", "predict_future",
+           "validate_clip"]
+
+FALL_TRACK_FRAMES = 5  # frames whose centroids fix the depth by free fall (must end before impact: 0.13 s)
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of the reconstruction pipeline; names match the reconstruction node's ROS parameters."""
+
+    num_frames: int = 20  # observed frames used (paper: 20); longer clips are cut, shorter ones need >= 3
+    lattice: str = "coarse"  # anchor lattice of the asset: coarse (CPU) | medium | reference (GPU)
+    binding_neighbors: int = 8  # n_b: anchors each Gaussian centre follows
+    binding_power: float = 2.0  # p_b: inverse-distance falloff exponent of the binding weights
+    refine: bool = False  # Adam refinement through the simulator after the sweep / learned prediction
+    refine_budget_s: float = 0.6  # wall-time budget of the physics estimate (the sweep always completes)
+    known_mass: float | None = None  # kg per anchor when known (fixes the scale of k and d); None = prior
+    device: str = "cpu"  # torch device of the pipeline (cpu | cuda)
+    max_gaussians: int = 4000  # cap on Gaussians from the mask-inflation fallback
+    sweep_points: int = 10  # forward rollouts of the k/m sweep
+    weights_dir: str | None = None  # learned predictor checkpoints; None = reconphys_ros/weights/
+
+    def validate(self) -> "PipelineConfig":
+        if not isinstance(self.num_frames, int) or self.num_frames < 3:
+            raise ValueError(f"num_frames must be an integer >= 3, got {self.num_frames!r}")
+        lattice_from_name(self.lattice)
+        if self.binding_neighbors < 1:
+            raise ValueError(f"binding_neighbors must be >= 1, got {self.binding_neighbors}")
+        if not (math.isfinite(self.binding_power) and self.binding_power > 0):
+            raise ValueError(f"binding_power must be > 0, got {self.binding_power}")
+        if not (math.isfinite(self.refine_budget_s) and self.refine_budget_s >= 0):
+            raise ValueError(f"refine_budget_s must be >= 0, got {self.refine_budget_s}")
+        mass_prior(self.known_mass)
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.max_gaussians < 1 or self.sweep_points < 3:
+            raise ValueError("max_gaussians must be >= 1 and sweep_points >= 3")
+        return self
+
+    def refine_config(self) -> RefineConfig:
+        return RefineConfig(budget_s=self.refine_budget_s, sweep_points=self.sweep_points,
+                            max_adam_steps=RefineConfig.max_adam_steps if self.refine else 0,
+                            binding_neighbors=self.binding_neighbors, binding_power=self.binding_power)
+
+
+@dataclass
+class PipelineResult:
+    asset: SimAsset
+    timings: dict  # stage -> seconds, plus "total"
+    initial_velocity: np.ndarray  # (3,) m/s at frame 0 (world)
+    notes: list = field(default_factory=list)  # what fell back or was clamped, in words
+    physics_loss: float = float("nan")  # silhouette L2 of the returned physics
+
+
+def validate_clip(frames, masks, camera: Camera, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Check a clip; returns (frames uint8 (T, H, W, 3), masks uint8 (T, H, W))."""
+    if not isinstance(camera, Camera):
+        raise ValueError(f"camera must be a Camera, got {type(camera).__name__}")
+    frames, masks = np.asarray(frames), np.asarray(masks)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) RGB, got shape {frames.shape}")
+    if masks.ndim != 3 or masks.shape != frames.shape[:3]:
+        raise ValueError(f"masks must be (T, H, W) = {frames.shape[:3]}, got shape {masks.shape}")
+    if frames.shape[0] < 3:
+        raise ValueError(f"need at least 3 frames, got {frames.shape[0]}")
+    if frames.dtype != np.uint8:
+        if not np.issubdtype(frames.dtype, np.floating) or not np.isfinite(frames).all():
+            raise ValueError(f"frames must be uint8 (or finite floats in [0, 1]), got dtype {frames.dtype}")
+        frames = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if np.issubdtype(masks.dtype, np.floating) and not np.isfinite(masks).all():
+        raise ValueError("masks contain NaN or Inf")
+    if (frames.shape[2], frames.shape[1]) != (camera.width, camera.height):
+        raise ValueError(f"frames are {frames.shape[2]}x{frames.shape[1]} but the camera is "
+                         f"{camera.width}x{camera.height}")
+    empty = np.nonzero(~(masks.reshape(masks.shape[0], -1) > 0).any(1))[0]
+    if empty.size:
+        raise ValueError(f"mask of frame {int(empty[0])} is empty ({empty.size} empty masks): the object must be "
+                         "visible in every frame handed to the pipeline")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return frames, np.where(masks > 0, 255, 0).astype(np.uint8)
+
+
+class ReconstructionPipeline:
+    def __init__(self, config: PipelineConfig | None = None):
+        self.config = (config or PipelineConfig()).validate()
+        self.lattice = lattice_from_name(self.config.lattice)
+        self.gaussian_predictor = load_gaussian_predictor(self.config.weights_dir, self.config.device,
+                                                          self.config.max_gaussians)
+        self.physics_predictor = load_physics_predictor(self.config.weights_dir, self.config.device)
+
+    def run(self, frames, masks, camera: Camera, object_id: str, fps: float = 30.0) -> PipelineResult:
+        """frames (T, H, W, 3) uint8 RGB, masks (T, H, W) uint8 (object > 0), the camera that took them (world
+        z up, ground z = 0), the object id (file-name safe) -> PipelineResult."""
+        start = time.perf_counter()
+        cfg = self.config
+        validate_object_id(object_id)
+        frames, masks = validate_clip(frames, masks, camera, fps)
+        notes: list[str] = []
+        if frames.shape[0] > cfg.num_frames:
+            frames, masks = frames[:cfg.num_frames], masks[:cfg.num_frames]
+        elif frames.shape[0] < cfg.num_frames:
+            notes.append(f"only {frames.shape[0]} of {cfg.num_frames} frames given")
+        camera = camera.to(cfg.device)
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+
+        # Gaussians at frame 0; metric depth from the free fall of the first frames.
+        n_track = min(FALL_TRACK_FRAMES, frames.shape[0])
+        try:
+            prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
+            gaussians = self.gaussian_predictor.predict(frames[0], masks[0], camera, prior)
+        except ValueError as exc:
+            notes.append(f"free-fall depth failed ({exc}); default depth prior used")
+            gaussians = self.gaussian_predictor.predict(frames[0], masks[0], camera, DepthPrior())
+        timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        means = gaussians.means.detach().cpu().numpy()
+        bottom = float(means[:, 2].min())
+        if bottom < 0:
+            notes.append(f"reconstruction reaches {-bottom:.3f} m below the ground plane")
+        velocity = estimate_initial_velocity(masks, camera, means.mean(0), bottom, fps)
+        timings["initial_velocity"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        anchors = sample_anchors(means, self.lattice.num_anchors, object_id)  # (N_A, 3)
+        springs, rest = knn_springs(anchors, self.lattice.k_neighbors)
+        timings["lattice"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        guess = None
+        if self.physics_predictor is not None:
+            guess = self.physics_predictor.predict(frames, masks, camera, gaussians)
+        refine_cfg = cfg.refine_config()
+        if guess is not None and not cfg.refine:
+            refine_cfg = replace(refine_cfg, sweep_points=3, sweep_span=0.3)  # a quick check of the guess only
+        refined = estimate_physics(gaussians, masks, camera, object_id, velocity, fps, cfg.known_mass, guess,
+                                   refine_cfg, cfg.device)
+        notes += refined.notes
+        timings["physics"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        asset = SimAsset(object_id, gaussians.detach(), anchors.astype(np.float32), springs.astype(np.int64),
+                         rest.astype(np.float32), self.lattice.k_neighbors, cfg.binding_neighbors,
+                         float(cfg.binding_power), refined.estimate).validate()
+        timings["asset"] = time.perf_counter() - tick
+        timings["total"] = time.perf_counter() - start
+        return PipelineResult(asset, timings, velocity, notes, refined.loss)
+
+
+@dataclass
+class FuturePrediction:
+    anchors: np.ndarray  # (T, N_A, 3) anchor positions, frame 0 = the asset's rest pose
+    gaussian_means: np.ndarray  # (T, N, 3)
+    rgb: np.ndarray | None  # (T, H, W, 3) uint8 renders (None without a camera)
+    masks: np.ndarray | None  # (T, H, W) uint8, 255 where rendered alpha > 0.5
+
+
+def _asset_lattice(asset: SimAsset) -> LatticeConfig:
+    for lattice in LATTICES.values():
+        if (lattice.num_anchors, lattice.k_neighbors) == (asset.num_anchors, asset.lattice_neighbors):
+            return lattice
+    return LatticeConfig(asset.num_anchors, asset.lattice_neighbors, name="custom")
+
+
+def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames: int = 30,
+                   camera: Camera | None = None, fps: float = 30.0, substeps: int = 30,
+                   background=(1.0, 1.0, 1.0), device: str = "cpu") -> FuturePrediction:
+    """Re-simulate the asset from its rest pose moving at `initial_velocity` (3,) for `num_frames` frames
+    (frame 0 included), and render them with `camera` when given."""
+    asset.validate()
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    velocity = np.asarray(initial_velocity, np.float32).reshape(-1)
+    if velocity.shape != (3,) or not np.isfinite(velocity).all():
+        raise ValueError(f"initial_velocity must be 3 finite numbers, got {initial_velocity!r}")
+    builder = ModelBuilder()
+    builder.add_object(asset.anchors, asset.physics.params, _asset_lattice(asset), object_id=asset.object_id)
+    model = builder.finalize(device)
+    x0 = model.rest_positions.clone()
+    state = State(x0, torch.as_tensor(velocity, device=device).expand_as(x0).contiguous())
+    with torch.no_grad():
+        traj = x0[None]
+        if num_frames > 1:
+            traj = torch.cat([traj, simulate(model, state, num_frames=num_frames - 1, substeps=substeps, fps=fps)])
+        gaussians = asset.gaussians.to(device)
+        binding = compute_binding(gaussians.means, x0, asset.binding_neighbors, asset.binding_power)
+        means = apply_binding(binding, traj, x0, gaussians.means)  # (T, N, 3)
+        rgb = masks = None
+        if camera is not None:
+            out = render_sequence(gaussians, means, camera.to(device), background=background)
+            rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            masks = np.where(out.alpha.cpu().numpy() > 0.5, 255, 0).astype(np.uint8)
+    return FuturePrediction(traj.cpu().numpy(), means.cpu().numpy(), rgb, masks)

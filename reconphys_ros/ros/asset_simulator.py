@@ -1,0 +1,134 @@
+"""AssetSimulator: steps one SimAsset in the Warp spring-mass model with a gripper, frame by frame (no rclpy).
+
+Glue between core pieces for the simulation node: picks the lattice (the asset's anchors thinned by farthest-point
+sampling to the lattice size; springs rebuilt by KNN on them; paper parameters mapped resolution-independently by
+ModelBuilder), binds the Gaussians to those anchors, and keeps the state, gripper and timing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from reconphys_ros.core.asset import SimAsset
+from reconphys_ros.core.binding import apply_binding, compute_binding
+from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, SimulationDiverged, State,
+                                        drop_state, lattice_from_name, object_seed, simulate)
+from reconphys_ros.core.physics.anchors import farthest_point_sampling
+from reconphys_ros.core.physics.integrator import resolve_substeps
+
+
+@dataclass
+class GripperSettings:
+    home_position: tuple = (0.0, 0.0, 1.0)
+    max_effort: float = 200.0
+    stiffness: float = 2000.0
+    max_speed: float = 0.5
+    grasp_radius: float = 0.05
+
+
+def lattice_for(name: str, device: str) -> LatticeConfig:
+    """'auto' = coarse on CPU (keeps real time), the paper's reference lattice on CUDA."""
+    if name == "auto":
+        name = "reference" if str(device).startswith("cuda") else "coarse"
+    return lattice_from_name(name)
+
+
+def thin_anchors(anchors: np.ndarray, lattice: LatticeConfig, object_id: str) -> tuple[np.ndarray, LatticeConfig]:
+    """Anchors for `lattice`: an even subset when the asset has more; all of them (and K < N) when it has fewer."""
+    n = len(anchors)
+    if n > lattice.num_anchors:
+        rng = np.random.default_rng(object_seed(object_id))
+        return anchors[np.sort(farthest_point_sampling(anchors.astype(np.float64), lattice.num_anchors, rng))], lattice
+    if n == lattice.num_anchors:
+        return anchors, lattice
+    return anchors, replace(lattice, num_anchors=n, k_neighbors=min(lattice.k_neighbors, n - 1),
+                            name=f"{lattice.name}-{n}")
+
+
+class AssetSimulator:
+    def __init__(self, asset: SimAsset, lattice: LatticeConfig, fps: float = 30.0, substeps: int = 20,
+                 device: str = "cpu", gripper: GripperSettings | None = None, drop_height: float = 0.3):
+        asset.validate()
+        if not fps > 0 or int(substeps) < 1:
+            raise ValueError(f"need fps > 0 and substeps >= 1, got {fps}, {substeps}")
+        self.asset = asset
+        self.fps = float(fps)
+        self.device = str(device)
+        self.drop_height = float(drop_height)
+        self.gripper_settings = gripper or GripperSettings()
+        anchors, self.lattice = thin_anchors(asset.anchors, lattice, asset.object_id)
+        builder = ModelBuilder()
+        builder.add_object(anchors, asset.physics.params, self.lattice, object_id=asset.object_id)
+        self.model = builder.finalize(self.device)
+        self.requested_substeps = int(substeps)
+        self.substeps = resolve_substeps(self.model, int(substeps), self.fps, None, "auto")
+        self.gaussians = asset.gaussians.to(self.device).detach()
+        self.binding = compute_binding(self.gaussians.means, self.model.rest_positions,
+                                       asset.binding_neighbors, asset.binding_power)
+        self.divergences = 0
+        self.step_times: list[float] = []
+        self.drop()
+
+    # ------------------------------------------------------------------ state changes
+    def _new_gripper(self) -> Gripper:
+        g = self.gripper_settings
+        return Gripper(self.model, position=g.home_position, grasp_radius=g.grasp_radius, max_effort=g.max_effort,
+                       stiffness=g.stiffness, max_speed=g.max_speed)
+
+    def _place(self, lowest_z: float) -> None:
+        rest = self.model.rest_positions.detach().cpu().numpy().astype(np.float64)
+        centre = rest.mean(0)
+        centre[2] += lowest_z - rest[:, 2].min()
+        self.state = drop_state(self.model, position=tuple(centre))
+        self.gripper = self._new_gripper()
+        self.sim_time = 0.0
+        self.frames = 0
+
+    def reset(self) -> None:
+        """Object at rest on the ground (lowest anchor at z = 0), gripper open at home."""
+        self._place(0.0)
+
+    def drop(self) -> None:
+        """Object released from rest with its lowest anchor at drop_height, gripper open at home."""
+        self._place(self.drop_height)
+
+    def command_gripper(self, position, orientation, closed: bool, grasp_radius: float | None,
+                        max_effort: float | None) -> None:
+        self.gripper.command(position=position, orientation=orientation, closed=closed,
+                             grasp_radius=grasp_radius, max_effort=max_effort)
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> float:
+        """Advance one frame; returns its wall time in s. A diverged state counts and drops the object again."""
+        start = time.perf_counter()
+        try:
+            x, v = simulate(self.model, self.state, 1, self.substeps, control=self.gripper, fps=self.fps,
+                            stability="off", return_velocities=True)
+            self.state = State(x[0], v[0])
+            self.sim_time += 1.0 / self.fps
+            self.frames += 1
+        except SimulationDiverged:
+            self.divergences += 1
+            self.drop()
+        elapsed = time.perf_counter() - start
+        self.step_times.append(elapsed)
+        del self.step_times[:-100]
+        return elapsed
+
+    @property
+    def anchors(self) -> torch.Tensor:  # (N_A, 3)
+        return self.state.x
+
+    @property
+    def anchor_velocities(self) -> torch.Tensor:  # (N_A, 3)
+        return self.state.v
+
+    def gaussian_means(self) -> torch.Tensor:  # (N, 3)
+        return apply_binding(self.binding, self.state.x, self.model.rest_positions, self.gaussians.means)
+
+    @property
+    def anchors_grasped(self) -> int:
+        return int(len(self.gripper.attached))

@@ -1,0 +1,145 @@
+"""bag_recorder: records the listed topics to rosbag2 MCAP with `rosbags` (ros2 bag / rosbag2_py are not on PyPI).
+
+Subscribes with raw=True and writes the serialized CDR bytes unchanged; the typestore (reconphys_ros.bags) embeds
+the custom message definitions so `ros2 bag info` and Foxglove decode them. Topics are subscribed once a publisher
+appears, with a QoS compatible with it (TRANSIENT_LOCAL when every publisher is, so latched assets are recorded).
+A recording is a folder <output_dir>/<prefix>_<date>/ holding one bag per split (part_000, part_001, ...), each a
+complete rosbag2 that any reader opens. SIGINT / SIGTERM close the current bag properly.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from datetime import datetime
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from reconphys_ros.bags import make_typestore
+from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
+from reconphys_ros.ros.spin import run_node
+
+NAME = "bag_recorder"
+PARAMS = [
+    ParamSpec("output_dir", "str", "folder that receives the recordings", read_only=True),
+    ParamSpec("prefix", "str", "recording folder name prefix", read_only=True),
+    ParamSpec("topics", "str_list", "topics to record (relative names resolve in the node's namespace)",
+              check=lambda v: None if v else "topics must name at least one topic", read_only=True),
+    ParamSpec("split_size_mb", "float", "start a new bag after this many MB; 0 = never", 0.0, 1e6),
+    ParamSpec("split_duration_s", "float", "start a new bag after this many seconds; 0 = never", 0.0, 1e7),
+    ParamSpec("discovery_period_s", "float", "how often to look for publishers of the listed topics", 0.05, 60.0,
+              read_only=True),
+]
+
+
+def message_class(type_name: str):
+    """'pkg/msg/Name' -> the rclpy message class."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class BagRecorderNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__(NAME, **node_kwargs)
+        self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
+        p = self.params
+        self.typestore = make_typestore()
+        stamp = datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+        self.recording_dir = os.path.join(p["output_dir"], f"{p['prefix']}_{stamp}")
+        os.makedirs(self.recording_dir, exist_ok=True)
+        self.topics = [self.resolve_topic_name(t) for t in p["topics"]]
+        self._lock = threading.Lock()
+        self._types: dict[str, str] = {}       # topic -> message type, once subscribed
+        self._connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {t: 0 for t in self.topics}
+        self.bag_paths: list[str] = []
+        self._writer: Writer | None = None
+        self._open_part()
+        self._group = MutuallyExclusiveCallbackGroup()
+        self._recording_subs = {}
+        self.discovery_timer = self.create_timer(p["discovery_period_s"], self.discover)
+        self.discover()
+        self.get_logger().info(f"recording {self.topics} to {self.recording_dir}")
+
+    def _params_changed(self, changed: dict) -> None:
+        self.params.update(changed)
+
+    # ------------------------------------------------------------------ bag files
+    def _open_part(self) -> None:
+        path = os.path.join(self.recording_dir, f"part_{len(self.bag_paths):03d}")
+        self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self.bag_paths.append(path)
+        self._part_bytes = 0
+        self._part_start = time.monotonic()
+        self._connections = {topic: self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+                             for topic, msgtype in self._types.items()}
+
+    def _split_due(self) -> bool:
+        size, duration = self.params["split_size_mb"], self.params["split_duration_s"]
+        return ((size > 0 and self._part_bytes >= size * 1e6) or
+                (duration > 0 and time.monotonic() - self._part_start >= duration))
+
+    # ------------------------------------------------------------------ subscriptions
+    def discover(self) -> None:
+        missing = [t for t in self.topics if t not in self._recording_subs]
+        if not missing:
+            return
+        available = dict(self.get_topic_names_and_types())
+        for topic in missing:
+            types = available.get(topic)
+            if not types:
+                continue
+            msgtype = types[0]
+            try:
+                cls = message_class(msgtype)
+                self.typestore.types[msgtype]  # noqa: B018 (raises KeyError for types the bag cannot describe)
+            except (ImportError, AttributeError, KeyError, ValueError):
+                self.get_logger().warning(f"cannot record {topic}: unknown message type {msgtype}")
+                self._recording_subs[topic] = None
+                continue
+            infos = self.get_publishers_info_by_topic(topic)
+            latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                          for i in infos)
+            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+            qos = QoSProfile(depth=100,
+                             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            with self._lock:
+                self._types[topic] = msgtype
+                self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self._recording_subs[topic] = self.create_subscription(
+                cls, topic, lambda data, t=topic: self.on_message(t, data), qos, raw=True,
+                callback_group=self._group)
+            self.get_logger().info(f"recording {topic} ({msgtype}{', latched' if latched else ''})")
+
+    def on_message(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            if self._writer is None:
+                return  # closed
+            if self._split_due():
+                self._writer.close()
+                self._open_part()
+            self._writer.write(self._connections[topic], self.get_clock().now().nanoseconds, data)
+            self._part_bytes += len(data)
+            self.counts[topic] += 1
+
+    def close(self) -> None:
+        """Finish the current bag (writes its metadata.yaml); safe to call twice."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                self.get_logger().info(f"closed {self.bag_paths[-1]}: {sum(self.counts.values())} messages")
+
+
+def main(args=None) -> None:
+    run_node(BagRecorderNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""gripper_controller: a scripted example that drives the simulation's gripper with GripperCommand messages.
+
+Watches sim/anchors; once the object has landed (anchors slower than settle_speed) it moves above the object,
+descends to its centre, closes, lifts, shakes sideways, and opens (drops it); with `repeat` it starts again after
+the next landing. Copy it as a starting point for your own controller or teleoperation.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import PointCloud2
+
+from reconphys_ros.msg import GripperCommand
+from reconphys_ros.ros.conversions import points_from_pointcloud2
+from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
+from reconphys_ros.ros.qos import command_qos
+from reconphys_ros.ros.spin import run_node
+
+NAME = "gripper_controller"
+PARAMS = [
+    ParamSpec("rate", "float", "GripperCommand messages per second", 0.5, 1000.0, read_only=True),
+    ParamSpec("grasp_radius", "float", "anchors this close to the gripper centre are grasped, m", 1e-3, 10.0),
+    ParamSpec("max_effort", "float", "cap on the total grasp force, N", 1e-3, 1e9),
+    ParamSpec("open_width", "float", "opening width while open, m", 0.0, 1.0),
+    ParamSpec("lift_height", "float", "height the grasped object is lifted to, m", 0.0, 10.0),
+    ParamSpec("shake_amplitude", "float", "sideways shake amplitude, m", 0.0, 1.0),
+    ParamSpec("shake_frequency", "float", "shake frequency, Hz", 0.0, 20.0),
+    ParamSpec("shake_s", "float", "shake duration, s", 0.0, 60.0),
+    ParamSpec("hold_s", "float", "pause at each waypoint, s", 0.0, 60.0),
+    ParamSpec("settle_speed", "float", "the object has landed when its anchors move slower than this, m/s",
+              1e-4, 10.0),
+    ParamSpec("repeat", "bool", "start again after the next landing"),
+]
+
+# (phase, minimum duration in s or a parameter name); 'wait_landed' ends on landing instead.
+SCRIPT = (("wait_landed", 0.0), ("approach", 2.5), ("descend", 1.0), ("close", "hold_s"), ("lift", 1.5),
+          ("shake", "shake_s"), ("release", "hold_s"))
+
+
+class GripperControllerNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__(NAME, **node_kwargs)
+        self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
+        self.command_pub = self.create_publisher(GripperCommand, "gripper/command", command_qos())
+        self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, QoSProfile(depth=2))
+        self.timer = self.create_timer(1.0 / self.params["rate"], self.tick)
+        self.phase_index = 0
+        self.phase_start = time.monotonic()
+        self.cycles = 0
+        self._anchors: np.ndarray | None = None
+        self._anchor_time = 0.0
+        self._still_count = 0
+        self._grasp_point: np.ndarray | None = None
+
+    def _params_changed(self, changed: dict) -> None:
+        self.params.update(changed)
+
+    @property
+    def phase(self) -> str:
+        return SCRIPT[self.phase_index][0]
+
+    def on_anchors(self, msg: PointCloud2) -> None:
+        try:
+            points, _ = points_from_pointcloud2(msg)
+        except ValueError:
+            return
+        now = time.monotonic()
+        if self._anchors is not None and self._anchors.shape == points.shape and len(points):
+            speed = float(np.abs(points - self._anchors).max()) / max(now - self._anchor_time, 1e-3)
+            self._still_count = self._still_count + 1 if speed < self.params["settle_speed"] else 0
+        self._anchors, self._anchor_time = points, now
+
+    def _advance(self) -> None:
+        self.phase_index = (self.phase_index + 1) % len(SCRIPT)
+        self.phase_start = time.monotonic()
+        if self.phase_index == 0:
+            self.cycles += 1
+
+    def tick(self) -> None:
+        p = self.params
+        if self._anchors is None or len(self._anchors) == 0:
+            return
+        if not p["repeat"] and self.cycles > 0:
+            return
+        elapsed = time.monotonic() - self.phase_start
+        phase, duration = SCRIPT[self.phase_index]
+        duration = p[duration] if isinstance(duration, str) else duration
+        if phase == "wait_landed":
+            if self._still_count >= 3:
+                self._grasp_point = self._anchors.mean(0)
+                self._advance()
+            return
+        target, closed = self._grasp_point.copy(), phase in ("close", "lift", "shake")
+        top = float(self._anchors[:, 2].max())
+        if phase == "approach":
+            target[2] = top + p["grasp_radius"] + 0.1
+        elif phase in ("lift", "shake", "release"):
+            target[2] = self._grasp_point[2] + p["lift_height"]
+        if phase == "shake":
+            target[0] += p["shake_amplitude"] * math.sin(2 * math.pi * p["shake_frequency"] * elapsed)
+        self.publish_command(target, closed)
+        if elapsed >= duration:
+            self._advance()
+
+    def publish_command(self, position: np.ndarray, closed: bool) -> None:
+        msg = GripperCommand()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "world"
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+        msg.pose.orientation.w = 1.0
+        msg.position = 0.0 if closed else self.params["open_width"]
+        msg.max_effort = self.params["max_effort"]
+        msg.grasp_radius = self.params["grasp_radius"]
+        self.command_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    run_node(GripperControllerNode, args)
+
+
+if __name__ == "__main__":
+    main()

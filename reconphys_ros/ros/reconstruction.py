@@ -1,0 +1,259 @@
+"""reconstruction: image + mask -> detects a drop, runs the pipeline on its first frames, publishes the asset.
+
+Images and masks pair by stamp. A DropDetector (core) finds the drop and buffers `num_frames` frames; the
+pipeline then runs in a worker thread so the executor keeps serving (clips that complete while it is busy are
+ignored). Results: `asset` (GaussianAsset) and `physics` (PhysicsParams), both TRANSIENT_LOCAL, plus
+<object_id>.ply and <object_id>.json in output_dir. The camera is the last camera/camera_info with the last
+camera/pose (camera optical frame in the world), or the camera_position / camera_look_at parameters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from reconphys_ros.core.asset import validate_object_id
+from reconphys_ros.core.drop_detector import DropClip, DropDetector
+from reconphys_ros.core.gaussians import write_ply
+from reconphys_ros.core.physics.control import quat_to_matrix
+from reconphys_ros.core.render import Camera, look_at
+from reconphys_ros.msg import GaussianAsset, PhysicsParams
+from reconphys_ros.ros.conversions import (asset_to_msg, camera_info_to_k, image_to_numpy, physics_to_msg,
+                                           pose_to_numpy)
+from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
+from reconphys_ros.ros.qos import image_qos, latched_qos
+from reconphys_ros.ros.spin import run_node
+from reconphys_ros.ros.stamp_pairing import StampPairer
+
+
+def _check_prefix(value: str) -> str | None:
+    try:
+        validate_object_id(f"{value}_000")
+    except ValueError as exc:
+        return f"object_id_prefix: {exc}"
+    return None
+
+
+NAME = "reconstruction"
+PARAMS = [
+    ParamSpec("output_dir", "str", "folder for <object_id>.ply and <object_id>.json"),
+    ParamSpec("object_id_prefix", "str", "object ids are <prefix>_<n>", check=_check_prefix),
+    ParamSpec("num_frames", "int", "frames per drop handed to the pipeline", 2, 300, read_only=True),
+    ParamSpec("known_mass", "float", "kg per anchor when known (fixes the scale of k and d); 0 = estimate",
+              0.0, 6.0),
+    ParamSpec("fps", "float", "frame rate of the camera; 0 = from the image stamps", 0.0, 1000.0),
+    ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "medium", "reference"),
+              read_only=True),
+    ParamSpec("refine", "bool", "test-time refinement of the physics through the simulator"),
+    ParamSpec("device", "str", "torch device of the pipeline", choices=("cpu", "cuda"), read_only=True),
+    ParamSpec("camera_position", "float_list", "camera eye (world, m) while no camera/pose was received",
+              length=3),
+    ParamSpec("camera_look_at", "float_list", "point the fallback camera looks at (world, m)", length=3),
+    ParamSpec("min_drop_px", "float", "downward mask motion that starts a drop, pixels", 0.0, 1000.0,
+              read_only=True),
+    ParamSpec("pair_window", "int", "unpaired images / masks kept while waiting for their partner", 1, 1000,
+              read_only=True),
+]
+
+
+def pose_matrix(position: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
+    """(4, 4) transform of a pose (camera optical frame in the world = camera -> world)."""
+    m = np.eye(4)
+    m[:3, :3] = quat_to_matrix(quat_wxyz)
+    m[:3, 3] = position
+    return m
+
+
+def build_pipeline(params: dict):
+    """The core pipeline configured from node parameters (imported lazily: it loads models)."""
+    from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
+    return ReconstructionPipeline(PipelineConfig(
+        num_frames=params["num_frames"], lattice=params["lattice"], refine=params["refine"],
+        known_mass=params["known_mass"] or None, device=params["device"]))
+
+
+def clip_fps(stamps: np.ndarray, fps_param: float) -> float:
+    """The fps parameter, or (0) the rate of the clip's stamps (median frame interval)."""
+    if fps_param > 0:
+        return fps_param
+    interval = float(np.median(np.diff(stamps)))
+    if not interval > 0:
+        raise ValueError(f"cannot derive a frame rate from the stamps {stamps.tolist()}")
+    return 1.0 / interval
+
+
+class ReconstructionNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__(NAME, **node_kwargs)
+        self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
+        p = self.params
+        self.pipeline = build_pipeline(p)
+        self.dropped = DroppedInputLog(self.get_logger())
+        self.detector = DropDetector(num_frames=p["num_frames"], min_drop_px=p["min_drop_px"])
+        self.pairer = StampPairer(p["pair_window"])
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconstruction")
+        self._busy = threading.Event()
+        self._lock = threading.Lock()  # pairer, detector, camera
+        self._camera_info: tuple[np.ndarray, int, int] | None = None
+        self._cam_to_world: np.ndarray | None = None
+        self.drops_done = 0
+        self.clips_ignored = 0
+        self.latencies: list[float] = []
+        self.last_result = None
+        group = MutuallyExclusiveCallbackGroup()  # inputs in order; the pipeline runs outside the executor
+        self.asset_pub = self.create_publisher(GaussianAsset, "asset", latched_qos())
+        self.physics_pub = self.create_publisher(PhysicsParams, "physics", latched_qos())
+        self.create_subscription(Image, "camera/image_raw", lambda m: self.on_frame("image", m), image_qos(),
+                                 callback_group=group)
+        self.create_subscription(Image, "mask", lambda m: self.on_frame("mask", m), image_qos(),
+                                 callback_group=group)
+        self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, image_qos(),
+                                 callback_group=group)
+        self.create_subscription(PoseStamped, "camera/pose", self.on_pose, latched_qos(), callback_group=group)
+
+    def _params_changed(self, changed: dict) -> None:
+        self.params.update(changed)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    # ------------------------------------------------------------------ inputs
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._camera_info = camera_info_to_k(msg)
+        except ValueError as exc:
+            self.dropped.drop("camera info", str(exc))
+
+    def on_pose(self, msg: PoseStamped) -> None:
+        try:
+            self._cam_to_world = pose_matrix(*pose_to_numpy(msg.pose))
+        except ValueError as exc:
+            self.dropped.drop("camera pose", str(exc))
+
+    def on_frame(self, side: str, msg: Image) -> None:
+        try:
+            array = image_to_numpy(msg, encoding="rgb8" if side == "image" else None)
+        except ValueError as exc:
+            self.dropped.drop(side, str(exc))
+            return
+        if side == "image" and array.ndim != 3:
+            self.dropped.drop("image", f"encoding {msg.encoding!r} is not a colour image (rgb8 / bgr8)")
+            return
+        if side == "mask" and (array.ndim != 2 or array.dtype != np.uint8):
+            self.dropped.drop("mask", f"encoding {msg.encoding!r} is not mono8")
+            return
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._lock:
+            for stamp, image, mask in self.pairer.add(side, stamp_ns, array):
+                self._feed(stamp, image, mask)
+
+    def _feed(self, stamp_ns: int, image: np.ndarray, mask: np.ndarray) -> None:
+        if image.shape[:2] != mask.shape:
+            self.dropped.drop("frame", f"mask size {mask.shape[::-1]} does not match image size "
+                              f"{image.shape[1::-1]}")
+            return
+        try:
+            clip = self.detector.feed(image, mask, stamp_ns * 1e-9)
+        except ValueError as exc:
+            self.dropped.drop("frame", str(exc))
+            return
+        if clip is None:
+            return
+        if self.busy:
+            self.clips_ignored += 1
+            self.dropped.drop("drop clip", "the pipeline is still busy with the previous drop")
+            return
+        try:
+            camera = self._camera(image.shape[1], image.shape[0])
+        except ValueError as exc:
+            self.dropped.drop("drop clip", str(exc))
+            return
+        object_id = f"{self.params['object_id_prefix']}_{self.drops_done:03d}"
+        self.drops_done += 1
+        self._busy.set()
+        self.worker.submit(self._reconstruct, clip, camera, object_id, time.monotonic())
+
+    def _camera(self, width: int, height: int) -> Camera:
+        if self._camera_info is None:
+            raise ValueError("no camera/camera_info received yet: cannot reconstruct without intrinsics")
+        k, info_w, info_h = self._camera_info
+        if (info_w, info_h) != (width, height):
+            raise ValueError(f"camera_info is {info_w}x{info_h} but the images are {width}x{height}")
+        if self._cam_to_world is not None:
+            w2c = np.linalg.inv(self._cam_to_world)
+        else:
+            w2c = look_at(self.params["camera_position"], self.params["camera_look_at"]).world_to_cam.numpy()
+        return Camera(torch.as_tensor(k), torch.as_tensor(w2c, dtype=torch.float32), width, height)
+
+    # ------------------------------------------------------------------ worker thread
+    def _reconstruct(self, clip: DropClip, camera: Camera, object_id: str, start: float) -> None:
+        try:
+            fps = clip_fps(clip.stamps, self.params["fps"])
+            result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps)
+            asset = result.asset
+            header = Header(stamp=self.get_clock().now().to_msg(), frame_id="world")
+            self.asset_pub.publish(asset_to_msg(asset, header))
+            self.physics_pub.publish(physics_to_msg(asset.physics, asset.object_id, header))
+            latency = time.monotonic() - start
+            self.latencies.append(latency)
+            self.last_result = result
+            self._write_outputs(asset, camera, clip, result, latency)
+            p = asset.physics.params
+            self.get_logger().info(
+                f"{object_id}: {asset.gaussians.num_gaussians} Gaussians, {asset.num_anchors} anchors, "
+                f"m={p.mass:.3g} k={p.stiffness:.4g} d={p.damping:.3g} f={p.friction:.2f}; "
+                f"latency {latency * 1000:.0f} ms from the last frame to the published asset")
+        except Exception as exc:  # keep serving: one failed drop must not end the node
+            self.get_logger().error(f"reconstruction of {object_id} failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._busy.clear()
+
+    def _write_outputs(self, asset, camera: Camera, clip: DropClip, result, latency: float) -> None:
+        folder = self.params["output_dir"]
+        os.makedirs(folder, exist_ok=True)
+        write_ply(asset.gaussians, os.path.join(folder, f"{asset.object_id}.ply"))
+        physics = asset.physics
+        record = {
+            "object_id": asset.object_id,
+            "physics": {**physics.params.to_dict(), "std": dict(physics.std), "mass_given": physics.mass_given,
+                        "stiffness_per_mass": physics.params.stiffness_per_mass,
+                        "damping_per_mass": physics.params.damping_per_mass,
+                        "convention": "paper: mass per anchor, k and d per spring, reference lattice 2048/K=256"},
+            "num_gaussians": asset.gaussians.num_gaussians,
+            "num_anchors": asset.num_anchors,
+            "num_springs": asset.num_springs,
+            "binding": {"neighbors": asset.binding_neighbors, "power": asset.binding_power},
+            "camera": {"K": camera.K.tolist(), "world_to_cam": camera.world_to_cam.tolist(),
+                       "width": camera.width, "height": camera.height},
+            "frame_stamps": clip.stamps.tolist(),
+            "latency_s": latency,
+            "notes": list(getattr(result, "notes", [])),
+            "timings": dict(getattr(result, "timings", {}) or {}),
+        }
+        path = os.path.join(folder, f"{asset.object_id}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True, default=float)
+        os.replace(path + ".tmp", path)
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+
+def main(args=None) -> None:
+    run_node(ReconstructionNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""simulation: steps the latest `asset` in Warp at a fixed rate and lets `gripper/command` grab, lift and drop it.
+
+Outputs: sim/anchors and sim/gaussians (PointCloud2), sim/image (rendered at a lower rate in a worker thread;
+skipped whenever the previous render is still running or physics is behind, so physics keeps its rate),
+sim/status (SimStatus). Services ~/reset (object at rest on the ground) and ~/drop (release it again from
+drop_height). Physics is never slowed silently: when a frame step takes longer than the frame period the status
+says keeping_up = false and a warning is logged.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from reconphys_ros.core.render import focal_from_fov, look_at, render
+from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
+from reconphys_ros.ros.asset_simulator import AssetSimulator, GripperSettings, lattice_for
+from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
+from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
+from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
+from reconphys_ros.ros.spin import run_node
+
+NAME = "simulation"
+PARAMS = [
+    ParamSpec("fps", "float", "physics frames per second (timer rate)", 1.0, 1000.0, read_only=True),
+    ParamSpec("substeps", "int", "substeps per frame (raised when unstable for the asset)", 1, 10000,
+              read_only=True),
+    ParamSpec("lattice", "str", "anchor lattice", choices=("auto", "coarse", "medium", "reference"),
+              read_only=True),
+    ParamSpec("device", "str", "simulation device", choices=("cpu", "cuda"), read_only=True),
+    ParamSpec("drop_height", "float", "~/drop releases the object with its lowest anchor this high, m", 0.0, 100.0),
+    ParamSpec("render_rate", "float", "sim/image renders per second; 0 = off", 0.0, 120.0),
+    ParamSpec("cloud_rate", "float", "sim/anchors and sim/gaussians per second", 0.0, 1000.0),
+    ParamSpec("render_width", "int", "sim/image width, px", 8, 4096, read_only=True),
+    ParamSpec("render_height", "int", "sim/image height, px", 8, 4096, read_only=True),
+    ParamSpec("render_fov_deg", "float", "sim/image horizontal field of view, degrees", 1.0, 179.0,
+              read_only=True),
+    ParamSpec("render_camera_position", "float_list", "sim/image camera eye (world, m)", length=3, read_only=True),
+    ParamSpec("render_camera_look_at", "float_list", "point the sim/image camera looks at (world, m)", length=3,
+              read_only=True),
+    ParamSpec("closed_width", "float", "GripperCommand.position at or below this closes the gripper, m", 0.0, 1.0),
+    ParamSpec("max_effort", "float", "default cap on the total grasp force, N", 1e-3, 1e9),
+    ParamSpec("grasp_stiffness", "float", "grasp spring stiffness per anchor, N/m", 1.0, 1e9, read_only=True),
+    ParamSpec("gripper_max_speed", "float", "gripper speed limit, m/s", 1e-3, 100.0, read_only=True),
+    ParamSpec("home_position", "float_list", "gripper position after reset (world, m)", length=3, read_only=True),
+    ParamSpec("status_period_s", "float", "sim/status period, s", 0.05, 60.0, read_only=True),
+    ParamSpec("world_frame", "str", "frame id of the outputs", read_only=True),
+]
+
+
+class SimulationNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__(NAME, **node_kwargs)
+        self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
+        p = self.params
+        self.lattice = lattice_for(p["lattice"], p["device"])
+        self.dropped = DroppedInputLog(self.get_logger())
+        self.lock = threading.Lock()  # guards self.sim (timer, commands, services, asset loads)
+        self.sim: AssetSimulator | None = None
+        self.render_camera = look_at(p["render_camera_position"], p["render_camera_look_at"],
+                                     fx=focal_from_fov(p["render_fov_deg"], p["render_width"]),
+                                     width=p["render_width"], height=p["render_height"])
+        inputs = MutuallyExclusiveCallbackGroup()
+        physics = MutuallyExclusiveCallbackGroup()
+        cloud_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.anchor_pub = self.create_publisher(PointCloud2, "sim/anchors", cloud_qos)
+        self.gaussian_pub = self.create_publisher(PointCloud2, "sim/gaussians", cloud_qos)
+        self.image_pub = self.create_publisher(Image, "sim/image", image_qos())
+        self.status_pub = self.create_publisher(SimStatus, "sim/status", QoSProfile(depth=10))
+        self.create_subscription(GaussianAsset, "asset", self.on_asset, latched_qos(), callback_group=inputs)
+        self.create_subscription(GripperCommand, "gripper/command", self.on_command, command_qos(),
+                                 callback_group=inputs)
+        self.create_service(Trigger, "~/reset", self.on_reset, callback_group=inputs)
+        self.create_service(Trigger, "~/drop", self.on_drop, callback_group=inputs)
+        self.timer = self.create_timer(1.0 / p["fps"], self.tick, callback_group=physics)
+        self.status_timer = self.create_timer(p["status_period_s"], self.publish_status, callback_group=physics)
+        self._render_thread: threading.Thread | None = None
+        self._closing = False
+        self._render_times: list[float] = []
+        self.renders_skipped = 0
+        self.frames_stepped = 0
+        self._last_cloud = self._last_render = 0.0
+        self._window = (time.monotonic(), 0.0)  # (wall time, sim time) at the start of the status window
+        self._event = "waiting for an asset"
+
+    def _params_changed(self, changed: dict) -> None:
+        self.params.update(changed)
+
+    # ------------------------------------------------------------------ inputs
+    def on_asset(self, msg: GaussianAsset) -> None:
+        try:
+            asset = asset_from_msg(msg)
+        except ValueError as exc:
+            self.dropped.drop("asset", str(exc))
+            return
+        p = self.params
+        grip = GripperSettings(home_position=tuple(p["home_position"]), max_effort=p["max_effort"],
+                               stiffness=p["grasp_stiffness"], max_speed=p["gripper_max_speed"])
+        try:
+            sim = AssetSimulator(asset, self.lattice, p["fps"], p["substeps"], p["device"], grip, p["drop_height"])
+        except ValueError as exc:
+            self.dropped.drop("asset", f"cannot simulate {asset.object_id!r}: {exc}")
+            return
+        with self.lock:
+            self.sim = sim
+            self._window = (time.monotonic(), 0.0)
+        note = "" if sim.substeps == sim.requested_substeps else \
+            f" (substeps raised from {sim.requested_substeps} to {sim.substeps} for stability)"
+        self._event = f"loaded {asset.object_id}"
+        self.get_logger().info(f"simulating {asset.object_id}: {sim.model.num_anchors} anchors, "
+                               f"{sim.model.num_springs} springs, lattice {sim.lattice.name}, "
+                               f"{sim.substeps} substeps{note}")
+
+    def on_command(self, msg: GripperCommand) -> None:
+        try:
+            position, orientation = pose_to_numpy(msg.pose)
+        except ValueError as exc:
+            self.dropped.drop("gripper command", str(exc))
+            return
+        if not (np.isfinite(msg.position) and np.isfinite(msg.max_effort) and np.isfinite(msg.grasp_radius)):
+            self.dropped.drop("gripper command", "position, max_effort and grasp_radius must be finite")
+            return
+        with self.lock:
+            if self.sim is None:
+                self.dropped.drop("gripper command", "no asset loaded yet")
+                return
+            if msg.object_id and msg.object_id != self.sim.asset.object_id:
+                self.dropped.drop("gripper command", f"unknown object id {msg.object_id!r} (simulating "
+                                  f"{self.sim.asset.object_id!r})")
+                return
+            self.sim.command_gripper(position, orientation, closed=msg.position <= self.params["closed_width"],
+                                     grasp_radius=msg.grasp_radius if msg.grasp_radius > 0 else None,
+                                     max_effort=msg.max_effort if msg.max_effort > 0 else self.params["max_effort"])
+
+    def _service(self, action: str, response):
+        with self.lock:
+            if self.sim is None:
+                response.success, response.message = False, "no asset loaded yet"
+                return response
+            getattr(self.sim, action)()
+            self._window = (time.monotonic(), 0.0)
+        self._event = f"{action} {self.sim.asset.object_id}"
+        response.success, response.message = True, self._event
+        return response
+
+    def on_reset(self, _request, response):
+        return self._service("reset", response)
+
+    def on_drop(self, _request, response):
+        return self._service("drop", response)
+
+    # ------------------------------------------------------------------ stepping and outputs
+    def _header(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
+
+    def tick(self) -> None:
+        with self.lock:
+            sim = self.sim
+            if sim is None:
+                return
+            step_time = sim.step()
+            self.frames_stepped += 1
+            now = time.monotonic()
+            cloud_due = self.params["cloud_rate"] > 0 and now - self._last_cloud >= 1.0 / self.params["cloud_rate"]
+            render_due = self.params["render_rate"] > 0 and now - self._last_render >= 1.0 / self.params["render_rate"]
+            if not (cloud_due or render_due):
+                return
+            anchors = sim.anchors.detach().cpu().numpy().copy()
+            means = sim.gaussian_means().detach()
+        header = self._header()
+        if cloud_due:
+            self._last_cloud = now
+            self.anchor_pub.publish(pointcloud2_from_points(anchors, header=header))
+            colors = sim.gaussians.colors.detach().cpu().numpy()
+            self.gaussian_pub.publish(pointcloud2_from_points(means.cpu().numpy(), colors, header))
+        if render_due:
+            self._last_render = now
+            busy = self._render_thread is not None and self._render_thread.is_alive()
+            if self._closing:
+                return
+            if busy or step_time > 1.0 / self.params["fps"]:
+                self.renders_skipped += 1  # keep real time: physics first
+            else:
+                self._render_thread = threading.Thread(target=self._render, args=(sim, means, header), daemon=True)
+                self._render_thread.start()
+
+    def _render(self, sim: AssetSimulator, means, header: Header) -> None:
+        start = time.perf_counter()
+        try:
+            out = render(sim.gaussians.with_means(means), self.render_camera.to(means.device))
+            rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to("cpu").numpy().astype(np.uint8)
+            if not self._closing:
+                self.image_pub.publish(numpy_to_image(rgb, "rgb8", header))
+        except Exception as exc:  # a failed render must not take the node down; physics goes on
+            self.get_logger().error(f"sim/image render failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=10.0)
+        self._render_times = (self._render_times + [time.perf_counter() - start])[-20:]
+
+    def close(self) -> None:
+        """Stop stepping and wait for a running render (call before destroy_node)."""
+        self._closing = True
+        self.timer.cancel()
+        self.status_timer.cancel()
+        if self._render_thread is not None:
+            self._render_thread.join(timeout=30.0)
+
+    def publish_status(self) -> None:
+        msg = SimStatus(header=self._header())
+        with self.lock:
+            sim = self.sim
+            now = time.monotonic()
+            if sim is not None:
+                wall0, sim0 = self._window
+                msg.real_time_factor = (sim.sim_time - sim0) / max(now - wall0, 1e-9)
+                self._window = (now, sim.sim_time)
+                msg.object_id, msg.sim_time = sim.asset.object_id, sim.sim_time
+                msg.step_time_ms = 1000.0 * float(np.mean(sim.step_times)) if sim.step_times else 0.0
+                msg.substeps, msg.num_anchors = sim.substeps, sim.model.num_anchors
+                msg.num_springs, msg.anchors_grasped = sim.model.num_springs, sim.anchors_grasped
+                msg.divergences = sim.divergences
+        msg.render_time_ms = 1000.0 * float(np.mean(self._render_times)) if self._render_times else 0.0
+        msg.frames_stepped, msg.renders_skipped = self.frames_stepped, self.renders_skipped
+        msg.keeping_up = sim is None or msg.step_time_ms <= 1000.0 / self.params["fps"]
+        msg.message = self._event
+        if not msg.keeping_up:
+            msg.message = (f"cannot keep real time: a frame step takes {msg.step_time_ms:.1f} ms > "
+                           f"{1000.0 / self.params['fps']:.1f} ms (real-time factor {msg.real_time_factor:.2f}); "
+                           "lower substeps or use a coarser lattice")
+            self.get_logger().warning(msg.message, throttle_duration_sec=10.0)
+        self.status_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    run_node(SimulationNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""DropDetector on synthetic mask streams: rest, fall, leave, reappear."""
+import numpy as np
+import pytest
+
+from reconphys_ros.core.drop_detector import DropClip, DropDetector
+
+H, W = 96, 80
+FPS = 30.0
+
+
+def disk_mask(cy, cx=40.0, r=8.0):
+    yy, xx = np.mgrid[0:H, 0:W]
+    return np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r, 255, 0).astype(np.uint8)
+
+
+def frame_for(index, cy):
+    """Image carries its frame index in pixel (0, 0) so clips can be checked frame by frame."""
+    image = np.full((H, W, 3), 200, np.uint8)
+    image[0, 0] = [index % 256, index // 256, 7]
+    mask = np.zeros((H, W), np.uint8) if cy is None else disk_mask(cy)
+    return image, mask, index / FPS
+
+
+def trajectory(rest=10, fall=30, y0=12.0, accel=0.4, floor=84.0, after=20, absent_before=0):
+    """Centroid rows: absent, resting, falling with constant acceleration, lying on the floor."""
+    ys = [None] * absent_before + [y0] * rest
+    ys += [min(y0 + 0.5 * accel * t * t, floor) for t in range(1, fall + 1)]
+    ys += [floor] * after
+    return ys
+
+
+def feed_all(detector, ys, first_index=0):
+    clips = []
+    for i, cy in enumerate(ys):
+        out = detector.feed(*frame_for(first_index + i, cy))
+        if out is not None:
+            clips.append(out)
+    return clips
+
+
+def indices(clip: DropClip):
+    return [int(img[0, 0, 0]) + 256 * int(img[0, 0, 1]) for img in clip.images]
+
+
+def test_clip_starts_at_release_and_has_n_frames():
+    ys = trajectory(rest=10)
+    clips = feed_all(DropDetector(num_frames=20), ys)
+    assert len(clips) == 1
+    clip = clips[0]
+    assert clip.images.shape == (20, H, W, 3) and clip.masks.shape == (20, H, W) and clip.stamps.shape == (20,)
+    # Frame 9 is the last one at rest (release); the fall starts at frame 10.
+    assert indices(clip) == list(range(9, 29))
+    np.testing.assert_allclose(clip.stamps, np.arange(9, 29) / FPS)
+    assert clip.masks.dtype == np.uint8 and set(np.unique(clip.masks)) == {0, 255}
+    np.testing.assert_array_equal(clip.masks[0], disk_mask(12.0))
+
+
+def test_object_appearing_while_falling_starts_the_clip_at_first_sight():
+    ys = [None] * 5 + [20.0 + 3.0 * t for t in range(25)]
+    clips = feed_all(DropDetector(num_frames=12), ys)
+    assert len(clips) == 1 and indices(clips[0]) == list(range(5, 17))
+
+
+def test_no_clip_for_still_upward_or_jittering_objects():
+    rng = np.random.default_rng(0)
+    still = [40.0 + rng.uniform(-0.2, 0.2) for _ in range(60)]
+    upward = [80.0 - 1.5 * t for t in range(40)]
+    jitter = [40.0 + (1.0 if t % 2 else -1.0) for t in range(60)]
+    for ys in (still, upward, jitter, [None] * 30):
+        assert feed_all(DropDetector(), ys) == []
+
+
+def test_several_drops_in_a_row():
+    one = trajectory(rest=8, after=15)
+    gone = [None] * 12
+    ys = one + gone + one
+    clips = feed_all(DropDetector(num_frames=20), ys)
+    assert len(clips) == 2
+    second_release = len(one) + len(gone) + 7
+    assert indices(clips[1])[0] == second_release
+
+
+def test_no_second_clip_from_the_same_drop_and_reset_rearms():
+    det = DropDetector(num_frames=5, rearm_frames=50)
+    ys = trajectory(rest=5, fall=40, after=0)
+    assert len(feed_all(det, ys)) == 1  # the fall keeps going after the clip, but it is the same drop
+    det.reset()
+    assert det.armed and not det.recording
+    assert len(feed_all(det, trajectory(rest=5), first_index=1000)) == 1
+
+
+def test_losing_the_object_abandons_the_drop():
+    ys = trajectory(rest=5, fall=6, after=0) + [None] * 5
+    det = DropDetector(num_frames=20, max_missing=2)
+    assert feed_all(det, ys) == []
+    assert not det.recording and det.armed
+
+
+def test_memory_is_bounded():
+    det = DropDetector(num_frames=20)
+    feed_all(det, [40.0] * 500)
+    assert len(det._history) <= 21 and det._clip == []
+
+
+def test_bad_input():
+    det = DropDetector()
+    image, mask, stamp = frame_for(0, 40.0)
+    with pytest.raises(ValueError, match="does not match"):
+        det.feed(image, mask[:-1], stamp)
+    with pytest.raises(ValueError, match="uint8"):
+        det.feed(image.astype(np.float32), mask, stamp)
+    with pytest.raises(ValueError, match="empty"):
+        det.feed(np.zeros((0, 5, 3), np.uint8), np.zeros((0, 5), np.uint8), stamp)
+    with pytest.raises(ValueError, match="finite"):
+        det.feed(image, mask, float("nan"))
+    det.feed(image, mask, 1.0)
+    with pytest.raises(ValueError, match="increase"):
+        det.feed(image, mask, 1.0)
+    for kwargs in ({"num_frames": 1}, {"confirm_frames": 0}, {"min_drop_px": -1.0}, {"step_px": float("nan")}):
+        with pytest.raises(ValueError):
+            DropDetector(**kwargs)
+
+
+def test_buffers_are_copies():
+    det = DropDetector(num_frames=4)
+    image = np.full((H, W, 3), 10, np.uint8)
+    clip = None
+    for i, cy in enumerate(trajectory(rest=3, fall=10, after=0)):
+        image[:] = i  # the caller reuses one buffer
+        clip = det.feed(image, disk_mask(cy), i / FPS) or clip
+    assert clip is not None
+    assert [int(img[5, 5, 0]) for img in clip.images] == [2, 3, 4, 5]
+
+
+def test_upward_jump_rearms_for_a_looping_video():
+    """The example clip played in a loop: each restart (object jumps back up) starts a new drop at once."""
+    from reconphys_ros.examples import load_example
+
+    clip = load_example(views=[0])
+    rgb, masks = clip["rgb"][0], (clip["mask"][0] * 255).astype(np.uint8)
+    detector = DropDetector(num_frames=20)
+    starts = []
+    for i in range(90):
+        found = detector.feed(rgb[i % 30], masks[i % 30], i / 30.0)
+        if found is not None:
+            starts.append(round(found.stamps[0] * 30))
+    assert starts == [0, 30, 60]

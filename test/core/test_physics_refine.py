@@ -1,0 +1,85 @@
+"""Non-learned physics estimation on a synthetic drop with known parameters (k/m = 200 1/s^2)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reconphys_ros.core.models.initial_motion import estimate_initial_velocity
+from reconphys_ros.core.models.physics_refine import (MASS_PRIOR, RefineConfig, _stiffest_near_minimum,
+                                                      estimate_physics)
+from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
+
+TRUTH = PhysicsParams(1.0, 200.0, 1.0, 0.5)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.set_num_threads(1)
+    return make_drop_clip(TRUTH)
+
+
+def test_stiffness_per_mass_within_factor_1_5_with_true_gaussians(clip):
+    res = estimate_physics(clip.gaussians, clip.masks[:20], clip.camera, "ellipsoid", clip.initial_velocity,
+                           known_mass=1.0)
+    est = res.estimate
+    assert est.mass_given and est.params.mass == 1.0 and est.std["mass"] == 0.0
+    ratio = res.stiffness_per_mass / TRUTH.stiffness_per_mass
+    assert 1 / 1.5 < ratio < 1.5, (ratio, res.sweep_values, res.sweep_losses)
+    # the sweep's loss has one interior minimum: softer and stiffer ends both fit worse
+    best = int(np.argmin(res.sweep_losses))
+    assert 0 < best < len(res.sweep_losses) - 1
+    assert res.sweep_losses[0] > 1.3 * res.loss and res.sweep_losses[-1] > 3 * res.loss
+    assert est.params.stiffness == pytest.approx(res.stiffness_per_mass * 1.0)
+    assert all(v > 0 for k, v in est.std.items() if k != "mass")
+
+
+def test_unknown_mass_uses_prior_and_reports_spread(clip):
+    res = estimate_physics(clip.gaussians, clip.masks[:20], clip.camera, "ellipsoid", clip.initial_velocity,
+                           config=RefineConfig(budget_s=0.0))
+    est = res.estimate
+    assert not est.mass_given and est.params.mass == pytest.approx(MASS_PRIOR)
+    assert est.std["mass"] > 0.5 and est.std["stiffness"] > est.std["stiffness_per_mass"]
+    assert 1 / 1.5 < res.stiffness_per_mass / TRUTH.stiffness_per_mass < 1.5
+    for name, (lo, hi) in PARAM_RANGES.items():
+        assert lo <= getattr(est.params, name) <= hi
+    assert res.adam_steps == 0
+
+
+def test_adam_refinement_never_worsens_the_sweep_result(clip):
+    cfg = RefineConfig(budget_s=30.0, max_adam_steps=2)
+    res = estimate_physics(clip.gaussians, clip.masks[:20], clip.camera, "ellipsoid", clip.initial_velocity,
+                           known_mass=1.0, config=cfg)
+    assert res.adam_steps == 2
+    assert res.loss <= res.sweep_losses.min() + 1e-9
+
+
+def test_initial_velocity_from_centroids(clip):
+    means = clip.gaussians.means.numpy()
+    v = estimate_initial_velocity(clip.masks, clip.camera, means.mean(0), float(means[:, 2].min()), clip.fps)
+    assert np.abs(v - clip.initial_velocity).max() < 0.15, v
+
+
+def test_collapse_plateau_takes_the_stiffest_tie():
+    losses = np.array([0.0100, 0.0101, 0.0102, 0.0100, 0.05])
+    assert _stiffest_near_minimum(losses, 0.02) == 3
+    assert _stiffest_near_minimum(np.array([0.05, 0.01, 0.03]), 0.02) == 1
+
+
+def test_bad_inputs(clip):
+    g, cam, v = clip.gaussians, clip.camera, clip.initial_velocity
+    masks = clip.masks[:5].copy()
+    masks[2] = 0
+    with pytest.raises(ValueError, match="empty"):
+        estimate_physics(g, masks, cam, "x", v)
+    with pytest.raises(ValueError, match="camera"):
+        estimate_physics(g, clip.masks[:5, :50], cam, "x", v)
+    with pytest.raises(ValueError, match="initial_velocity"):
+        estimate_physics(g, clip.masks[:5], cam, "x", (np.nan, 0, 0))
+    with pytest.raises(ValueError, match="known_mass"):
+        estimate_physics(g, clip.masks[:5], cam, "x", v, known_mass=100.0)
+    with pytest.raises(ValueError, match="sweep_points"):
+        estimate_physics(g, clip.masks[:5], cam, "x", v, config=RefineConfig(sweep_points=1))
+    with pytest.raises(ValueError, match="T >= 3"):
+        estimate_physics(g, clip.masks[:2], cam, "x", v)

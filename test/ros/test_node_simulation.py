@@ -1,0 +1,129 @@
+"""simulation node over loopback DDS: loads an asset, a gripper lifts and drops it, status, services, bad input."""
+import math
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image, PointCloud2
+from std_srvs.srv import Trigger
+
+from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
+from reconphys_ros.ros.conversions import asset_to_msg, points_from_pointcloud2
+from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
+from reconphys_ros.ros.simulation import SimulationNode
+from test.ros.conftest import spin_until
+from test.ros.helpers import random_asset
+
+
+class Harness:
+    def __init__(self, context, **overrides):
+        self.sim = SimulationNode(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in {"cloud_rate": 30.0, "render_rate": 2.0, **overrides}.items()])
+        self.node = rclpy.create_node("sim_test_driver", context=context)
+        self.anchors, self.status, self.images, self.clouds = [], [], [], []
+        self.node.create_subscription(PointCloud2, "sim/anchors",
+                                      lambda m: self.anchors.append(points_from_pointcloud2(m)[0]), QoSProfile(depth=50))
+        self.node.create_subscription(PointCloud2, "sim/gaussians", self.clouds.append, QoSProfile(depth=5))
+        self.node.create_subscription(SimStatus, "sim/status", self.status.append, QoSProfile(depth=50))
+        self.node.create_subscription(Image, "sim/image", self.images.append, image_qos())
+        self.asset_pub = self.node.create_publisher(GaussianAsset, "asset", latched_qos())
+        self.command_pub = self.node.create_publisher(GripperCommand, "gripper/command", command_qos())
+        self.executor = MultiThreadedExecutor(context=context)
+        self.executor.add_node(self.sim)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, predicate, timeout_s=60.0) -> bool:
+        return spin_until(self.executor, predicate, timeout_s)
+
+    def command(self, position, closed: bool, radius=0.1, object_id="", orientation_w=1.0):
+        msg = GripperCommand(object_id=object_id, position=0.0 if closed else 0.08, max_effort=0.0,
+                             grasp_radius=radius)
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+        msg.pose.orientation.w = orientation_w
+        self.command_pub.publish(msg)
+
+    def settled(self, count=4, tol=1e-3) -> bool:
+        if len(self.anchors) < count:
+            return False
+        last = self.anchors[-count:]
+        return all(a.shape == last[0].shape and np.abs(a - last[0]).max() < tol for a in last)
+
+    def close(self):
+        self.sim.close()
+        self.executor.shutdown()
+        self.sim.destroy_node()
+        self.node.destroy_node()
+
+
+def test_gripper_lifts_and_drops_the_object(ros_context):
+    h = Harness(ros_context)
+    try:
+        asset = random_asset(1500, num_anchors=150, seed=3)
+        h.asset_pub.publish(asset_to_msg(asset))
+        assert h.spin_until(lambda: len(h.anchors) > 0, 60.0), "no sim/anchors"
+        assert h.spin_until(lambda: h.settled() and h.anchors[-1][:, 2].min() < 0.01, 60.0), "object never landed"
+        rest = h.anchors[-1]
+        centre = rest.mean(0)
+        h.command(centre, closed=False)
+        gripper = h.sim.sim.gripper
+        assert h.spin_until(lambda: np.linalg.norm(gripper.position - centre) < 1e-3, 30.0)
+        h.command(centre, closed=True)
+        assert h.spin_until(lambda: h.sim.sim.anchors_grasped > 0, 10.0)
+        h.command(centre + [0.0, 0.0, 0.4], closed=True)
+        assert h.spin_until(lambda: h.anchors[-1][:, 2].min() > 0.15, 30.0), \
+            f"not lifted: lowest anchor at {h.anchors[-1][:, 2].min():.3f} m"
+        h.command(centre + [0.0, 0.0, 0.4], closed=False)
+        assert h.spin_until(lambda: h.sim.sim.anchors_grasped == 0, 10.0)
+        # Back on the ground near its resting height (it may still roll or rock a little: no settling required).
+        assert h.spin_until(lambda: h.anchors[-1][:, 2].min() < 0.01
+                            and h.anchors[-1][:, 2].mean() < rest[:, 2].mean() + 0.05, 30.0), \
+            ("release did not drop it", h.anchors[-1][:, 2].min(), h.anchors[-1][:, 2].mean(), rest[:, 2].mean())
+        assert h.spin_until(lambda: any(s.frames_stepped > 30 and s.object_id == asset.object_id
+                                        for s in h.status), 10.0)
+        status = [s for s in h.status if s.object_id == asset.object_id][-1]
+        assert 0.05 < status.real_time_factor < 2.0 and math.isfinite(status.step_time_ms)
+        assert status.num_anchors == 150 and status.substeps >= 20 and status.num_springs > 0
+        assert h.spin_until(lambda: len(h.images) > 0 and len(h.clouds) > 0, 20.0)
+        assert (h.images[-1].width, h.images[-1].height) == (128, 128)
+        positions, colors = points_from_pointcloud2(h.clouds[-1])
+        assert positions.shape == (1500, 3) and colors is not None
+    finally:
+        h.close()
+
+
+def test_services_and_bad_messages(ros_context):
+    h = Harness(ros_context, drop_height=0.5)
+    try:
+        drop = h.node.create_client(Trigger, "simulation/drop")
+        reset = h.node.create_client(Trigger, "simulation/reset")
+        assert h.spin_until(lambda: drop.service_is_ready() and reset.service_is_ready(), 30.0)
+        early = drop.call_async(Trigger.Request())
+        assert h.spin_until(early.done, 20.0) and not early.result().success  # no asset yet
+        bad = asset_to_msg(random_asset(100, num_anchors=20))
+        bad.positions = bad.positions[:-3]  # size mismatch
+        h.asset_pub.publish(bad)
+        assert h.spin_until(lambda: h.sim.dropped.counts.get("asset", 0) >= 1, 30.0)
+        empty = GaussianAsset()
+        empty.physics.mass, empty.physics.stiffness, empty.physics.damping = 1.0, 100.0, 1.0
+        h.asset_pub.publish(empty)
+        assert h.spin_until(lambda: h.sim.dropped.counts.get("asset", 0) >= 2, 30.0)
+        h.asset_pub.publish(asset_to_msg(random_asset(300, num_anchors=60, seed=1)))
+        assert h.spin_until(lambda: len(h.anchors) > 0, 60.0)
+        assert h.spin_until(lambda: h.settled(), 60.0)
+        h.command([math.nan, 0.0, 0.2], closed=True)
+        h.command([0.0, 0.0, 0.2], closed=True, object_id="someone_else")
+        h.command([0.0, 0.0, 0.2], closed=True, orientation_w=0.0)  # zero quaternion
+        assert h.spin_until(lambda: h.sim.dropped.counts.get("gripper command", 0) >= 3, 30.0)
+        assert h.sim.sim.gripper.closed is False
+        future = drop.call_async(Trigger.Request())
+        assert h.spin_until(future.done, 20.0) and future.result().success
+        assert h.spin_until(lambda: h.anchors[-1][:, 2].min() > 0.4, 10.0), "drop did not lift the object"
+        future = reset.call_async(Trigger.Request())
+        assert h.spin_until(future.done, 20.0) and future.result().success
+        assert h.spin_until(lambda: h.anchors[-1][:, 2].max() < 0.3 and h.settled(), 20.0)
+        frames = h.sim.frames_stepped
+        assert h.spin_until(lambda: h.sim.frames_stepped > frames + 5, 10.0), "physics stopped"
+    finally:
+        h.close()

@@ -1,0 +1,165 @@
+"""Synthetic data pipeline: objects, splits, params, storage, determinism, physics sanity, loader."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
+from training.data import generate
+from training.data.dataset import SyntheticDataset
+from training.data.objects import build_catalogue, build_object, split_of
+from training.data.params import sample_params
+from training.data.shapes import SHAPE_KINDS, random_shape
+from training.data.storage import CorruptSampleError, read_npz, verify_sample
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("tiny") / "ds")
+    assert generate.main(["--out", root, "--tiny", "--workers", "1", "--no-progress"]) == 0
+    return root
+
+
+def test_tiny_is_deterministic_and_resumable(tiny_root, tmp_path):
+    other = str(tmp_path / "again")
+    assert generate.main(["--out", other, "--tiny", "--workers", "1", "--no-progress"]) == 0
+    for dirpath, _, files in os.walk(tiny_root):
+        for name in files:
+            a = os.path.join(dirpath, name)
+            b = os.path.join(other, os.path.relpath(a, tiny_root))
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                assert fa.read() == fb.read(), f"{name} differs between two runs"
+    # resume: nothing left to do, files untouched
+    report = generate.generate_dataset(other, generate.plan_samples(generate.TINY_SIZES),
+                                       generate.config_from_args(generate.build_parser().parse_args(
+                                           ["--out", other, "--tiny"]))[1], progress=False, log=lambda *_: None)
+    assert report["generated"] == 0 and not report["failed"]
+
+
+def test_splits_are_disjoint_and_reserve_duck_and_bunny():
+    cat = build_catalogue(450, 24, 46)
+    assert [len(cat[s]) for s in ("train", "val", "test")] == [450, 24, 46]
+    train, val, test = (set(cat[s]) for s in ("train", "val", "test"))
+    assert not (train & test) and not (train & val) and not (val & test)
+    assert {"mesh-duck", "mesh-bunny"} <= test
+    # stable: a smaller request is a prefix of the same assignment
+    small = build_catalogue(10, 2, 4)
+    assert small["train"] == cat["train"][:10] and small["test"] == cat["test"][:4]
+    assert all(split_of(o) == "train" for o in cat["train"])
+
+
+def test_param_sampling_respects_paper_ranges():
+    rng = np.random.default_rng(0)
+    draws = [sample_params(rng)[0] for _ in range(2000)]
+    for name, (lo, hi) in PARAM_RANGES.items():
+        values = np.array([getattr(p, name) for p in draws])
+        assert values.min() >= lo and values.max() <= hi
+    # log-uniform stiffness: its median sits at the geometric mean, not the arithmetic one
+    k = np.array([p.stiffness for p in draws])
+    assert abs(np.log(np.median(k)) - 0.5 * np.log(10 * 1200)) < 0.3
+
+
+@pytest.mark.parametrize("kind", SHAPE_KINDS)
+def test_procedural_shapes_are_closed_and_sized(kind):
+    shape = random_shape(np.random.default_rng(1), 0.5, kind)
+    half = shape.half_extent
+    assert 0.15 < 2 * half.max() < 0.65
+    pts = np.random.default_rng(2).uniform(-half, half, (4000, 3))
+    inside = shape.sdf(pts) < 0
+    assert 0.05 < inside.mean() < 1.0
+    far = shape.sdf(np.array([[5.0, 5.0, 5.0]]))
+    assert far[0] > 0
+
+
+def test_object_gaussians_have_valid_fields():
+    asset = build_object("proc-rounded_box-00009", 0.6, 600)
+    assert asset.means.shape == (600, 3) and asset.colors.shape == (600, 3)
+    assert np.isclose(np.ptp(asset.means, axis=0).max(), 0.6, rtol=0.1)
+    cloud = asset.to_gaussian_cloud()
+    cloud.validate()
+    again = build_object("proc-rounded_box-00009", 0.6, 600)
+    assert np.array_equal(asset.means, again.means), "object ids must be stable"
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="size"):
+        build_object("proc-ellipsoid-00001", -1.0, 100)
+    with pytest.raises(ValueError, match="proc-"):
+        build_object("nonsense", 0.5, 100)
+    with pytest.raises(ValueError, match="non-negative"):
+        build_catalogue(-1, 0, 0)
+
+
+def test_loader_shapes_and_masks(tiny_root):
+    meta = json.load(open(os.path.join(tiny_root, "manifest.json")))
+    assert {e["split"] for e in meta["samples"]} == {"train", "test"}
+    ds = SyntheticDataset(tiny_root, "train")
+    item = ds[0]
+    V, T, H = 4, 30, 32
+    assert item["rgb"].shape == (V, T, 3, H, H) and item["rgb"].dtype == torch.float32
+    assert item["alpha"].shape == (V, T, 1, H, H) and item["depth"].shape == (V, T, 1, H, H)
+    assert item["K"].shape == (V, 3, 3) and item["world_to_cam"].shape == (V, 4, 4)
+    n_a = item["anchors"].shape[1]
+    assert item["anchors"].shape == (T, n_a, 3) and item["gaussian_means"].shape[0] == T
+    assert item["params"].shape == (4,)
+    PhysicsParams(*item["params"].tolist()).validate()
+    assert torch.equal(item["mask"], item["alpha"] >= 0.5)
+    assert item["mask"].any() and not item["mask"].all()
+    assert (item["depth"][~item["mask"]] == 0).all() and (item["depth"][item["mask"]] > 0).all()
+    single = SyntheticDataset(tiny_root, "train", views=0, frames=(0, 20))[0]
+    assert single["rgb"].shape == (20, 3, H, H) and single["anchors"].shape == (20, n_a, 3)
+    assert torch.equal(single["rgb"], item["rgb"][0, :20])
+
+
+def test_masks_match_projected_anchors(tiny_root):
+    """Independent check of cameras + images: projected anchors of frame 0 fall inside the mask."""
+    item = SyntheticDataset(tiny_root, "train")[0]
+    for v in range(4):
+        K, w2c = item["K"][v], item["world_to_cam"][v]
+        cam = item["anchors"][0] @ w2c[:3, :3].T + w2c[:3, 3]
+        px = (cam @ K.T)[:, :2] / cam[:, 2:3]
+        cols, rows = px[:, 0].long().clamp(0, 31), px[:, 1].long().clamp(0, 31)
+        assert item["alpha"][v, 0, 0, rows, cols].mean() > 0.6
+
+
+def test_corrupt_file_is_named(tiny_root, tmp_path):
+    root = str(tmp_path / "copy")
+    shutil.copytree(tiny_root, root)
+    sample = SyntheticDataset(root, "train").sample_dir(0)
+    bad = os.path.join(sample, "rgb_v2.png")
+    with open(bad, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 64)
+    with pytest.raises(CorruptSampleError, match="rgb_v2.png"):
+        verify_sample(sample)
+    with pytest.raises(CorruptSampleError, match="rgb_v2.png"):
+        SyntheticDataset(root, "train", verify=True)[0]
+    with open(os.path.join(sample, "arrays.npz"), "wb") as f:
+        f.write(b"garbage")
+    with pytest.raises(CorruptSampleError, match="arrays.npz"):
+        read_npz(os.path.join(sample, "arrays.npz"))
+    # the generator reports and regenerates instead of crashing
+    assert generate.main(["--out", root, "--tiny", "--verify-only"]) == 1
+    assert generate.main(["--out", root, "--tiny", "--workers", "1", "--no-progress"]) == 0
+    verify_sample(sample)
+
+
+def test_preview_contact_sheet(tiny_root, tmp_path):
+    from training.data.preview import contact_sheet, main as preview_main
+
+    ds = SyntheticDataset(tiny_root, "train")
+    sheet = contact_sheet(ds.sample_dir(0), every=3)
+    assert sheet.shape == (4 * 32, 10 * 32, 3) and sheet.dtype == np.uint8
+    out = str(tmp_path / "sheet.png")
+    assert preview_main([tiny_root, "--out", out]) == 0 and os.path.getsize(out) > 0
+
+
+def test_help_text_mentions_key_options(capsys):
+    with pytest.raises(SystemExit):
+        generate.main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("--tiny", "--resolution", "--lattice", "--workers", "duck", "resum"):
+        assert word in text
