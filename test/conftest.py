@@ -3,6 +3,9 @@ import os
 
 import pytest
 
+# A DDS domain of its own per test session (child processes inherit it): concurrent sessions on one machine, or a
+# demo running beside the tests, would otherwise exchange messages on domain 0.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 99))
 os.environ.setdefault("WARP_CACHE_PATH", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "warp"))
 
 

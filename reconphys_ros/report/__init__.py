@@ -1,0 +1,1 @@
+"""Figures and text of the demo report: image strips and videos (strips), plots, summary.md / summary.json."""

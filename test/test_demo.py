@@ -1,0 +1,138 @@
+"""The main job end to end: `python -m reconphys_ros.demo --quick` plays the embedded clip through the real nodes;
+its outputs exist, load (PLY via plyfile, JSON schema, bag via rosbags with our typestore) and make sense (params
+in the paper ranges, future PSNR above a constant-image baseline, the gripper grasped the object)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER_RANGES = {"mass": (0.2, 6.0), "stiffness": (10.0, 1200.0), "damping": (0.1, 5.0), "friction": (0.0, 1.0)}
+
+
+def _run_demo(args, timeout):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "reconphys_ros.demo", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    pytest.importorskip("rclpy")
+    out = tmp_path_factory.mktemp("demo")
+    proc = _run_demo(["--quick", "--out", str(out)], timeout=180)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    return out, proc, summary
+
+
+def test_demo_prints_stages_and_outputs(demo_run):
+    out, proc, summary = demo_run
+    for stage in ("play", "reconstruct", "simulate", "gripper", "evaluate", "report"):
+        assert f"{stage}: done" in proc.stdout, stage
+    assert f"Outputs in {out}" in proc.stdout
+    for name, path in summary["outputs"].items():
+        if path:
+            assert os.path.exists(path), name
+    assert summary["wall_time_s"] < 180
+
+
+def test_asset_ply_and_physics_json(demo_run):
+    from plyfile import PlyData
+    out, _, summary = demo_run
+    ply = PlyData.read(summary["outputs"]["asset_ply"])
+    vertex = ply["vertex"]
+    names = set(vertex.data.dtype.names)
+    assert {"x", "y", "z", "f_dc_0", "opacity", "scale_0", "rot_0"} <= names  # standard 3DGS layout
+    record = json.loads(open(summary["outputs"]["asset_json"]).read())
+    assert vertex.count == record["num_gaussians"] > 100
+    assert np.isfinite(np.stack([vertex["x"], vertex["y"], vertex["z"]])).all()
+    physics = record["physics"]
+    for name, (lo, hi) in PAPER_RANGES.items():
+        assert lo <= physics[name] <= hi, (name, physics[name])
+        assert physics["std"][name] >= 0
+    assert math.isclose(physics["stiffness_per_mass"], physics["stiffness"] / physics["mass"], rel_tol=1e-6)
+    assert math.isclose(physics["damping_per_mass"], physics["damping"] / physics["mass"], rel_tol=1e-6)
+    assert physics["mass_given"] is False
+    assert len(record["frame_stamps"]) == 20 and record["latency_s"] > 0
+
+
+def test_bag_reads_with_our_typestore(demo_run):
+    from rosbags.rosbag2 import Reader
+
+    from reconphys_ros.bags import make_typestore
+    _, _, summary = demo_run
+    store = make_typestore()
+    parts = summary["bag"]["parts"]
+    assert parts
+    seen, physics, closed = {}, [], 0
+    for part in parts:
+        with Reader(part) as reader:
+            for connection, _, raw in reader.messages():
+                seen[connection.topic] = seen.get(connection.topic, 0) + 1
+                if connection.topic == "/physics":
+                    physics.append(store.deserialize_cdr(raw, connection.msgtype))
+                elif connection.topic == "/gripper/command":
+                    closed += store.deserialize_cdr(raw, connection.msgtype).position <= 0.01
+    assert seen.get("/camera/image_raw") == 30 and seen.get("/mask", 0) >= 25
+    for topic in ("/asset", "/physics", "/gripper/command", "/sim/status", "/sim/anchors"):
+        assert seen.get(topic, 0) >= 1, topic
+    est = summary["params"]["estimate"]
+    assert math.isclose(physics[-1].mass, est["mass"], rel_tol=1e-6)
+    assert math.isclose(physics[-1].stiffness_per_mass, est["stiffness_per_mass"], rel_tol=1e-6)
+    assert closed >= 1, "the gripper never closed"
+    assert summary["bag"]["messages"] == sum(seen.values())
+
+
+def test_summary_figures_are_sensible(demo_run):
+    from reconphys_ros.report.summary import SUMMARY_KEYS
+    out, _, summary = demo_run
+    assert set(SUMMARY_KEYS) <= set(summary)
+    future = summary["psnr"]["future"]
+    assert future["prediction"]["full"] > future["constant_image"]["full"]
+    assert summary["psnr"]["future_frames"] == 10 and summary["psnr"]["future_range"] == [21, 30]
+    assert summary["params"]["truth"]["stiffness"] == 150.0
+    assert 0.5 < summary["simulation"]["real_time_factor"] < 1.5
+    assert summary["gripper"]["max_anchors_grasped"] >= 1
+    assert summary["latency_s"]["reconstruction_last_frame_to_asset"] > 0
+    traj = summary["trajectory"]
+    assert len(traj["true_centroid_height_m"]) == len(traj["predicted_centroid_height_m"]) == 30
+    assert traj["rmse_all_m"] < 0.5  # the re-simulated object stays near the true one (0.6 m object)
+    md = (out / "summary.md").read_text()
+    assert "future | prediction" in md and "real-time factor" in md
+
+
+def test_figures_are_images(demo_run):
+    _, _, summary = demo_run
+    strip = cv2.imread(summary["outputs"]["comparison_strip"])
+    assert strip is not None and strip.shape[0] >= 3 * 128 and strip.shape[1] >= 5 * 128
+    inter = cv2.imread(summary["outputs"]["interaction_strip"])
+    assert inter is not None and inter.shape[1] >= 2 * 128
+    assert len(os.listdir(summary["outputs"]["interaction_frames"])) >= 4
+    plot = cv2.imread(summary["outputs"]["trajectory_plot"])
+    assert plot is not None and plot.std() > 10
+
+
+def test_failed_stage_exits_nonzero_with_its_name(tmp_path):
+    pytest.importorskip("rclpy")
+    proc = _run_demo(["--quick", "--no-bag", "--out", str(tmp_path), "--stage-timeout", "0.01"], timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "reconphys-demo: error: stage '" in proc.stderr and "timed out" in proc.stderr
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_bad_arguments_are_refused():
+    from reconphys_ros.demo import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(["--rate", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--example", "no_such_clip"])
+    with pytest.raises(SystemExit):
+        parse_args(["--known-mass", "9"])
+    args = parse_args([])
+    assert args.out == os.path.join("out", "demo") and 101 <= args.domain_id <= 200 and not args.quick
