@@ -44,6 +44,8 @@ setup(
             "reconphys-generate = training.data.generate:main",
             "reconphys-preview = training.data.preview:main",
             "reconphys-from-bags = training.data.from_bags:main",
+            "reconphys-train = training.train:main",
+            "reconphys-evaluate = training.evaluate:main",
         ],
     },
 )

@@ -5,6 +5,10 @@ A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
 `reconphys_ros.core.models.<name>` with `load(path, device)` returning an object with the matching `predict`:
 - gaussian_predictor: `predict(image (H, W, 3) uint8, mask (H, W), camera, depth_prior) -> GaussianCloud`
 - physics_predictor: `predict(frames (T, H, W, 3) uint8, masks (T, H, W), camera, gaussians) -> PhysicsParams`
+
+Shipped: `physics_predictor.pt` (models/physics_predictor.py: CNN + temporal attention -> k/m, d/m, f with
+uncertainty; its `predict_estimate(frames, masks, known_mass)` also gives the PhysicsEstimate with standard
+deviations). No Gaussian predictor is shipped yet: the Gaussians come from mask inflation.
 """
 from __future__ import annotations
 

@@ -1,0 +1,224 @@
+"""Learned physics predictor: a clip of T frames + masks -> k/m, d/m, f with a per-quantity uncertainty.
+
+Network (`PhysicsNet`): a small per-frame CNN (the paper's InternViT is not available offline) on the masked
+colour, the mask and two coordinate channels, plus five mask statistics per frame (centroid, area, box size),
+-> learned frame position embedding -> temporal self-attention (TransformerEncoder) -> mean over frames -> MLP
+heads. The heads give, for u = (ln k/m, ln d/m, f), a mean squashed into the paper's ranges by a sigmoid and a
+log-variance (one standard deviation per quantity, in ln units for the ratios).
+
+Why ratios: from a video only k/m, d/m and f are identifiable (DESIGN.md), so the network predicts those; the
+mass comes from the user (`known_mass`, then k = m k/m and d = m d/m are in absolute units) or from the prior
+of physics_refine (geometric mean of the paper's mass range, with its log-uniform spread as uncertainty).
+
+`load(path, device)` is the hook of models/predictors.py: it returns a `LearnedPhysicsPredictor`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..asset import PhysicsEstimate
+from ..physics import PhysicsParams
+from ..physics.params import PARAM_RANGES
+from .checkpoint import check_state_dict, load_checkpoint
+from .physics_refine import mass_prior
+
+__all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
+           "RATIO_RANGES", "prepare_clip", "to_paper_params", "LearnedPhysicsPredictor", "load"]
+
+PHYSICS_CHECKPOINT_KIND = "physics_predictor"
+PHYSICS_CHECKPOINT_VERSION = 1
+Z90 = 1.6448536  # two-sided 90% interval half-width in standard deviations
+
+_M_LO, _M_HI = PARAM_RANGES["mass"]
+# Ranges of the identifiable quantities implied by the paper's ranges of m, k, d, f.
+RATIO_RANGES = {
+    "log_stiffness_per_mass": (math.log(PARAM_RANGES["stiffness"][0] / _M_HI), math.log(PARAM_RANGES["stiffness"][1] / _M_LO)),
+    "log_damping_per_mass": (math.log(PARAM_RANGES["damping"][0] / _M_HI), math.log(PARAM_RANGES["damping"][1] / _M_LO)),
+    "friction": PARAM_RANGES["friction"],
+}
+_LO = torch.tensor([v[0] for v in RATIO_RANGES.values()])
+_HI = torch.tensor([v[1] for v in RATIO_RANGES.values()])
+NUM_MASK_STATS = 5
+
+
+@dataclass(frozen=True)
+class PhysicsNetConfig:
+    image_size: int = 64  # frames are resized to image_size^2
+    num_frames: int = 20  # frames the network was trained on (it accepts 3..max_frames)
+    max_frames: int = 32
+    width: int = 24  # channels of the first conv layer
+    embed: int = 96  # token size of the temporal transformer
+    heads: int = 4
+    layers: int = 2
+
+    def validate(self) -> "PhysicsNetConfig":
+        if self.image_size < 16 or self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16 >= 16, got {self.image_size}")
+        if not 3 <= self.num_frames <= self.max_frames:
+            raise ValueError(f"num_frames must be in [3, max_frames={self.max_frames}], got {self.num_frames}")
+        if self.width < 1 or self.layers < 1 or self.heads < 1 or self.embed % self.heads:
+            raise ValueError("width, layers, heads must be >= 1 and embed divisible by heads")
+        return self
+
+
+def mask_statistics(masks: torch.Tensor) -> torch.Tensor:
+    """(B, T, 1, H, W) coverage in [0, 1] -> (B, T, 5): centroid x, y, area, box width, box height, all in
+    units of the image size (the clip's motion in a form attention can compare across frames directly)."""
+    B, T, _, H, W = masks.shape
+    m = masks[:, :, 0]  # (B, T, H, W)
+    ys = (torch.arange(H, dtype=m.dtype, device=m.device) + 0.5) / H
+    xs = (torch.arange(W, dtype=m.dtype, device=m.device) + 0.5) / W
+    area = m.sum(dim=(2, 3)).clamp_min(1e-6)  # (B, T)
+    cx = (m.sum(2) * xs).sum(-1) / area
+    cy = (m.sum(3) * ys).sum(-1) / area
+    sx = ((m.sum(2) * (xs - cx[..., None]) ** 2).sum(-1) / area).clamp_min(0).sqrt()  # spread as box proxy
+    sy = ((m.sum(3) * (ys - cy[..., None]) ** 2).sum(-1) / area).clamp_min(0).sqrt()
+    return torch.stack([cx, cy, area / (H * W), 4 * sx, 4 * sy], dim=-1)
+
+
+class PhysicsNet(nn.Module):
+    """(B, T, 3, S, S) frames in [0, 1] + (B, T, 1, S, S) masks -> mean (B, 3) in RATIO_RANGES order and
+    log_var (B, 3)."""
+
+    def __init__(self, config: PhysicsNetConfig = PhysicsNetConfig()):
+        super().__init__()
+        self.config = config.validate()
+        w, e = config.width, config.embed
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.GELU())
+
+        self.encoder = nn.Sequential(block(6, w), block(w, 2 * w), block(2 * w, 2 * w), block(2 * w, 4 * w),
+                                     nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, e))
+        self.stats = nn.Linear(NUM_MASK_STATS * 2, e)  # statistics and their change since the previous frame
+        self.position = nn.Parameter(torch.zeros(config.max_frames, e))
+        layer = nn.TransformerEncoderLayer(e, config.heads, dim_feedforward=2 * e, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, e), nn.GELU(), nn.Linear(e, 6))
+
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, _, H, W = frames.shape
+        S = self.config.image_size
+        if (H, W) != (S, S) or masks.shape != (B, T, 1, H, W):
+            raise ValueError(f"PhysicsNet expects frames (B, T, 3, {S}, {S}) and masks (B, T, 1, {S}, {S}); got "
+                             f"{tuple(frames.shape)} and {tuple(masks.shape)} (use prepare_clip)")
+        if not 3 <= T <= self.config.max_frames:
+            raise ValueError(f"PhysicsNet needs 3..{self.config.max_frames} frames, got {T}")
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, H, device=frames.device),
+                                torch.linspace(-1, 1, W, device=frames.device), indexing="ij")
+        coords = torch.stack([xs, ys]).expand(B * T, 2, H, W)
+        x = torch.cat([(frames * masks).reshape(B * T, 3, H, W), masks.reshape(B * T, 1, H, W), coords], dim=1)
+        tokens = self.encoder(x).reshape(B, T, -1)  # (B, T, E)
+        stats = mask_statistics(masks)  # (B, T, 5)
+        delta = torch.cat([torch.zeros_like(stats[:, :1]), stats[:, 1:] - stats[:, :-1]], dim=1)
+        tokens = tokens + self.stats(torch.cat([stats, 10.0 * delta], -1)) + self.position[:T]
+        pooled = self.temporal(tokens).mean(dim=1)  # (B, E)
+        raw = self.head(pooled)  # (B, 6)
+        lo, hi = _LO.to(raw), _HI.to(raw)
+        mean = lo + (hi - lo) * torch.sigmoid(raw[:, :3])
+        log_var = 6.0 * torch.tanh(raw[:, 3:] / 6.0) - 2.0  # in (-8, 4): keeps the NLL finite
+        return mean, log_var
+
+
+def prepare_clip(frames, masks, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, H, W, 3) uint8 (or float in [0, 1]) frames + (T, H, W) masks (object > 0) -> network inputs
+    (T, 3, S, S) float in [0, 1] and (T, 1, S, S) coverage (area-averaged resize to S = image_size)."""
+    frames, masks = np.asarray(frames), np.asarray(masks)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or masks.shape != frames.shape[:3]:
+        raise ValueError(f"need frames (T, H, W, 3) and masks (T, H, W) of the same T, H, W; got {frames.shape}, "
+                         f"{masks.shape}")
+    if frames.shape[0] < 3:
+        raise ValueError(f"need at least 3 frames, got {frames.shape[0]}")
+    f = frames.astype(np.float32) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float32)
+    if not np.isfinite(f).all():
+        raise ValueError("frames contain NaN or Inf")
+    size = (image_size, image_size)
+    rgb = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in f])
+    cov = np.stack([cv2.resize((m > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA) for m in masks])
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(cov)[:, None].contiguous()
+
+
+def to_paper_params(mean: torch.Tensor, mass: torch.Tensor | float) -> torch.Tensor:
+    """(B, 3) ln k/m, ln d/m, f and mass (B,) or a float -> (B, 4) paper m, k, d, f (differentiable)."""
+    m = torch.as_tensor(mass, dtype=mean.dtype, device=mean.device).expand(mean.shape[0])
+    return torch.stack([m, m * mean[:, 0].exp(), m * mean[:, 1].exp(), mean[:, 2].clamp_min(0.0)], dim=1)
+
+
+class LearnedPhysicsPredictor:
+    """Inference wrapper of a trained PhysicsNet (what the pipeline calls)."""
+
+    name = "learned_physics"
+
+    def __init__(self, net: PhysicsNet, device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def predict_raw(self, frames, masks) -> tuple[np.ndarray, np.ndarray]:
+        """One clip -> (mean (3,), sigma (3,)) of (ln k/m, ln d/m, f)."""
+        n = min(self.net.config.num_frames, len(frames))
+        rgb, cov = prepare_clip(np.asarray(frames)[:n], np.asarray(masks)[:n], self.net.config.image_size)
+        mean, log_var = self.net(rgb[None].to(self.device), cov[None].to(self.device))
+        return mean[0].cpu().numpy().astype(np.float64), (0.5 * log_var[0]).exp().cpu().numpy().astype(np.float64)
+
+    def predict_estimate(self, frames, masks, known_mass: float | None = None) -> PhysicsEstimate:
+        """frames (T, H, W, 3), masks (T, H, W) -> PhysicsEstimate in the paper convention (clamped to its
+        ranges) with one standard deviation per quantity."""
+        mean, sigma = self.predict_raw(frames, masks)
+        return estimate_from_prediction(mean, sigma, known_mass)
+
+    def predict(self, frames, masks, camera=None, gaussians=None) -> PhysicsParams:
+        """The hook of models/predictors.py (camera and Gaussians unused: the network reads the clip alone)."""
+        return self.predict_estimate(frames, masks).params
+
+
+def estimate_from_prediction(mean, sigma, known_mass: float | None = None) -> PhysicsEstimate:
+    """(ln k/m, ln d/m, f) means and standard deviations -> PhysicsEstimate (paper convention, clamped)."""
+    mass, given = mass_prior(known_mass)
+    kpm, dpm, friction = math.exp(mean[0]), math.exp(mean[1]), float(mean[2])
+    sigma_m = 0.0 if given else math.log(_M_HI / _M_LO) / math.sqrt(12.0)
+    values = {"mass": mass, "stiffness": mass * kpm, "damping": mass * dpm, "friction": friction}
+    for key, value in values.items():
+        lo, hi = PARAM_RANGES[key]
+        values[key] = min(max(value, lo), hi)
+    std = {
+        "mass": mass * sigma_m,
+        "stiffness": values["stiffness"] * math.hypot(sigma[0], sigma_m),
+        "damping": values["damping"] * math.hypot(sigma[1], sigma_m),
+        "friction": float(sigma[2]),
+        "stiffness_per_mass": kpm * float(sigma[0]),
+        "damping_per_mass": dpm * float(sigma[1]),
+    }
+    return PhysicsEstimate(PhysicsParams(**values), std, given).validate()
+
+
+def build_net(config: dict) -> PhysicsNet:
+    known = set(PhysicsNetConfig.__dataclass_fields__)
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"unknown PhysicsNet config keys {sorted(unknown)}; known: {sorted(known)}")
+    return PhysicsNet(PhysicsNetConfig(**config))
+
+
+def net_config_dict(net: PhysicsNet) -> dict:
+    return asdict(net.config)
+
+
+def load_net(path: str, device: str = "cpu") -> PhysicsNet:
+    payload = load_checkpoint(path, PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION, map_location=device)
+    net = build_net(payload["config"])
+    check_state_dict(net.state_dict(), payload["model"], path)
+    net.load_state_dict(payload["model"])
+    return net.to(device)
+
+
+def load(path: str, device: str = "cpu") -> LearnedPhysicsPredictor:
+    """Hook of models/predictors.py."""
+    return LearnedPhysicsPredictor(load_net(path, device), device)

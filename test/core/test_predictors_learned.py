@@ -1,0 +1,129 @@
+"""Learned physics predictor: output ranges, mass handling, checkpoint checks, and the predictors.py hook."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reconphys_ros.core.models.checkpoint import CheckpointError, save_checkpoint
+from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
+                                                         RATIO_RANGES, LearnedPhysicsPredictor, PhysicsNet,
+                                                         PhysicsNetConfig, estimate_from_prediction, load, load_net,
+                                                         mask_statistics, net_config_dict, prepare_clip,
+                                                         to_paper_params)
+from reconphys_ros.core.models.predictors import load_physics_predictor
+from reconphys_ros.core.physics.params import PARAM_RANGES
+
+SMALL = PhysicsNetConfig(image_size=32, num_frames=8, width=8, embed=32, heads=2, layers=1)
+
+
+def _clip(T=8, size=40):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (T, size, size, 3), dtype=np.uint8)
+    masks = np.zeros((T, size, size), np.uint8)
+    for t in range(T):
+        masks[t, 5 + t:20 + t, 10:25] = 255
+    return frames, masks
+
+
+def _save(net, path):
+    save_checkpoint(str(path), PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION, net_config_dict(net),
+                    net.state_dict())
+
+
+def test_outputs_stay_inside_the_ranges_even_for_extreme_weights():
+    torch.manual_seed(0)
+    net = PhysicsNet(SMALL)
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.mul_(1000.0)  # saturate the heads
+    frames, masks = torch.rand(3, 8, 3, 32, 32), torch.rand(3, 8, 1, 32, 32)
+    mean, log_var = net(frames, masks)
+    assert mean.shape == (3, 3) and log_var.shape == (3, 3)
+    for q, (lo, hi) in enumerate(RATIO_RANGES.values()):
+        assert ((mean[:, q] >= lo) & (mean[:, q] <= hi)).all()
+    assert torch.isfinite(log_var).all() and (log_var > -8.01).all() and (log_var < 4.01).all()
+
+
+def test_network_rejects_wrong_shapes():
+    net = PhysicsNet(SMALL)
+    with pytest.raises(ValueError, match="prepare_clip"):
+        net(torch.rand(1, 8, 3, 16, 16), torch.rand(1, 8, 1, 16, 16))
+    with pytest.raises(ValueError, match="frames"):
+        net(torch.rand(1, 2, 3, 32, 32), torch.rand(1, 2, 1, 32, 32))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        PhysicsNetConfig(image_size=20).validate()
+
+
+def test_mask_statistics_by_hand():
+    m = torch.zeros(1, 1, 1, 10, 10)
+    m[..., 2:4, 6:8] = 1.0  # rows 2-3, columns 6-7
+    cx, cy, area = mask_statistics(m)[0, 0, :3].tolist()
+    assert cx == pytest.approx(0.7) and cy == pytest.approx(0.3) and area == pytest.approx(0.04)
+
+
+def test_prepare_clip_validates_and_resizes():
+    frames, masks = _clip()
+    rgb, cov = prepare_clip(frames, masks, 32)
+    assert rgb.shape == (8, 3, 32, 32) and cov.shape == (8, 1, 32, 32)
+    assert 0 <= float(rgb.min()) and float(rgb.max()) <= 1 and float(cov.max()) == 1.0
+    with pytest.raises(ValueError, match="same T"):
+        prepare_clip(frames, masks[:-1], 32)
+    bad = frames.astype(np.float32) / 255
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_clip(bad, masks, 32)
+
+
+def test_mass_scales_stiffness_and_damping():
+    mean = np.array([math.log(100.0), math.log(0.5), 0.3])
+    sigma = np.array([0.2, 0.5, 0.1])
+    given = estimate_from_prediction(mean, sigma, known_mass=2.0)
+    assert given.mass_given and given.params.mass == 2.0
+    assert given.params.stiffness == pytest.approx(200.0) and given.params.damping == pytest.approx(1.0)
+    assert given.std["mass"] == 0.0 and given.std["stiffness_per_mass"] == pytest.approx(100.0 * 0.2)
+    prior = estimate_from_prediction(mean, sigma)
+    assert not prior.mass_given and prior.std["mass"] > 0
+    assert prior.params.stiffness_per_mass == pytest.approx(100.0)  # the identifiable ratio is kept
+    with pytest.raises(ValueError, match="known_mass"):
+        estimate_from_prediction(mean, sigma, known_mass=100.0)
+    p = to_paper_params(torch.tensor([[math.log(100.0), math.log(0.5), 0.3]]), 2.0)
+    torch.testing.assert_close(p, torch.tensor([[2.0, 200.0, 1.0, 0.3]]))
+
+
+def test_checkpoint_roundtrip_and_hook(tmp_path):
+    torch.manual_seed(1)
+    net = PhysicsNet(SMALL)
+    _save(net, tmp_path / "physics_predictor.pt")
+    predictor = load_physics_predictor(str(tmp_path))
+    assert isinstance(predictor, LearnedPhysicsPredictor)
+    frames, masks = _clip()
+    params = predictor.predict(frames, masks, None, None)
+    for name, (lo, hi) in PARAM_RANGES.items():
+        assert lo <= getattr(params, name) <= hi
+    with torch.no_grad():
+        rgb, cov = prepare_clip(frames, masks, 32)
+        expected, _ = net(rgb[None], cov[None])
+    np.testing.assert_allclose(predictor.predict_raw(frames, masks)[0], expected[0].numpy(), rtol=1e-5)
+    assert load_physics_predictor(str(tmp_path / "empty")) is None  # no weights: the non-learned fallback
+
+
+def test_checkpoint_mismatches_fail_clearly(tmp_path):
+    net = PhysicsNet(SMALL)
+    state = net.state_dict()
+    state["head.3.weight"] = torch.zeros(5, 5)
+    save_checkpoint(str(tmp_path / "shape.pt"), PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
+                    net_config_dict(net), state)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_net(str(tmp_path / "shape.pt"))
+    save_checkpoint(str(tmp_path / "ver.pt"), PHYSICS_CHECKPOINT_KIND, 99, net_config_dict(net), net.state_dict())
+    with pytest.raises(CheckpointError, match="version 99"):
+        load(str(tmp_path / "ver.pt"))
+    save_checkpoint(str(tmp_path / "kind.pt"), "gaussian_predictor", 1, {}, {})
+    with pytest.raises(CheckpointError, match="expected 'physics_predictor'"):
+        load(str(tmp_path / "kind.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load(str(tmp_path / "junk.pt"))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load(str(tmp_path / "missing.pt"))
