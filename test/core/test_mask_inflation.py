@@ -167,6 +167,43 @@ def test_free_fall_track_from_masks_places_the_cloud():
     np.testing.assert_allclose(cloud.means.numpy().mean(0), positions[0], atol=0.06)
 
 
+def test_free_fall_depth_of_a_drop_clip_stops_at_the_impact():
+    """20 frames of a synthetic drop (impact near frame 8): the fit uses the flight only (5-frame fits were off by
+    up to 10% on the example clips; the impact-aware prefix measured within 4%)."""
+    from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+    from reconphys_ros.core.physics import PhysicsParams
+    drop = make_drop_clip(PhysicsParams(1.0, 200.0, 1.0, 0.5))
+    track = FallTrack.from_masks(drop.masks[:20], np.arange(20) / drop.fps)
+    assert track.bottoms is not None and track.bottoms.shape == (20, 2)
+    w2c = drop.camera.world_to_cam.double().numpy()
+    truth = float((drop.gaussian_means[0].mean(0) @ w2c[:3, :3].T + w2c[:3, 3])[2])
+    assert depth_from_free_fall(track, drop.camera) == pytest.approx(truth, rel=0.05)
+    with pytest.raises(ValueError, match="bottoms"):
+        FallTrack(track.centroids, track.stamps, track.bottoms[:3])
+
+
+def test_horizontal_layers_keep_an_upright_object_unsheared():
+    """layer_axis='horizontal': a pixel's depth layers differ only along the horizontal viewing direction (an upright
+    object seen from above is not sheared down along the rays), so the coordinates across that direction (sideways,
+    height) repeat once per layer; with 'ray' layers (downward rays) every Gaussian has its own height."""
+    from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+    from reconphys_ros.core.physics import PhysicsParams
+    drop = make_drop_clip(PhysicsParams(1.0, 200.0, 1.0, 0.5))
+    w2c = drop.camera.world_to_cam.double().numpy()
+    view = w2c[2, :3].copy()
+    view[2] = 0.0
+    side = np.cross([0.0, 0.0, 1.0], view / np.linalg.norm(view))  # horizontal, across the viewing direction
+    for axis in ("horizontal", "ray"):
+        cloud = inflate_mask(drop.frames[0], drop.masks[0], drop.camera, DepthPrior(depth=1.17), layer_axis=axis,
+                             max_gaussians=3000)
+        points = cloud.means.numpy().astype(np.float64)
+        across = np.round(np.stack([points @ side, points[:, 2]], 1) / 1e-5).astype(np.int64)
+        distinct = len(np.unique(across, axis=0)) / len(points)
+        assert (distinct < 0.5) if axis == "horizontal" else (distinct > 0.9), (axis, distinct)
+    with pytest.raises(ValueError, match="layer_axis"):
+        inflate_mask(drop.frames[0], drop.masks[0], drop.camera, DepthPrior(depth=1.17), layer_axis="diagonal")
+
+
 def test_free_fall_rejects_a_track_without_a_fall():
     cam = camera()
     still = FallTrack(np.tile([[40.0, 50.0]], (10, 1)), np.arange(10) / 30.0)

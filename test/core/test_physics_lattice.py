@@ -1,6 +1,7 @@
 """Anchor sampling, KNN springs and the resolution-independent lattice mapping."""
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from reconphys_ros.core.physics import (COARSE_LATTICE, MEDIUM_LATTICE, REFERENCE_LATTICE, PhysicsParams, knn_springs,
@@ -61,6 +62,25 @@ def test_bad_sampling_inputs():
         sample_anchors(np.zeros((10, 2)), 10, "x")
 
 
+def test_replicated_model_equals_built_copies():
+    from reconphys_ros.core.physics import LatticeConfig, ModelBuilder
+    anchors = np.random.default_rng(0).uniform(size=(60, 3))
+    lattice = LatticeConfig(60, 8, name="tiny")
+    one = ModelBuilder()
+    one.add_object(anchors, PhysicsParams(1.0, 100.0, 1.0, 0.5), lattice)
+    replicated = one.finalize().replicate(3)
+    built = ModelBuilder()
+    for _ in range(3):
+        built.add_object(anchors, PhysicsParams(1.0, 100.0, 1.0, 0.5), lattice)
+    built = built.finalize()
+    for name in ("rest_positions", "anchor_object", "springs", "rest_lengths", "spring_object", "paper_params", "scale"):
+        assert torch.equal(getattr(replicated, name), getattr(built, name)), name
+    assert np.array_equal(replicated.object_start, built.object_start)
+    np.testing.assert_allclose(replicated.unit_eigen, built.unit_eigen)
+    with pytest.raises(ValueError, match="copies"):
+        built.replicate(0)
+
+
 def test_reference_r2_estimate_close_to_exact():
     pts = np.random.default_rng(0).uniform(-0.2, 0.2, (20000, 3))
     exact = spring_r2_sum(sample_anchors(pts, REFERENCE_LATTICE.num_anchors, "r2"), REFERENCE_LATTICE.k_neighbors)
@@ -69,15 +89,13 @@ def test_reference_r2_estimate_close_to_exact():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open: coarse 512/32 measured 5.6-17% (mean 10.5%) of object size; target 5%", strict=False)
+@pytest.mark.xfail(reason="open: drop error vs the reference lattice measured coarse 512/32 5.4-25% (mean 18%), "
+                          "medium 1024/64 mean 14% (max 24%) of object size; no scalar stiffness or damping correction "
+                          "helps (k x0.7-1.4, d x0.5-2 all worse: `python -m reconphys_ros.core.physics.calibration`); "
+                          "target 5%", strict=False)
 @pytest.mark.parametrize("lattice", [COARSE_LATTICE, MEDIUM_LATTICE])
 def test_coarse_lattice_tracks_reference_drop(lattice):
-    from reconphys_ros.core.physics.calibration import (CALIBRATION_PARAMS, calibration_object, drop_trajectory,
-                                                        trajectory_error)
-    pts = calibration_object()
-    errors = []
-    for p in CALIBRATION_PARAMS:
-        ref = drop_trajectory(pts, "calib_box", p, REFERENCE_LATTICE)
-        errors.append(trajectory_error(ref, drop_trajectory(pts, "calib_box", p, lattice)))
+    from reconphys_ros.core.physics.calibration import mapping_errors
+    errors = mapping_errors(lattice)  # reference drops cached under .cache/calibration after the first run
     print(lattice.name, "mapping errors", np.round(errors, 4))
     assert max(errors) <= 0.05

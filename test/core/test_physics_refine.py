@@ -26,7 +26,8 @@ def test_stiffness_per_mass_within_factor_1_5_with_true_gaussians(clip):
     est = res.estimate
     assert est.mass_given and est.params.mass == 1.0 and est.std["mass"] == 0.0
     ratio = res.stiffness_per_mass / TRUTH.stiffness_per_mass
-    assert 1 / 1.5 < ratio < 1.5, (ratio, res.sweep_values, res.sweep_losses)
+    # measured 1.02 with the calibrated estimation lattice (0.79 before its correction)
+    assert 1 / 1.25 < ratio < 1.25, (ratio, res.sweep_values, res.sweep_losses)
     # the sweep's loss has one interior minimum: softer and stiffer ends both fit worse
     best = int(np.argmin(res.sweep_losses))
     assert 0 < best < len(res.sweep_losses) - 1
@@ -83,3 +84,33 @@ def test_bad_inputs(clip):
         estimate_physics(g, clip.masks[:5], cam, "x", v, config=RefineConfig(sweep_points=1))
     with pytest.raises(ValueError, match="T >= 3"):
         estimate_physics(g, clip.masks[:2], cam, "x", v)
+
+
+@pytest.mark.parametrize("stiffness_per_mass", [100.0, 600.0])
+def test_stiffness_per_mass_within_factor_1_5_on_other_drops_with_true_gaussians(stiffness_per_mass):
+    # measured ratios 0.75 / 0.90 (k/m 100 / 600); before the estimation-lattice correction 0.63 / 0.65
+    truth = PhysicsParams(1.0, stiffness_per_mass, 1.0, 0.5)
+    drop = make_drop_clip(truth)
+    res = estimate_physics(drop.gaussians, drop.masks[:20], drop.camera, "ellipsoid", drop.initial_velocity,
+                           known_mass=1.0)
+    ratio = res.stiffness_per_mass / stiffness_per_mass
+    assert 1 / 1.5 < ratio < 1.5, (ratio, res.sweep_values, res.sweep_losses)
+
+
+def test_batched_sweep_matches_one_candidate_at_a_time(clip):
+    """Candidates grouped into one replicated model give the same loss as each simulated alone."""
+    from reconphys_ros.core.models.physics_refine import _SilhouetteLoss, _sweep_losses
+    from reconphys_ros.core.physics import sample_anchors
+    cfg = RefineConfig().validate()
+    anchors = sample_anchors(clip.gaussians.means.numpy(), cfg.estimation_lattice.num_anchors, "ellipsoid")
+    loss_fn = _SilhouetteLoss(clip.gaussians, anchors, clip.masks[:8], clip.camera, clip.initial_velocity, 30.0, cfg,
+                              "ellipsoid", "cpu", 0)
+    values = np.log([20.0, 60.0, 150.0])  # soft enough to share the minimum substep count
+    params = torch.tensor([[1.0, math.exp(v), 1.0, 0.5] for v in values])
+    assert set(loss_fn.substeps_needed(params)) == {cfg.min_substeps}
+    stiff = torch.tensor([[1.0, 6000.0, 1.0, 0.5]])
+    assert loss_fn.substeps_needed(stiff)[0] > 1.5 * cfg.min_substeps  # would run in a group of its own
+    together = _sweep_losses(loss_fn, values, 1.0, 1.0, 0.5, 16, "cpu")
+    alone = np.concatenate([_sweep_losses(loss_fn, values[i:i + 1], 1.0, 1.0, 0.5, 1, "cpu") for i in range(3)])
+    np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-6)
+    assert len(set(np.round(together, 6))) == 3  # the candidates differ

@@ -47,10 +47,18 @@ class FallTrack:
 
     centroids: np.ndarray  # (T, 2) pixel coordinates (u, v), pixel centres at +0.5 (Camera convention)
     stamps: np.ndarray  # (T,) seconds
+    # (T, 2) lowest silhouette point (u, bottom edge v) per frame, or None: with it the fit stops at the impact
+    bottoms: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         centroids = np.asarray(self.centroids, dtype=np.float64)
         stamps = np.asarray(self.stamps, dtype=np.float64)
+        if self.bottoms is not None:
+            bottoms = np.asarray(self.bottoms, dtype=np.float64)
+            if bottoms.shape != centroids.shape or not np.isfinite(bottoms).all():
+                raise ValueError(f"FallTrack.bottoms must be finite with the centroids' shape {centroids.shape}, "
+                                 f"got {bottoms.shape}")
+            object.__setattr__(self, "bottoms", bottoms)
         if centroids.ndim != 2 or centroids.shape[1] != 2 or stamps.shape != (centroids.shape[0],):
             raise ValueError(f"FallTrack needs centroids (T, 2) and stamps (T,), got {centroids.shape}, {stamps.shape}")
         if centroids.shape[0] < 3:
@@ -71,13 +79,15 @@ class FallTrack:
         stamps = np.asarray(stamps, dtype=np.float64)
         if stamps.shape != (masks.shape[0],):
             raise ValueError(f"need one stamp per mask: {stamps.shape} stamps for {masks.shape[0]} masks")
-        points, times = [], []
+        points, lows, times = [], [], []
         for mask, stamp in zip(masks, stamps):
             ys, xs = np.nonzero(mask)
             if xs.size:
                 points.append((xs.mean() + 0.5, ys.mean() + 0.5))
+                low = ys.max()
+                lows.append((xs[ys == low].mean() + 0.5, low + 1.0))
                 times.append(stamp)
-        return FallTrack(np.array(points).reshape(-1, 2), np.array(times))
+        return FallTrack(np.array(points).reshape(-1, 2), np.array(times), np.array(lows).reshape(-1, 2))
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,34 @@ def _fit_free_fall(
     return depth, float(np.sqrt(np.mean(fit.fun ** 2))), fit.x
 
 
+def _impact_frames(track: FallTrack, t: np.ndarray, K, rot, trans, gravity: float, params: np.ndarray) -> int:
+    """Number of frames before the predicted ground impact of a fitted flight (log depth, velocity (3,))."""
+    centre = -rot.T @ trans
+    depth, velocity = float(np.exp(params[0])), params[1:]
+    rays = (rot.T @ _pixel_rays(K, track.centroids[:1, 0], track.centroids[:1, 1]).T).T[0]
+    low_ray = rot.T @ _pixel_rays(K, track.bottoms[:1, 0], track.bottoms[:1, 1])[0]
+    # Height of the centroid above the lowest point at frame 0 (lowest silhouette point at the object's depth).
+    below = float((centre + depth * rays)[2] - (centre + depth * low_ray)[2])
+    height = (centre + depth * rays)[2] + velocity[2] * t - 0.5 * gravity * t * t - max(below, 0.0)  # (T,)
+    landed = np.nonzero(height <= 0.0)[0]
+    return int(landed[0]) if landed.size else len(t)
+
+
+def _refit_before_impact(track: FallTrack, t: np.ndarray, K, rot, trans, gravity: float, depth: float,
+                         params: np.ndarray) -> float:
+    """Refit on exactly the frames before the predicted impact (a few rounds: the impact moves with the depth)."""
+    n_used = None
+    for _ in range(4):
+        n = _impact_frames(track, t, K, rot, trans, gravity, params)
+        if n < MIN_FALL_FRAMES - 1 or n == n_used:
+            break
+        fit_depth, _, fit_params = _fit_free_fall(track.centroids[:n], t[:n], K, rot, trans, gravity, params)
+        if not np.isfinite(fit_depth):
+            break
+        depth, params, n_used = fit_depth, fit_params, n
+    return depth
+
+
 def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAVITY) -> float:
     """Camera depth of the object at the track's first frame, assuming it flies freely (any initial velocity,
     no air drag): fits depth s and initial velocity v so that projecting X(t) = C + s r0 + v t - (0, 0, g t^2 / 2)
@@ -164,6 +202,8 @@ def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAV
         if not np.isfinite(depth) or rms > tolerance:
             break
         best = depth
+    if best is not None and track.bottoms is not None:
+        best = _refit_before_impact(track, t_all, K, rot, trans, gravity, best, params)
     if best is None:
         raise ValueError(
             f"the centroid track does not look like a free fall: it needs >= {MIN_FALL_PX} px of fall that a "
@@ -282,6 +322,7 @@ def inflate_mask(
     max_gaussians: int = 8_000,
     thickness: float = 1.0,
     profile: str = "round",
+    layer_axis: str = "ray",
     opacity: float = 0.95,
     device: torch.device | str = "cpu",
 ) -> GaussianCloud:
@@ -295,11 +336,15 @@ def inflate_mask(
         max_gaussians: the sampling grid coarsens until the cloud has at most this many Gaussians.
         thickness: multiplies the inflated half-thickness (1 = as thick as wide for round silhouettes).
         profile: "round" (balloon-like) or "linear" (thickness proportional to the boundary distance).
+        layer_axis: "ray" (depth layers along each pixel's ray: the cloud renders exactly onto the mask) or
+            "horizontal" (along the horizontal viewing direction: upright, not sheared by a downward view).
         opacity: opacity of every Gaussian, in (0, 1).
         device: torch device of the returned cloud.
     Returns:
         GaussianCloud with identity rotations, isotropic scales from the pixel footprint, pixel colours.
     """
+    if layer_axis not in ("ray", "horizontal"):
+        raise ValueError(f"layer_axis must be 'ray' or 'horizontal', got {layer_axis!r}")
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if not (np.isfinite(thickness) and thickness > 0):
@@ -330,10 +375,21 @@ def inflate_mask(
     layer = np.arange(pixel.size) - first[pixel]
     # Layers evenly spread over [-h, h] around the mid-plane (a single layer sits on it).
     frac = np.where(layers[pixel] > 1, layer / np.maximum(layers[pixel] - 1, 1) * 2.0 - 1.0, 0.0)
-    z = depth + frac * half[v[pixel], u[pixel]] * metres_per_px  # (N,) camera depths
+    offset = frac * half[v[pixel], u[pixel]] * metres_per_px  # (N,) metres in front of / behind the mid-plane
     rays = _pixel_rays(K, u[pixel] + 0.5, v[pixel] + 0.5)  # (N, 3)
-    cam_points = rays * z[:, None]
-    world = (cam_points - trans) @ rot  # (N, 3): R^T (x - t)
+    if layer_axis == "ray":
+        z = depth + offset  # (N,) camera depths
+        world = (rays * z[:, None] - trans) @ rot  # (N, 3): R^T (x - t)
+    else:
+        # Mid-plane points on their rays, thickness along the horizontal viewing direction: an upright object
+        # seen from above is not sheared along the (downward) rays.
+        mid = (rays * depth - trans) @ rot  # (N, 3)
+        axis = rot[2].copy()  # optical axis in the world
+        axis[2] = 0.0
+        norm = float(np.linalg.norm(axis))
+        axis = axis / norm if norm > 1e-6 else rot[2]
+        world = mid + offset[:, None] * axis
+        z = (world @ rot.T + trans)[:, 2]
 
     n = world.shape[0]
     sigma = SIGMA_PER_SPACING * spacing * z * (metres_per_px / depth)  # (N,) footprint grows with depth

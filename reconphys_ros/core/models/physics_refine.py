@@ -6,8 +6,10 @@ hard ground contact), so we estimate log(k/m) (and refine log(d/m), f) and take 
 (`known_mass`) or a prior (the geometric mean of the paper's range). The loss is the silhouette L2 between the
 rendered alpha of the simulated object and the observed masks over the observed frames:
 
-1. coarse sweep: `sweep_points` forward rollouts, log-spaced over the allowed k/m range (or around an initial
-   guess), batched as several copies of the object in one model; the best point is the start;
+1. sweep: `sweep_points` forward rollouts log-spaced over the allowed k/m range (or around an initial guess),
+   then up to 4 more at 1/3 and 2/3 of a step either side of its minimum; candidates that need similar substep
+   counts run as copies of the object in one replicated model (one kernel launch per substep for all). The
+   estimate is the vertex of the parabola through the minimum and its neighbours (not quantised to the grid);
 2. Adam on (log k/m, log d/m, f) with truncated backprop (state detached before every frame), inside the bracket
    of the sweep's neighbours around its minimum (this keeps k/m above the collapse plateau, where the loss is
    flat and its gradients point the wrong way), for as many steps as the wall-time budget allows;
@@ -24,7 +26,7 @@ Uncertainty (one standard deviation, reported per quantity):
 - mass: 0 when given, else the log-uniform prior's spread; k and d combine the ratio's and the mass's log-spreads.
   Standard deviations in linear units are value * sigma_log (first order).
 
-Speed: estimation runs on its own small lattice (`estimation_lattice`, default 128 anchors, K = 16); parameters
+Speed: estimation runs on its own small lattice (`estimation_lattice`, default 256 anchors, K = 24); parameters
 are resolution independent (physics/lattice.py), so the result holds for the asset's lattice too. Rendering uses
 a subset of the Gaussians at a reduced resolution.
 """
@@ -48,7 +50,10 @@ from ..render import Camera, render_sequence
 __all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics", "mass_prior",
            "scaled_camera", "resize_masks"]
 
-ESTIMATION_LATTICE = LatticeConfig(128, 16, name="estimation")
+# 256 anchors / K = 24: as fast as 128 / 16 here (rendering dominates) but stable across anchor seeds (128 / 16 gave
+# k/m ratios from 0.02 to 0.61 on one clip by seed: soft objects collapse on it). Correction fitted on coarse-lattice
+# drops with their true Gaussians: uncorrected ratios 0.85-1.01 (mean 0.92) on k/m 100 and 200.
+ESTIMATION_LATTICE = LatticeConfig(256, 24, name="estimation", stiffness_correction=0.92, damping_correction=0.92)
 MASS_PRIOR = math.sqrt(PARAM_RANGES["mass"][0] * PARAM_RANGES["mass"][1])  # geometric mean, kg
 FRICTION_PRIOR = 0.5
 DAMPING_PER_MASS_PRIOR = math.sqrt(PARAM_RANGES["damping"][0] * PARAM_RANGES["damping"][1]) / MASS_PRIOR
@@ -63,9 +68,9 @@ class RefineConfig:
     """Settings of the non-learned physics estimation (see the module docstring for the method)."""
 
     budget_s: float = 0.6  # wall-time for sweep + Adam; the sweep always completes, Adam stops at the budget
-    sweep_points: int = 10  # forward rollouts of the coarse sweep over log(k/m)
+    sweep_points: int = 8  # rollouts of the coarse sweep over log(k/m) (plus up to 4 finer ones around its minimum)
     sweep_span: float = 1.5  # with an initial guess: sweep ln-range +-span around it (else the full range)
-    sweep_batch: int = 4  # candidates simulated together in one batched model
+    sweep_batch: int = 16  # at most this many candidates simulated together in one batched model
     max_adam_steps: int = 8
     learning_rate: float = 0.15  # Adam step on log-parameters
     render_size: int = 48  # longest side (px) of the silhouettes compared
@@ -181,12 +186,19 @@ class _SilhouetteLoss:
 
     def model(self, batch: int):
         if batch not in self._models:
-            builder = ModelBuilder()
-            for _ in range(batch):
+            if 1 not in self._models:
+                builder = ModelBuilder()
                 builder.add_object(self.anchors_np, PhysicsParams(MASS_PRIOR, 100.0, 1.0, 0.5),
                                    self.config.estimation_lattice, object_id=self.object_id)
-            self._models[batch] = builder.finalize(self.device)
+                self._models[1] = builder.finalize(self.device)
+            self._models[batch] = self._models[1].replicate(batch)
         return self._models[batch]
+
+    def substeps_needed(self, params: torch.Tensor) -> np.ndarray:
+        """(B, 4) paper params -> (B,) stable substeps per frame of each candidate alone."""
+        single = self.model(1)
+        return np.array([max(self.config.min_substeps, single.required_substeps(self.fps, row[None]))
+                         for row in params.detach()])
 
     def __call__(self, params: torch.Tensor, truncated: bool) -> torch.Tensor:
         """params (B, 4) paper m, k, d, f -> per-candidate loss (B,)."""
@@ -220,6 +232,30 @@ class _Adam:
         self.v = b2 * self.v + (1 - b2) * grad * grad
         m_hat, v_hat = self.m / (1 - b1**self.t), self.v / (1 - b2**self.t)
         return theta - self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+def _sweep_losses(loss_fn: _SilhouetteLoss, log_kpm: np.ndarray, mass: float, dpm: float, friction: float,
+                  max_batch: int, device: str) -> np.ndarray:
+    """Silhouette loss (P,) of each ln(k/m) value. Candidates needing similar substep counts share one batched
+    rollout (one kernel launch per substep for all of them); soft ones are not slowed by the stiffest."""
+    values = torch.as_tensor(log_kpm, dtype=torch.float32, device=device)
+    params = _paper_params(mass, values, torch.full_like(values, math.log(dpm)), torch.full_like(values, friction))
+    needed = loss_fn.substeps_needed(params)
+    losses = np.empty(len(log_kpm))
+    order = np.argsort(needed, kind="stable")
+    groups, current = [], []
+    for i in order:
+        if current and (needed[i] > 1.5 * needed[current[0]] or len(current) >= max_batch):
+            groups.append(current)
+            current = []
+        current.append(int(i))
+    if current:
+        groups.append(current)
+    with torch.no_grad():
+        for group in groups:
+            idx = torch.as_tensor(group, device=device)
+            losses[group] = loss_fn(params[idx], truncated=False).cpu().numpy()
+    return losses
 
 
 def _paper_params(mass: float, log_kpm: torch.Tensor, log_dpm: torch.Tensor, friction: torch.Tensor) -> torch.Tensor:
@@ -312,30 +348,33 @@ def estimate_physics(
         if ln_hi <= ln_lo:
             ln_lo, ln_hi = ln_lo - 1e-3, ln_lo + 1e-3
 
-    # 1. sweep
+    # 1. sweep: a coarse log-spaced grid, then a finer one around its minimum (the estimate is the vertex of the
+    # parabola through the minimum and its neighbours, so it is not quantised to the grid)
     t0 = time.perf_counter()
-    grid = np.linspace(ln_lo, ln_hi, config.sweep_points)
-    losses = np.empty_like(grid)
-    with torch.no_grad():
-        for s in range(0, len(grid), config.sweep_batch):
-            chunk = torch.as_tensor(grid[s:s + config.sweep_batch], dtype=torch.float32, device=device)
-            params = _paper_params(mass, chunk, torch.full_like(chunk, math.log(dpm0)), torch.full_like(chunk, f0))
-            losses[s:s + len(chunk)] = loss_fn(params, truncated=False).cpu().numpy()
+    coarse = np.linspace(ln_lo, ln_hi, config.sweep_points)
+    coarse_losses = _sweep_losses(loss_fn, coarse, mass, dpm0, f0, config.sweep_batch, device)
+    b0 = _stiffest_near_minimum(coarse_losses, config.plateau_tolerance)
+    step = float(coarse[1] - coarse[0])
+    fine = coarse[b0] + step * np.array([-2.0, -1.0, 1.0, 2.0]) / 3.0
+    fine = fine[(fine > ln_lo) & (fine < ln_hi)]
+    fine_losses = _sweep_losses(loss_fn, fine, mass, dpm0, f0, config.sweep_batch, device)
+    order = np.argsort(np.concatenate([coarse, fine]))
+    grid = np.concatenate([coarse, fine])[order]
+    losses = np.concatenate([coarse_losses, fine_losses])[order]
     best = _stiffest_near_minimum(losses, config.plateau_tolerance)
     if best != int(np.argmin(losses)):
         notes.append(f"loss flat below k/m = {math.exp(grid[best]):.3g} (collapse plateau): the stiffest near-tie "
                      "is reported")
     timings["sweep"] = time.perf_counter() - t0
-    step = float(grid[1] - grid[0])
     bracket = (float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)]))
 
     # 2. Adam with truncated backprop inside the bracket, under the budget
     t0 = time.perf_counter()
     # Adam starts at the vertex of the parabola through the sweep minimum and its neighbours (when it has one).
-    best_theta = torch.tensor([grid[best], math.log(dpm0), f0], dtype=torch.float32, device=device)
-    best_loss = float(losses[best])
+    best_theta = torch.tensor([_parabola_vertex(grid, losses, best), math.log(dpm0), f0], dtype=torch.float32,
+                              device=device)
+    best_loss = float(losses[best])  # the vertex's own loss is not simulated; it lies at or below its neighbours'
     theta = best_theta.clone()
-    theta[0] = _parabola_vertex(grid, losses, best)
     adam = _Adam(theta, config.learning_rate)
     dpm_lo = PARAM_RANGES["damping"][0] / m_hi
     dpm_hi = PARAM_RANGES["damping"][1] / m_lo
@@ -349,7 +388,9 @@ def estimate_physics(
         leaf = theta.clone().requires_grad_(True)
         loss = loss_fn(_paper_params(mass, leaf[0:1], leaf[1:2], leaf[2:3]), truncated=True)[0]
         loss.backward()
-        if float(loss.detach()) < best_loss:  # the loss of the parameters before this update
+        if adam_steps == 0:
+            best_loss = min(best_loss, float(loss.detach()))
+        elif float(loss.detach()) < best_loss:  # the loss of the parameters before this update
             best_loss, best_theta = float(loss.detach()), theta.clone()
         theta = torch.minimum(torch.maximum(adam.step(theta, leaf.grad), lower), upper)
         adam_steps += 1

@@ -1,8 +1,14 @@
-"""Mapping error of a coarse lattice against the reference lattice on drops, and the fit of its
-per-lattice stiffness correction. Run `python -m reconphys_ros.core.physics.calibration` to refit."""
+"""Mapping error of coarser lattices against the reference lattice on drops, and the fit of their per-lattice
+stiffness and damping corrections (lattice.py). Reference drops are slow on a CPU (~12 ms per substep), so their
+trajectories are cached on disk (`.cache/calibration/`); refit and print the achieved error per lattice with
+
+    python -m reconphys_ros.core.physics.calibration [--lattice coarse medium estimation]
+"""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -11,12 +17,15 @@ import torch
 from .anchors import sample_anchors
 from .control import drop_state
 from .integrator import simulate
-from .lattice import COARSE_LATTICE, MEDIUM_LATTICE, REFERENCE_LATTICE, LatticeConfig, estimate_reference_r2_sum
+from .lattice import LATTICES, REFERENCE_LATTICE, LatticeConfig
 from .model import ModelBuilder
 from .params import PhysicsParams
 
-# Parameter sets spanning the paper ranges (k/m from 5 to 6000 1/s^2 is not all useful: very soft objects
-# collapse on both lattices alike; these cover soft to stiff and low to high damping and friction).
+__all__ = ["CALIBRATION_PARAMS", "calibration_object", "drop_trajectory", "trajectory_error",
+           "reference_trajectory", "fit_correction", "mapping_errors"]
+
+# Parameter sets spanning the paper ranges (soft to stiff, low to high damping and friction; the very soft end
+# collapses on every lattice alike and calibrates nothing).
 CALIBRATION_PARAMS = [
     PhysicsParams(1.0, 100.0, 0.5, 0.5),
     PhysicsParams(2.0, 1200.0, 5.0, 0.2),
@@ -55,37 +64,75 @@ def trajectory_error(reference: np.ndarray, other: np.ndarray) -> float:
     return float(max(centroid, lo, hi) / size)
 
 
-def fit_correction(lattice: LatticeConfig, corrections=(0.6, 0.8, 1.0, 1.25, 1.5), params_list=None,
-                   objects=(("calib_box", 0.4),), verbose: bool = True, substeps: int = 100):
-    """Grid-search the stiffness/damping correction of `lattice` minimising the mean drop error."""
-    params_list = params_list or CALIBRATION_PARAMS
-    refs = []
-    for name, size in objects:
-        pts = calibration_object(size)
-        for p in params_list:
-            refs.append((pts, name, p, drop_trajectory(pts, name, p, REFERENCE_LATTICE, substeps=substeps)))
+def _cache_dir() -> str:
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return os.path.join(repo, ".cache", "calibration")
+
+
+def reference_trajectory(params: PhysicsParams, object_id: str = "calib_box", size: float = 0.4,
+                         substeps: int = 100, cache_dir: str | None = None) -> np.ndarray:
+    """Reference-lattice drop (T, 2048, 3) of the calibration object, computed once and cached on disk."""
+    key = hashlib.blake2b(repr((params.to_tuple(), object_id, size, substeps, REFERENCE_LATTICE.num_anchors,
+                                REFERENCE_LATTICE.k_neighbors)).encode(), digest_size=8).hexdigest()
+    folder = cache_dir or _cache_dir()
+    path = os.path.join(folder, f"reference_{key}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    traj = drop_trajectory(calibration_object(size), object_id, params, REFERENCE_LATTICE, substeps=substeps)
+    os.makedirs(folder, exist_ok=True)
+    np.save(path, traj)
+    return traj
+
+
+def mapping_errors(lattice: LatticeConfig, params_list=None, substeps: int = 100) -> list[float]:
+    """Drop error (fraction of the object size) of `lattice` against the reference, one per parameter set."""
+    pts = calibration_object()
+    return [trajectory_error(reference_trajectory(p, substeps=substeps),
+                             drop_trajectory(pts, "calib_box", p, lattice, substeps=substeps))
+            for p in (params_list or CALIBRATION_PARAMS)]
+
+
+def fit_correction(lattice: LatticeConfig, stiffness_grid=(0.6, 0.8, 1.0, 1.25, 1.5), damping_grid=(0.5, 1.0, 2.0),
+                   params_list=None, verbose: bool = True, substeps: int = 100):
+    """Coordinate search: the stiffness correction minimising the mean drop error (damping correction as given),
+    then the damping correction at that stiffness. Returns (best lattice, {(kc, dc): errors})."""
     table = {}
-    for c in corrections:
-        lat = replace(lattice, stiffness_correction=c, damping_correction=c)
-        errs = [trajectory_error(ref, drop_trajectory(pts, name, p, lat, substeps=substeps)) for pts, name, p, ref in refs]
-        table[c] = errs
-        if verbose:
-            print(f"{lattice.name} correction {c:.3f}: mean err {np.mean(errs):.4f} max {np.max(errs):.4f} {np.round(errs, 4)}")
-    best = min(table, key=lambda c: np.mean(table[c]))
+
+    def score(lat: LatticeConfig) -> float:
+        key = (lat.stiffness_correction, lat.damping_correction)
+        if key not in table:
+            table[key] = mapping_errors(lat, params_list, substeps)
+            if verbose:
+                print(f"{lat.name} k x{key[0]:.3f} d x{key[1]:.3f}: mean {np.mean(table[key]):.4f} "
+                      f"max {np.max(table[key]):.4f} {np.round(table[key], 4)}", flush=True)
+        return float(np.mean(table[key]))
+
+    best = min((replace(lattice, stiffness_correction=float(c)) for c in stiffness_grid), key=score)
+    best = min((replace(best, damping_correction=float(c)) for c in damping_grid), key=score)
     return best, table
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lattice", default="coarse", choices=["coarse", "medium"])
-    parser.add_argument("--corrections", default="0.6,0.8,1.0,1.25,1.5")
+    parser.add_argument("--lattice", nargs="+", default=["coarse", "medium"], choices=sorted(set(LATTICES) - {"reference"}))
+    parser.add_argument("--stiffness", default="0.6,0.8,1.0,1.25,1.5", help="stiffness corrections to try")
+    parser.add_argument("--damping", default="0.5,1.0,2.0", help="damping corrections to try")
+    parser.add_argument("--report", action="store_true", help="only print the error of the configured corrections")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    lattice = COARSE_LATTICE if args.lattice == "coarse" else MEDIUM_LATTICE
-    best, table = fit_correction(replace(lattice, stiffness_correction=1.0, damping_correction=1.0),
-                                 [float(c) for c in args.corrections.split(",")])
-    print(f"best correction for {lattice.name}: {best} (mean error {np.mean(table[best]):.4f})")
+    for name in args.lattice:
+        lattice = LATTICES[name]
+        errors = mapping_errors(lattice)
+        print(f"{name} {lattice.num_anchors}/{lattice.k_neighbors} configured (k x{lattice.stiffness_correction}, "
+              f"d x{lattice.damping_correction}): mean {np.mean(errors):.4f} max {np.max(errors):.4f}", flush=True)
+        if args.report:
+            continue
+        best, table = fit_correction(lattice, [float(c) for c in args.stiffness.split(",")],
+                                     [float(c) for c in args.damping.split(",")])
+        errs = table[(best.stiffness_correction, best.damping_correction)]
+        print(f"best for {name}: stiffness_correction={best.stiffness_correction}, damping_correction="
+              f"{best.damping_correction} (mean error {np.mean(errs):.4f}, max {np.max(errs):.4f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,34 @@ class Model:
     def object_slice(self, b: int) -> slice:
         return slice(int(self.object_start[b]), int(self.object_start[b + 1]))
 
+    def replicate(self, copies: int) -> "Model":
+        """A batch of `copies` copies of this model's objects (same anchors and springs), without re-running the
+        builder's KNN and eigenvalue work: e.g. one launch per substep for all points of a parameter sweep."""
+        if int(copies) < 1:
+            raise ValueError(f"replicate: copies must be >= 1, got {copies}")
+        copies = int(copies)
+        n, b = self.num_anchors, self.num_objects
+        dev = self.rest_positions.device
+        shift_a = torch.arange(copies, device=dev, dtype=torch.int32) * n  # (C,)
+        shift_b = torch.arange(copies, device=dev, dtype=torch.int32) * b
+        springs = (self.springs[None] + shift_a[:, None, None]).reshape(-1, 2)
+        starts = np.concatenate([[0], (self.object_start[1:][None] + n * np.arange(copies)[:, None]).reshape(-1)])
+        return replace(
+            self,
+            rest_positions=self.rest_positions.repeat(copies, 1),
+            anchor_object=(self.anchor_object[None] + shift_b[:, None]).reshape(-1),
+            object_start=starts.astype(np.int64),
+            springs=springs.contiguous(),
+            rest_lengths=self.rest_lengths.repeat(copies),
+            spring_object=(self.spring_object[None] + shift_b[:, None]).reshape(-1),
+            paper_params=self.paper_params.repeat(copies, 1),
+            scale=self.scale.repeat(copies, 1),
+            unit_eigen=np.tile(self.unit_eigen, copies),
+            lattices=self.lattices * copies,
+            object_ids=self.object_ids * copies,
+            cache={},
+        )
+
     def with_contact(self, contact: ContactSettings) -> "Model":
         return replace(self, contact=contact, cache={})
 
