@@ -20,13 +20,23 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
+from reconphys_ros.core.asset import validate_object_id
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.spin import run_node
+
+def _check_prefix(value: str) -> str | None:
+    """The prefix names a folder under output_dir: a safe file name, never a path."""
+    try:
+        validate_object_id(value)
+    except ValueError as exc:
+        return f"prefix: {exc}"
+    return None
+
 
 NAME = "bag_recorder"
 PARAMS = [
     ParamSpec("output_dir", "str", "folder that receives the recordings", read_only=True),
-    ParamSpec("prefix", "str", "recording folder name prefix", read_only=True),
+    ParamSpec("prefix", "str", "recording folder name prefix", read_only=True, check=_check_prefix),
     ParamSpec("topics", "str_list", "topics to record (relative names resolve in the node's namespace)",
               check=lambda v: None if v else "topics must name at least one topic", read_only=True),
     ParamSpec("split_size_mb", "float", "start a new bag after this many MB; 0 = never", 0.0, 1e6),

@@ -16,6 +16,7 @@ from sensor_msgs.msg import PointCloud2
 
 from reconphys_ros.msg import GripperCommand
 from reconphys_ros.ros.conversions import points_from_pointcloud2
+from reconphys_ros.ros.input_warnings import DroppedInputLog
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import command_qos
 from reconphys_ros.ros.spin import run_node
@@ -45,6 +46,7 @@ class GripperControllerNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
+        self.dropped = DroppedInputLog(self.get_logger())
         self.command_pub = self.create_publisher(GripperCommand, "gripper/command", command_qos())
         self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, QoSProfile(depth=2))
         self.timer = self.create_timer(1.0 / self.params["rate"], self.tick)
@@ -66,7 +68,11 @@ class GripperControllerNode(Node):
     def on_anchors(self, msg: PointCloud2) -> None:
         try:
             points, _ = points_from_pointcloud2(msg)
-        except ValueError:
+        except ValueError as exc:
+            self.dropped.drop("anchors", str(exc))
+            return
+        if not np.isfinite(points).all():  # a NaN anchor would become a NaN gripper target
+            self.dropped.drop("anchors", "sim/anchors contains NaN or Inf")
             return
         now = time.monotonic()
         if self._anchors is not None and self._anchors.shape == points.shape and len(points):

@@ -67,6 +67,11 @@ PARAMS = [
 ]
 
 
+# A stamp this far behind the newest one starts a new stream (camera restarted, bag looped, a peer once sent a
+# stamp from the far future): without the reset every later frame would be dropped as out of order, forever.
+STREAM_RESTART_NS = 1_000_000_000
+
+
 def pose_matrix(position: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
     """(4, 4) transform of a pose (camera optical frame in the world = camera -> world)."""
     m = np.eye(4)
@@ -107,6 +112,8 @@ class ReconstructionNode(Node):
         self._lock = threading.Lock()  # pairer, detector, camera
         self._camera_info: tuple[np.ndarray, int, int] | None = None
         self._cam_to_world: np.ndarray | None = None
+        self._newest_stamp_ns: dict[str, int] = {}  # per side: masks lag images by the segmentation time
+        self.stream_restarts = 0
         self.drops_done = 0
         self.clips_ignored = 0
         self.latencies: list[float] = []
@@ -156,8 +163,21 @@ class ReconstructionNode(Node):
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
+            newest = self._newest_stamp_ns.get(side)
+            if newest is not None and stamp_ns < newest - STREAM_RESTART_NS:
+                self._restart_stream(side, stamp_ns, newest)
+            self._newest_stamp_ns[side] = max(stamp_ns, self._newest_stamp_ns.get(side, stamp_ns))
             for stamp, image, mask in self.pairer.add(side, stamp_ns, array):
                 self._feed(stamp, image, mask)
+
+    def _restart_stream(self, side: str, stamp_ns: int, newest_ns: int) -> None:
+        self.dropped.drop("stream restart", f"{side} stamp {stamp_ns * 1e-9:.3f} s is more than "
+                          f"{STREAM_RESTART_NS * 1e-9:g} s before the newest {side} ({newest_ns * 1e-9:.3f} s): "
+                          "treating it as a new stream (pairing and drop detection start again)")
+        self.stream_restarts += 1
+        self.pairer = StampPairer(self.params["pair_window"])
+        self.detector.reset()
+        self._newest_stamp_ns = {}
 
     def _feed(self, stamp_ns: int, image: np.ndarray, mask: np.ndarray) -> None:
         if image.shape[:2] != mask.shape:
@@ -223,7 +243,14 @@ class ReconstructionNode(Node):
     def _write_outputs(self, asset, camera: Camera, clip: DropClip, result, latency: float) -> None:
         folder = self.params["output_dir"]
         os.makedirs(folder, exist_ok=True)
-        write_ply(asset.gaussians, os.path.join(folder, f"{asset.object_id}.ply"))
+        # temp name + rename: a crash mid-write never leaves a partial <id>.ply that looks complete
+        ply_path = os.path.join(folder, f"{asset.object_id}.ply")
+        try:
+            write_ply(asset.gaussians, ply_path + ".tmp")
+            os.replace(ply_path + ".tmp", ply_path)
+        finally:
+            if os.path.exists(ply_path + ".tmp"):
+                os.remove(ply_path + ".tmp")
         physics = asset.physics
         record = {
             "object_id": asset.object_id,

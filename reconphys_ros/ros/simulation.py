@@ -28,6 +28,10 @@ from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
 from reconphys_ros.ros.spin import run_node
 
+# Gripper targets are clamped into this box (world, m): a far-off target (a unit mix-up, a bad teleop message)
+# would otherwise fling a grasped object kilometres away and wreck the float32 state.
+GRIPPER_WORKSPACE_M = ((-5.0, -5.0, 0.0), (5.0, 5.0, 5.0))
+
 NAME = "simulation"
 PARAMS = [
     ParamSpec("fps", "float", "physics frames per second (timer rate)", 1.0, 1000.0, read_only=True),
@@ -87,6 +91,8 @@ class SimulationNode(Node):
         self._render_times: list[float] = []
         self.renders_skipped = 0
         self.frames_stepped = 0
+        self.commands_clamped = 0
+        self._divergences_seen = 0
         self._last_cloud = self._last_render = 0.0
         self._window = (time.monotonic(), 0.0)  # (wall time, sim time) at the start of the status window
         self._event = "waiting for an asset"
@@ -111,6 +117,7 @@ class SimulationNode(Node):
             return
         with self.lock:
             self.sim = sim
+            self._divergences_seen = 0
             self._window = (time.monotonic(), 0.0)
         note = "" if sim.substeps == sim.requested_substeps else \
             f" (substeps raised from {sim.requested_substeps} to {sim.substeps} for stability)"
@@ -128,6 +135,13 @@ class SimulationNode(Node):
         if not (np.isfinite(msg.position) and np.isfinite(msg.max_effort) and np.isfinite(msg.grasp_radius)):
             self.dropped.drop("gripper command", "position, max_effort and grasp_radius must be finite")
             return
+        low, high = np.asarray(GRIPPER_WORKSPACE_M[0]), np.asarray(GRIPPER_WORKSPACE_M[1])
+        clamped = np.clip(position, low, high)
+        if not np.array_equal(clamped, position):
+            self.commands_clamped += 1
+            self.get_logger().warning(f"gripper target {position.tolist()} is outside the workspace {low.tolist()}.."
+                                      f"{high.tolist()} m: clamped to {clamped.tolist()}", throttle_duration_sec=5.0)
+            position = clamped
         with self.lock:
             if self.sim is None:
                 self.dropped.drop("gripper command", "no asset loaded yet")
@@ -168,6 +182,11 @@ class SimulationNode(Node):
                 return
             step_time = sim.step()
             self.frames_stepped += 1
+            if sim.divergences != self._divergences_seen:
+                self._divergences_seen = sim.divergences
+                self._event = (f"simulation of {sim.asset.object_id} diverged (non-finite state, "
+                               f"{sim.divergences} times so far): dropped it again")
+                self.get_logger().warning(self._event, throttle_duration_sec=5.0)
             now = time.monotonic()
             cloud_due = self.params["cloud_rate"] > 0 and now - self._last_cloud >= 1.0 / self.params["cloud_rate"]
             render_due = self.params["render_rate"] > 0 and now - self._last_render >= 1.0 / self.params["render_rate"]

@@ -121,7 +121,11 @@ class VideoSourceNode(Node):
             return
         frame = self._next_frame()
         if frame is None:
-            self.get_logger().info(f"finished {self.source.name} after {self.frames_published} frames")
+            # also the end of a looping source that yields no frames at all (an unreadable video): stop the
+            # timer instead of logging this at the frame rate forever
+            self.timer.cancel()
+            note = "" if self.frames_published else " (the source yielded no frames: unreadable or empty?)"
+            self.get_logger().info(f"finished {self.source.name} after {self.frames_published} frames{note}")
             return
         # Stamps follow the clip's timeline (first frame + i / fps), not the publish time, so a late timer on a
         # busy machine does not distort the motion the reconstruction measures.

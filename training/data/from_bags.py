@@ -8,16 +8,24 @@ drop when the bag has them (else NaN, meta["params_known"] = false): such clips 
 (photometric / silhouette) losses.
 
     python -m training.data.from_bags bags/reconphys_2025... --out data/from_bags --split train
+
+A bag whose writer was killed (SIGKILL, power loss) has no metadata.yaml and no MCAP footer; `--recover` rewrites
+every complete chunk of it into a new, closed bag (the messages of the last, unfinished chunk are lost):
+
+    python -m training.data.from_bags bags/reconphys_2025.../part_000 --recover --out bags/recovered
 """
 from __future__ import annotations
 
 import argparse
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rosbags.highlevel import AnyReader
+from rosbags.highlevel.anyreader import AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.drop_detector import DropDetector
@@ -54,6 +62,11 @@ def _bag_folders(path: Path) -> list[Path]:
     if (path / "metadata.yaml").is_file():
         return [path]
     parts = sorted(p.parent for p in path.glob("*/metadata.yaml"))
+    unfinished = sorted(path.glob("*.mcap")) + sorted(p for p in path.glob("*/*.mcap")
+                                                        if not (p.parent / "metadata.yaml").exists())
+    if unfinished:  # a recorder killed before close() leaves an .mcap without metadata.yaml
+        raise ValueError(f"{unfinished[0]} was never closed (its recorder was killed?); recover it with "
+                         f"`python -m training.data.from_bags {unfinished[0].parent} --recover --out RECOVERED`")
     if not parts:
         raise ValueError(f"{path} is neither a rosbag2 folder (metadata.yaml) nor a folder of them")
     return parts
@@ -68,7 +81,13 @@ def read_recording(path: str | os.PathLike, topics: dict | None = None) -> _Reco
     store = make_typestore()
     rec = _Recording()
     images, masks = {}, {}
-    with AnyReader(_bag_folders(Path(path)), default_typestore=store) as reader:
+    reader = AnyReader(_bag_folders(Path(path)), default_typestore=store)
+    try:
+        reader.open()
+    except AnyReaderError as exc:
+        raise ValueError(f"{path}: not a readable rosbag2 ({exc}); if its recorder was killed, recover it with "
+                         f"`python -m training.data.from_bags {path} --recover --out RECOVERED`") from None
+    try:
         wanted = [c for c in reader.connections if c.topic in topics.values()]
         for conn, timestamp, raw in reader.messages(connections=wanted):
             msg = reader.deserialize(raw, conn.msgtype)
@@ -86,6 +105,8 @@ def read_recording(path: str | os.PathLike, topics: dict | None = None) -> _Reco
                 rec.world_to_cam = np.linalg.inv(cam_to_world)
             elif conn.topic == topics["physics"]:
                 rec.physics.append((timestamp * 1e-9, {n: float(getattr(msg, n)) for n in PARAM_ORDER}))
+    finally:
+        reader.close()
     rec.frames = [(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
     return rec
 
@@ -150,15 +171,93 @@ def convert(bags: list[str], out_root: str, split: str = "train", num_frames: in
     return manifest
 
 
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _mcap_records(data: bytes, start: int = 0):
+    """(opcode, body) of every complete record from `start`; stops silently at a truncated one."""
+    pos = start
+    while pos + 9 <= len(data):
+        op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
+        if pos + 9 + length > len(data):
+            return
+        yield op, data[pos + 9:pos + 9 + length]
+        pos += 9 + length
+
+
+def _mcap_string(body: bytes, pos: int) -> tuple[str, int]:
+    n = struct.unpack_from("<I", body, pos)[0]
+    return body[pos + 4:pos + 4 + n].decode(), pos + 4 + n
+
+
+def recover_bag(bag: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
+    """Rewrite the complete chunks of a killed recorder's MCAP bag (folder or .mcap file) into a closed bag at
+    `out`. Returns {topic: messages recovered}. Raises ValueError naming the file when nothing is recoverable."""
+    bag = Path(bag)
+    files = [bag] if bag.is_file() else sorted(bag.glob("*.mcap"))
+    if not files:
+        raise ValueError(f"{bag}: no .mcap file to recover")
+    data = files[0].read_bytes()
+    if not data.startswith(_MCAP_MAGIC):
+        raise ValueError(f"{files[0]}: not an MCAP file (bad magic)")
+    store = make_typestore()
+    schemas, channels, messages = {}, {}, []
+    for op, body in _mcap_records(data, len(_MCAP_MAGIC)):
+        if op != 0x06:  # only chunks hold schemas, channels and messages in rosbags' layout
+            continue
+        pos = 8 * 3 + 4
+        compression, pos = _mcap_string(body, pos)
+        size = struct.unpack_from("<Q", body, pos)[0]
+        payload = body[pos + 8:pos + 8 + size]
+        if compression:
+            from rosbags.rosbag2.storage_mcap import DECOMPRESSORS  # rosbags' own zstd / lz4 decoders
+            if compression not in DECOMPRESSORS:
+                raise ValueError(f"{files[0]}: chunk compression {compression!r} is not supported")
+            payload = DECOMPRESSORS[compression](payload, struct.unpack_from("<Q", body, 16)[0])
+        for inner, rec in _mcap_records(payload):
+            if inner == 0x03:
+                sid = struct.unpack_from("<H", rec, 0)[0]
+                schemas[sid] = _mcap_string(rec, 2)[0]
+            elif inner == 0x04:
+                cid, sid = struct.unpack_from("<HH", rec, 0)
+                channels[cid] = (_mcap_string(rec, 4)[0], schemas.get(sid, ""))
+            elif inner == 0x05:
+                cid = struct.unpack_from("<H", rec, 0)[0]
+                log_time = struct.unpack_from("<Q", rec, 6)[0]
+                messages.append((cid, log_time, bytes(rec[22:])))
+    if not messages:
+        raise ValueError(f"{files[0]}: no complete chunk to recover (the recorder died before writing one)")
+    counts: dict[str, int] = {}
+    with Writer(Path(out), version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {}
+        for cid, (topic, msgtype) in channels.items():
+            if msgtype in store.types:
+                conns[cid] = writer.add_connection(topic, msgtype, typestore=store)
+        for cid, stamp, raw in messages:
+            if cid in conns:
+                writer.write(conns[cid], stamp, raw)
+                topic = channels[cid][0]
+                counts[topic] = counts.get(topic, 0) + 1
+    return counts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bags", nargs="+", help="rosbag2 folders (or recording folders of split bags)")
     parser.add_argument("--out", required=True, help="data set root to write")
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
     parser.add_argument("--num-frames", type=int, default=30)
+    parser.add_argument("--recover", action="store_true",
+                        help="rewrite the complete chunks of killed recorders' bags into closed bags under --out")
     for key, topic in DEFAULT_TOPICS.items():
         parser.add_argument(f"--{key.replace('_', '-')}-topic", default=topic)
     args = parser.parse_args(argv)
+    if args.recover:
+        for bag in args.bags:
+            out = os.path.join(args.out, Path(bag).name)
+            counts = recover_bag(bag, out)
+            print(f"recovered {sum(counts.values())} messages of {bag} into {out}: {counts}")
+        return 0
     topics = {key: getattr(args, f"{key}_topic") for key in DEFAULT_TOPICS}
     manifest = convert(args.bags, args.out, args.split, args.num_frames, topics)
     print(f"wrote {len(manifest['samples'])} clips to {args.out}")
