@@ -52,6 +52,7 @@ TRAIN_DEFAULTS = {
     "image_every": 50,
     "checkpoint_every": 50,
     "max_samples": None,  # use only the first N samples of the split (smoke tests)
+    "augment_flip": False,  # supervised phase: mirror clips left-right at random (physics is mirror-symmetric)
     "net": {},  # PhysicsNetConfig overrides
     "rollout": {},  # RolloutConfig overrides
 }
@@ -124,6 +125,17 @@ def batch_indices(num: int, batch: int, seed: int, step: int, rank: int) -> torc
     return torch.randint(0, num, (batch,), generator=g)
 
 
+def flip_choice(batch: int, seed: int, step: int, rank: int) -> torch.Tensor:
+    """(batch,) bool: which clips of a step's batch are mirrored; seeded like batch_indices (resumable)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step * 101 + rank + 7_919)
+    return torch.rand(batch, generator=g) < 0.5
+
+
+def mirror(clips: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) clips, (B,) bool -> clips with the chosen ones mirrored left-right (along W)."""
+    return torch.where(flip[:, None, None, None, None], clips.flip(-1), clips)
+
+
 def cosine_lambda(total: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -189,7 +201,11 @@ class Trainer:
         self.net.train()
         if supervised:
             idx = batch_indices(len(self.bank), cfg["batch_size"], cfg["seed"], step, self.rank)
-            mean, log_var = self.model(self.bank.frames[idx].to(self.device), self.bank.masks[idx].to(self.device))
+            frames, masks = self.bank.frames[idx], self.bank.masks[idx]
+            if cfg["augment_flip"]:
+                flip = flip_choice(len(idx), cfg["seed"], step, self.rank)
+                frames, masks = mirror(frames, flip), mirror(masks, flip)
+            mean, log_var = self.model(frames.to(self.device), masks.to(self.device))
             loss = gaussian_nll(mean, log_var, targets_from_params(self.bank.params[idx]).to(self.device))
             extra = {}
         else:

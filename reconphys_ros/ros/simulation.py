@@ -21,7 +21,7 @@ from std_srvs.srv import Trigger
 
 from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
-from reconphys_ros.ros.asset_simulator import AssetSimulator, GripperSettings, lattice_for
+from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
 from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
 from reconphys_ros.ros.input_warnings import DroppedInputLog
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters

@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter
 from reconphys_ros.core.physics import (PARAM_NAMES, PARAM_RANGES, ModelBuilder, PhysicsParams, State, drop_state,
                                         lattice_from_name, sample_anchors, simulate)
 from reconphys_ros.core.physics.integrator import resolve_substeps
-from reconphys_ros.ros.asset_simulator import thin_anchors
+from reconphys_ros.core.sim_session import thin_anchors
 from reconphys_ros.ros.conversions import asset_to_msg
 from reconphys_ros.ros.parameters import node_defaults
 from test.reliability import fuzz

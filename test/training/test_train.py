@@ -132,3 +132,25 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = torch.load(out / "last.pt", weights_only=True)
     assert payload["step"] == 5
+
+
+def test_mirror_flips_only_chosen_clips_and_is_seeded():
+    from training.train import flip_choice, mirror
+
+    clips = torch.arange(2 * 2 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 2, 1, 2, 3)  # (B, T, C, H, W)
+    out = mirror(clips, torch.tensor([True, False]))
+    assert torch.equal(out[0, :, :, :, 0], clips[0, :, :, :, 2])  # first clip mirrored along W
+    assert torch.equal(out[1], clips[1])  # second untouched
+    a, b = flip_choice(64, 0, 5, 0), flip_choice(64, 0, 5, 0)
+    assert torch.equal(a, b) and 0 < int(a.sum()) < 64  # same step -> same choice (resumable), both kinds drawn
+    assert not torch.equal(a, flip_choice(64, 0, 6, 0))
+
+
+def test_augment_flip_changes_the_supervised_batch(tiny_data, tmp_path):
+    losses = []
+    for flip in (False, True):
+        trainer = Trainer(_config(tiny_data, tmp_path, supervised_steps=1, selfsup_steps=0, batch_size=4,
+                                  augment_flip=flip))
+        trainer.load_data()
+        losses.append(trainer.train_step()["loss"])
+    assert losses[0] != losses[1]  # same seed and weights: only the mirrored inputs differ
