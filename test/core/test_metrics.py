@@ -70,3 +70,16 @@ def test_param_errors():
     assert e["log_ratio_stiffness_per_mass"] == pytest.approx(math.log(2))
     mean = mean_param_errors([(pred, truth), (truth, truth)])
     assert mean["stiffness"] == 150.0
+
+
+def test_chamfer_matches_brute_force_and_survives_coincident_points():
+    """Chunked exact Chamfer equals the dense formula; a collapsed object (all points equal) is fine."""
+    import numpy as np
+    from reconphys_ros.core.metrics import chamfer_distance
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 3)), rng.normal(size=(170, 3))
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+    expected = d2.min(1).mean() + d2.min(0).mean()
+    assert abs(chamfer_distance(a, b, chunk=64) - expected) < 1e-9
+    collapsed = np.zeros((5000, 3))
+    assert chamfer_distance(collapsed, collapsed + [0.0, 0.0, 0.1]) == pytest.approx(2 * 0.01)
