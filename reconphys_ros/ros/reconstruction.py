@@ -80,6 +80,9 @@ def pose_matrix(position: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
     return m
 
 
+PIPELINE_PARAMS = {"refine", "known_mass"}  # writable parameters read by build_pipeline
+
+
 def build_pipeline(params: dict):
     """The core pipeline configured from node parameters (imported lazily: it loads models)."""
     from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
@@ -130,7 +133,11 @@ class ReconstructionNode(Node):
         self.create_subscription(PoseStamped, "camera/pose", self.on_pose, latched_qos(), callback_group=group)
 
     def _params_changed(self, changed: dict) -> None:
+        """Apply accepted parameter changes: a new pipeline when its settings changed (a drop already being
+        reconstructed finishes with the old one). num_frames, lattice, device and min_drop_px are read-only."""
         self.params.update(changed)
+        if PIPELINE_PARAMS & set(changed):
+            self.pipeline = build_pipeline(self.params)
 
     @property
     def busy(self) -> bool:

@@ -106,3 +106,22 @@ def test_reconstruction_drops_bad_frames_and_keeps_serving(ros_context, tmp_path
         executor.shutdown()
         node.destroy_node()
         driver.destroy_node()
+
+
+def test_parameter_changes_reach_the_pipeline_and_detector(ros_context, tmp_path):
+    """known_mass / refine set at run time are applied, not just stored."""
+    from rclpy.parameter import Parameter as P
+
+    from reconphys_ros.ros.reconstruction import ReconstructionNode
+    node = ReconstructionNode(context=ros_context, parameter_overrides=[P("output_dir", value=str(tmp_path))])
+    try:
+        assert node.pipeline.config.known_mass is None
+        results = node.set_parameters([P("known_mass", value=2.5), P("refine", value=True)])
+        assert all(r.successful for r in results), [r.reason for r in results]
+        config = node.pipeline.config
+        assert (config.known_mass, config.refine) == (2.5, True)
+        assert not node.set_parameters([P("known_mass", value=-1.0)])[0].successful  # out of range: refused
+        assert node.pipeline.config.known_mass == 2.5
+    finally:
+        node.close() if hasattr(node, "close") else None
+        node.destroy_node()
