@@ -12,7 +12,8 @@ Protocol (single input view 0, frames 0..19 observed; 0-based frame indices):
   EMD between predicted and true anchor positions (mean over the window's frames);
 - params: MAE of m, k, d, f, k/m, d/m with the mass prior and with the true mass given; calibration = share of
   test truths inside the predicted 90% intervals of ln k/m, ln d/m, f; time per object of the predictor;
-- methods: learned (the predictor), learned+refine (physics_refine from the prediction), per-scene (physics_refine
+- methods: learned (the predictor), learned+refine (physics_refine from the prediction), learned+check (the
+  pipeline's default without `refine`: a 3-point sweep of +-0.3 in ln k/m around the prediction, no Adam), per-scene (physics_refine
   from mid-range with a larger budget: our Spring-Gaus-style per-scene optimisation, one view), const-mean (the
   training set's mean params), truth-params (upper bound of this render path), hold-last-frame and first-frame
   (video baselines: frames only, no params);
@@ -32,7 +33,7 @@ import torch
 
 from reconphys_ros.core.binding import apply_binding, compute_binding
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.metrics import earth_movers_distance, psnr, ssim
+from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
 from reconphys_ros.core.models.physics_predictor import Z90, estimate_from_prediction, load as load_predictor
 from reconphys_ros.core.models.physics_refine import MASS_PRIOR, RefineConfig, estimate_physics
 from reconphys_ros.core.physics import ModelBuilder, PhysicsParams, State, simulate
@@ -45,6 +46,8 @@ from training.rollout import initial_velocities
 RECON = slice(1, 20)
 FUTURE = slice(20, 30)
 PARAM_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
+# what reconphys_ros/core/pipeline.py runs around a learned guess when `refine` is off
+PIPELINE_CHECK = RefineConfig(sweep_points=3, sweep_span=0.3, max_adam_steps=0)
 PAPER_MAE = {"stiffness": 297.3, "damping": 1.151, "mass": 1.337, "friction": 1.508}
 
 
@@ -64,18 +67,9 @@ def window_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray, pred_mask: np.nda
         "ssim": ssim(pred_rgb, true_rgb),
     }
     if pred_points is not None:
-        out["cd"] = float(np.mean([dense_chamfer(p, t) for p, t in zip(pred_points, true_points)]))
+        out["cd"] = float(np.mean([chamfer_distance(p, t) for p, t in zip(pred_points, true_points)]))
         out["emd"] = float(np.mean([earth_movers_distance(p, t, max_points=256) for p, t in zip(pred_points, true_points)]))
     return out
-
-
-def dense_chamfer(a: np.ndarray, b: np.ndarray) -> float:
-    """Chamfer distance as metrics.chamfer_distance, by dense distances: scipy's cKDTree crashed (segfault, stack
-    overflow) here on a collapsed object whose anchors coincide."""
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("point sets contain NaN or Inf")
-    d2 = torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)) ** 2
-    return float(d2.min(1).values.mean() + d2.min(0).values.mean())
 
 
 def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z: float = Z90) -> np.ndarray:
@@ -164,12 +158,13 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
     const = constant_params(train_root)
     methods = ["truth-params", "const-mean", "hold-last-frame", "first-frame"]
     if predictor is not None:
-        methods[1:1] = ["learned", "learned+refine"]
+        methods[1:1] = ["learned", "learned+refine", "learned+check"]
     methods.append("per-scene")
     per_frame = {m: [] for m in methods}  # per sample: (T,) whole-frame PSNR
     windows = {m: {"recon": [], "future": []} for m in methods}
-    param_rows = {m: [] for m in ("learned", "learned-mass-given", "learned+refine", "per-scene", "const-mean")}
-    times = {m: [] for m in ("learned", "learned+refine", "per-scene")}
+    param_rows = {m: [] for m in ("learned", "learned-mass-given", "learned+refine", "learned+check", "per-scene",
+                                  "const-mean")}
+    times = {m: [] for m in ("learned", "learned+refine", "learned+check", "per-scene")}
     pred_ratio, pred_sigma, true_ratio, moving, objects = [], [], [], [], []
     for i in range(count):
         item, meta = ds[i], ds.meta(i)
@@ -199,6 +194,12 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
                                        config=RefineConfig(budget_s=refine_budget_s), device=device)
             times["learned+refine"].append(time.perf_counter() - tick + times["learned"][-1])
             candidates["learned+refine"] = refined.estimate.params
+            tick = time.perf_counter()
+            checked = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
+                                       renderer.velocity.mean(0), initial_guess=estimate.params,
+                                       config=PIPELINE_CHECK, device=device)
+            times["learned+check"].append(time.perf_counter() - tick + times["learned"][-1])
+            candidates["learned+check"] = checked.estimate.params
         if i < per_scene_samples:
             tick = time.perf_counter()
             result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],

@@ -76,7 +76,8 @@ def test_evaluate_runs_on_tiny_with_baselines(tiny_data, tmp_path):
     summary = evaluate(tiny_data, str(out), str(weights), train_root=tiny_data, per_scene_samples=1,
                        per_scene_budget_s=0.3, refine_budget_s=0.1)
     methods = summary["methods"]
-    for name in ("learned", "learned+refine", "per-scene", "const-mean", "truth-params", "hold-last-frame", "first-frame"):
+    for name in ("learned", "learned+refine", "learned+check", "per-scene", "const-mean", "truth-params",
+                 "hold-last-frame", "first-frame"):
         assert name in methods, name
     # the truth params reproduce the clip through the generator's own path: far above any prediction
     assert methods["truth-params"]["future_psnr"] > 45
@@ -89,8 +90,8 @@ def test_evaluate_runs_on_tiny_with_baselines(tiny_data, tmp_path):
     assert "| learned |" in markdown_table(summary)
 
 
-def test_dense_chamfer_matches_by_hand_on_coincident_points():
-    from training.evaluate import dense_chamfer
+def test_chamfer_matches_by_hand_on_coincident_points():
+    from reconphys_ros.core.metrics import chamfer_distance as dense_chamfer
 
     a = np.zeros((300, 3))  # a fully collapsed object: every anchor at one point
     b = np.array([[0.0, 0.0, 0.1], [0.0, 0.0, -0.1]])

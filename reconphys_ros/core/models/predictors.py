@@ -8,7 +8,8 @@ A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
 
 Shipped: `physics_predictor.pt` (models/physics_predictor.py: CNN + temporal attention -> k/m, d/m, f with
 uncertainty; its `predict_estimate(frames, masks, known_mass)` also gives the PhysicsEstimate with standard
-deviations). No Gaussian predictor is shipped yet: the Gaussians come from mask inflation.
+deviations). The Gaussian predictor is trained but not shipped (weights/MODEL_CARD.md says why): the Gaussians
+come from mask inflation unless gaussian_predictor.pt is placed in the weights folder.
 """
 from __future__ import annotations
 
