@@ -28,6 +28,7 @@ from reconphys_ros.ros.conversions import asset_to_msg
 from reconphys_ros.ros.graph import selected_nodes
 from reconphys_ros.ros.qos import latched_qos
 from reconphys_ros.run import create_nodes
+from reconphys_ros.ros.spin import shutdown_nodes
 
 
 def spin_until(executor, predicate, timeout_s):
@@ -67,12 +68,7 @@ def bench_latency(num_drops: int, out_dir: str) -> dict:
                 "end_to_end_median_s": statistics.median(end_to_end), "end_to_end_max_s": max(end_to_end),
                 "clips_ignored_busy": recon.clips_ignored}
     finally:
-        for node in nodes:
-            if hasattr(node, "close"):
-                node.close()
-        executor.shutdown()
-        for node in nodes + [listener]:
-            node.destroy_node()
+        shutdown_nodes(nodes + [listener], executor)
         rclpy.shutdown(context=context)
 
 

@@ -40,13 +40,18 @@ def spin_nodes(nodes: list, executor, stop: threading.Event | None = None) -> No
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        for node in nodes:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
+        shutdown_nodes(nodes, executor)
+
+
+def shutdown_nodes(nodes: list, executor) -> None:
+    """close() every node that has one (workers, bags), stop the executor, then destroy the nodes."""
+    for node in nodes:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+    executor.shutdown()
+    for node in nodes:
+        node.destroy_node()
 
 
 def run_node(factory: Callable[[], object], args=None) -> None:

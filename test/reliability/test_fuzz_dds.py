@@ -19,6 +19,7 @@ from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
 from reconphys_ros.ros.reconstruction import ReconstructionNode
 from reconphys_ros.ros.segmentation import SegmentationNode
 from reconphys_ros.ros.simulation import SimulationNode
+from reconphys_ros.ros.spin import shutdown_nodes
 from test.reliability import fuzz
 from test.ros.conftest import spin_until
 from test.ros.helpers import random_asset
@@ -106,9 +107,4 @@ def test_fuzz_over_dds_then_good_messages(ros_context, tmp_path):
         for node in (seg, rec, sim, ctl):
             assert node.dropped.counts, f"{node.get_name()} dropped nothing"
     finally:
-        for node in nodes:
-            if hasattr(node, "close"):
-                node.close()
-        executor.shutdown()
-        for node in nodes + [driver]:
-            node.destroy_node()
+        shutdown_nodes(nodes + [driver], executor)

@@ -14,6 +14,7 @@ from reconphys_ros.ros.graph import selected_nodes
 from reconphys_ros.ros.qos import image_qos, latched_qos
 from reconphys_ros.ros.reconstruction import ReconstructionNode
 from reconphys_ros.run import create_nodes
+from reconphys_ros.ros.spin import shutdown_nodes
 from test.ros.conftest import spin_until
 
 
@@ -53,12 +54,7 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
                           and sim.frames_stepped > 0, 60.0), "the simulation did not load the asset"
         assert by_name["reconstruction"].latencies and len(by_name["reconstruction"].latencies) >= 2
     finally:
-        for node in nodes:
-            if hasattr(node, "close"):
-                node.close()
-        executor.shutdown()
-        for node in nodes + [listener]:
-            node.destroy_node()
+        shutdown_nodes(nodes + [listener], executor)
 
 
 def test_reconstruction_drops_bad_frames_and_keeps_serving(ros_context, tmp_path):
