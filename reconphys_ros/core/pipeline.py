@@ -36,6 +36,9 @@ __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "Future
 FALL_TRACK_FRAMES = 20  # frames whose centroids may fix the depth by free fall (the fit stops at the impact)
 
 
+BELOW_GROUND_TOLERANCE_M = 0.05  # a free-fall depth that sinks the frame-0 object deeper than this is rejected
+
+
 @dataclass
 class PipelineConfig:
     """Settings of the reconstruction pipeline; names match the reconstruction node's ROS parameters."""
@@ -154,6 +157,9 @@ class ReconstructionPipeline:
         try:
             prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
             gaussians = self._gaussians(frames[0], masks[0], camera, prior)
+            bottom = float(gaussians.means[:, 2].min())
+            if bottom < -BELOW_GROUND_TOLERANCE_M:  # the object is falling at frame 0: it cannot be underground
+                raise ValueError(f"it puts the falling object {-bottom:.2f} m below the ground")
         except ValueError as exc:
             notes.append(f"free-fall depth failed ({exc}); default depth prior used")
             gaussians = self._gaussians(frames[0], masks[0], camera, DepthPrior())

@@ -116,8 +116,9 @@ def test_sigkilled_recorder_leaves_a_recoverable_bag(ros_context, python_env, tm
             msg.header.stamp.sec = 1000 + i
             pub.publish(msg)
             published += 1
-            executor.spin_once(timeout_sec=0.02)
-        time.sleep(1.5)  # let the recorder write what it received
+            # ~20 fps: the recorder's image queue is KEEP_LAST, and frames it never received cannot be in the bag
+            executor.spin_once(timeout_sec=0.05)
+        time.sleep(3.0)  # let the recorder write what it received
         recorder.send_signal(signal.SIGKILL)
         recorder.wait(timeout=10)
     finally:
