@@ -20,7 +20,7 @@ import time
 
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.qos import QoSProfile
 
 from reconphys_ros.msg import GaussianAsset, SimStatus
@@ -48,7 +48,7 @@ def bench_latency(num_drops: int, out_dir: str) -> dict:
     listener.create_subscription(GaussianAsset, "asset",
                                  lambda m: received.append((m.object_id, listener.get_clock().now().nanoseconds)),
                                  latched_qos(depth=50))
-    executor = MultiThreadedExecutor(context=context)
+    executor = IsolatedExecutor(context)
     for node in nodes + [listener]:
         executor.add_node(node)
     recon = next(n for n in nodes if n.get_name() == "reconstruction")
@@ -95,7 +95,7 @@ def bench_simulation(lattice: str, seconds: float) -> dict:
     helper.create_subscription(SimStatus, "sim/status", status.append, QoSProfile(depth=100))
     pub = helper.create_publisher(GaussianAsset, "asset", latched_qos())
     pub.publish(asset_to_msg(asset))
-    executor = MultiThreadedExecutor(context=context)
+    executor = IsolatedExecutor(context)
     executor.add_node(sim)
     executor.add_node(helper)
     try:

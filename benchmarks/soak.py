@@ -19,7 +19,7 @@ import time
 
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 
 from reconphys_ros.ros.graph import selected_nodes
 from reconphys_ros.run import create_nodes
@@ -46,7 +46,7 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, sample_s: float = 2.0
     rclpy.init(context=context)
     nodes = create_nodes(entries, overrides, context)
     by_name = {n.get_name(): n for n in nodes}
-    executor = MultiThreadedExecutor(context=context)
+    executor = IsolatedExecutor(context)
     for node in nodes:
         executor.add_node(node)
     samples, exceptions = [], []

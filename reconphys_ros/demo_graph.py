@@ -143,11 +143,10 @@ class DemoGraph:
 
     def start(self) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-
         from rclpy.signals import SignalHandlerOptions
 
         from reconphys_ros.ros.graph import selected_nodes
+        from reconphys_ros.ros.spin import IsolatedExecutor
         from reconphys_ros.run import create_nodes
 
         entries = selected_nodes(use_video=True, record=self.settings.bag_dir is not None, controller=True)
@@ -161,7 +160,7 @@ class DemoGraph:
             raise StageFailed("start nodes", f"{type(exc).__name__}: {exc}") from exc
         self.nodes = {entry.name: node for entry, node in zip(entries, nodes)}
         self._observer = _make_observer(self._context, self.obs, self.settings.closed_width)
-        self._executor = MultiThreadedExecutor(num_threads=4, context=self._context)
+        self._executor = IsolatedExecutor(self._context)
         for node in [*nodes, self._observer]:
             self._executor.add_node(node)
 
@@ -190,6 +189,8 @@ class DemoGraph:
             return
         import rclpy
         nodes = list(self.nodes.values())
+        if self._executor is not None:
+            self._executor.stop_spinning()  # no callback runs while the nodes close
         for node in nodes:
             close = getattr(node, "close", None)
             if close is not None:

@@ -1,4 +1,5 @@
-"""Pip-only runner: `reconphys-launch pipeline` starts the pipeline's nodes in ONE process (MultiThreadedExecutor)
+"""Pip-only runner: `reconphys-launch pipeline` starts the pipeline's nodes in ONE process (an executor
+per node, each in its own thread: ros/spin.py IsolatedExecutor)
 with parameters from config/pipeline.yaml plus overrides, for installs without `ros2 launch` (launch_ros is not
 on PyPI). The node list is reconphys_ros.ros.graph, the same one launch/pipeline.launch.py reads.
 
@@ -86,9 +87,8 @@ def main(argv=None) -> int:
         return 0
     overrides = parameter_overrides(args)
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
-    from reconphys_ros.ros.spin import exit_after_signal, init_without_signal_handlers, spin_nodes, stop_on_signals
+    from reconphys_ros.ros.spin import (IsolatedExecutor, exit_after_signal, init_without_signal_handlers, spin_nodes,
+                                        stop_on_signals)
     context = rclpy.context.Context()
     init_without_signal_handlers(args=[], context=context)
     stop = stop_on_signals()
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"reconphys-launch: running {', '.join(e.name for e in entries)} (Ctrl-C to stop)", flush=True)
-    spin_nodes(nodes, MultiThreadedExecutor(context=context), stop)
+    spin_nodes(nodes, IsolatedExecutor(context), stop)
     rclpy.try_shutdown(context=context)
     if stop.is_set():
         exit_after_signal()  # nodes are closed: skip the slow interpreter teardown (SIGINT shutdown < 2 s)

@@ -61,6 +61,8 @@ PARAMS = [
 
 
 class SimulationNode(Node):
+    executor_threads = 2  # inputs and services stay responsive while the physics group steps
+
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import rclpy
 from hypothesis import HealthCheck, given, settings
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from geometry_msgs.msg import PoseStamped
@@ -61,7 +61,7 @@ def test_fuzz_over_dds_then_good_messages(ros_context, tmp_path):
             "asset": driver.create_publisher(GaussianAsset, "asset", latched_qos(depth=1)),
             "command": driver.create_publisher(GripperCommand, "gripper/command", command_qos(depth=100)),
             "anchors": driver.create_publisher(PointCloud2, "sim/anchors", QoSProfile(depth=100))}
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     for node in nodes + [driver]:
         executor.add_node(node)
     try:

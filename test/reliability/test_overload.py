@@ -8,7 +8,7 @@ import time
 import pytest
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
@@ -54,7 +54,7 @@ def test_60hz_camera_into_slow_reconstruction(ros_context, tmp_path):
                                 lambda m: latest.__setitem__("image", m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
                                 image_qos())
     nodes = [video, seg, rec, watcher]
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     for node in nodes:
         executor.add_node(node)
     try:

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from rosbags.highlevel import AnyReader
 
@@ -31,7 +31,7 @@ def recording(tmp_path_factory):
     out = tmp_path_factory.mktemp("bags")
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(context=context)
+    executor = IsolatedExecutor(context)
     recorder = BagRecorderNode(context=context, parameter_overrides=[
         Parameter("output_dir", value=str(out)), Parameter("split_duration_s", value=4.0),
         Parameter("topics", value=["camera/image_raw", "camera/camera_info", "camera/pose", "mask", "physics"])])

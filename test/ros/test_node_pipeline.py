@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from sensor_msgs.msg import Image
 
 from reconphys_ros.core.gaussians import read_ply
@@ -29,7 +29,7 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
     assets, physics = [], []
     listener.create_subscription(GaussianAsset, "asset", assets.append, latched_qos(depth=5))
     listener.create_subscription(PhysicsParams, "physics", physics.append, latched_qos(depth=5))
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     for node in nodes + [listener]:
         executor.add_node(node)
     try:
@@ -65,7 +65,7 @@ def test_reconstruction_drops_bad_frames_and_keeps_serving(ros_context, tmp_path
     mask_pub = driver.create_publisher(Image, "mask", image_qos())
     from geometry_msgs.msg import PoseStamped
     pose_pub = driver.create_publisher(PoseStamped, "camera/pose", latched_qos())
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     executor.add_node(node)
     executor.add_node(driver)
     try:

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, PointCloud2
@@ -30,7 +30,7 @@ class Harness:
         self.node.create_subscription(Image, "sim/image", self.images.append, image_qos())
         self.asset_pub = self.node.create_publisher(GaussianAsset, "asset", latched_qos())
         self.command_pub = self.node.create_publisher(GripperCommand, "gripper/command", command_qos())
-        self.executor = MultiThreadedExecutor(context=context)
+        self.executor = IsolatedExecutor(context)
         self.executor.add_node(self.sim)
         self.executor.add_node(self.node)
 
@@ -51,8 +51,8 @@ class Harness:
         return all(a.shape == last[0].shape and np.abs(a - last[0]).max() < tol for a in last)
 
     def close(self):
-        self.sim.close()
         self.executor.shutdown()
+        self.sim.close()
         self.sim.destroy_node()
         self.node.destroy_node()
 

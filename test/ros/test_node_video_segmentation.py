@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -25,7 +25,7 @@ def _collector(context, name="collector"):
 
 def test_video_source_to_segmentation_masks_match_ground_truth(ros_context):
     clip = open_source("")
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     seg = SegmentationNode(context=ros_context)
     collector, got = _collector(ros_context)
     for node in (seg, collector):
@@ -61,7 +61,7 @@ def test_video_source_to_segmentation_masks_match_ground_truth(ros_context):
 
 
 def test_segmentation_drops_bad_images_and_keeps_serving(ros_context):
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = IsolatedExecutor(ros_context)
     seg = SegmentationNode(context=ros_context)
     collector, got = _collector(ros_context)
     pub = collector.create_publisher(Image, "camera/image_raw", image_qos())

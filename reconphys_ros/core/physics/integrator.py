@@ -45,6 +45,8 @@ class _WarpModel:
         self.spring_object = wp.from_torch(model.spring_object.contiguous(), dtype=wp.int32)
         self.anchor_object = wp.from_torch(model.anchor_object.contiguous(), dtype=wp.int32)
         self.gravity = wp.vec3(*model.gravity)
+        self.no_grip_anchor = wp.empty(0, dtype=wp.int32, device=self.device)  # "no gripper" for the serial kernel
+        self.no_grip_target = wp.empty(0, dtype=wp.vec3, device=self.device)
 
 
 def _warp_arrays(model: Model) -> _WarpModel:
@@ -56,8 +58,9 @@ def _warp_arrays(model: Model) -> _WarpModel:
 class WarpFrameRunner:
     """Advances x, v (wp arrays) by one frame of `substeps` substeps."""
 
-    def __init__(self, model: Model, substeps: int, fps: float, control: Control | None):
+    def __init__(self, model: Model, substeps: int, fps: float, control: Control | None, serial_cpu: bool = True):
         self.model = model
+        self.serial_cpu = serial_cpu  # False: per-substep kernels on CPU too (the taped path; tests compare both)
         self.arrays = _warp_arrays(model)
         self.substeps = int(substeps)
         self.frame_dt = 1.0 / fps
@@ -86,12 +89,31 @@ class WarpFrameRunner:
                           float(contact.damping_per_mass), float(contact.width), float(contact.friction_velocity)],
                   outputs=[x_out, v_out])
 
+    def run_serial(self, xa, va, m, k, d, f) -> None:
+        """The whole frame in one CPU launch (kernels.serial_frame_kernel), in place on xa, va."""
+        model, arr, dev = self.model, self.arrays, self.arrays.device
+        contact, c = model.contact, self.control
+        if c is not None:
+            grip = [self.c_anchor, self.c_start, self.c_end, 1.0 / c.frame_dt, float(c.stiffness), float(c.damping),
+                    float(c.max_force_per_anchor)]
+        else:
+            grip = [arr.no_grip_anchor, arr.no_grip_target, arr.no_grip_target, 0.0, 0.0, 0.0, 0.0]
+        force = wp.empty(model.num_anchors, dtype=wp.vec3, device=dev)
+        wp.launch(kernels.serial_frame_kernel, dim=1, device=dev,
+                  inputs=[xa, va, force, arr.springs, arr.rest, arr.spring_object, arr.anchor_object, m, k, d, f,
+                          float(model.spring_exponent), *grip, arr.gravity, float(self.dt), self.substeps,
+                          contact.mode_id, float(contact.restitution), float(contact.stiffness_per_mass),
+                          float(contact.damping_per_mass), float(contact.width), float(contact.friction_velocity)])
+
     def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward only: ping-pong buffers, no allocation per substep."""
+        """Forward only: one launch per frame on CPU; on CUDA ping-pong buffers, no allocation per substep."""
         dev = self.arrays.device
         m, k, d, f = (wp.from_torch(p.detach().contiguous()) for p in params)
         xa = wp.from_torch(x.detach().clone().contiguous(), dtype=wp.vec3)
         va = wp.from_torch(v.detach().clone().contiguous(), dtype=wp.vec3)
+        if dev == "cpu" and self.serial_cpu:
+            self.run_serial(xa, va, m, k, d, f)
+            return wp.to_torch(xa), wp.to_torch(va)
         xb = wp.empty_like(xa)
         vb = wp.empty_like(va)
         force = wp.zeros(self.model.num_anchors, dtype=wp.vec3, device=dev)

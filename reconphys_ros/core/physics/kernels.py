@@ -46,8 +46,9 @@ def stable_sigmoid(y: float):
     return s
 
 
-@wp.kernel
-def spring_force_kernel(
+@wp.func
+def add_spring_force(
+    s: int,
     x: wp.array(dtype=wp.vec3),
     v: wp.array(dtype=wp.vec3),
     springs: wp.array(dtype=wp.int32, ndim=2),
@@ -58,7 +59,6 @@ def spring_force_kernel(
     exponent: float,
     force: wp.array(dtype=wp.vec3),
 ):
-    s = wp.tid()
     i = springs[s, 0]
     j = springs[s, 1]
     obj = spring_object[s]
@@ -76,8 +76,9 @@ def spring_force_kernel(
     wp.atomic_add(force, j, f)
 
 
-@wp.kernel
-def gripper_force_kernel(
+@wp.func
+def add_gripper_force(
+    g: int,
     x: wp.array(dtype=wp.vec3),
     v: wp.array(dtype=wp.vec3),
     anchor: wp.array(dtype=wp.int32),
@@ -90,7 +91,6 @@ def gripper_force_kernel(
     max_force: float,
     force: wp.array(dtype=wp.vec3),
 ):
-    g = wp.tid()
     a = anchor[g]
     target = target_start[g] + alpha * (target_end[g] - target_start[g])
     target_vel = (target_end[g] - target_start[g]) * inv_frame_dt
@@ -101,8 +101,9 @@ def gripper_force_kernel(
     wp.atomic_add(force, a, f)
 
 
-@wp.kernel
-def integrate_kernel(
+@wp.func
+def integrate_anchor(
+    a: int,
     x: wp.array(dtype=wp.vec3),
     v: wp.array(dtype=wp.vec3),
     force: wp.array(dtype=wp.vec3),
@@ -120,7 +121,7 @@ def integrate_kernel(
     x_out: wp.array(dtype=wp.vec3),
     v_out: wp.array(dtype=wp.vec3),
 ):
-    a = wp.tid()
+    # reads x[a], v[a], force[a] before writing x_out[a], v_out[a]: in-place (x_out = x) is safe
     obj = anchor_object[a]
     mu = friction[obj]
     p = x[a]
@@ -155,3 +156,111 @@ def integrate_kernel(
             new_x = wp.vec3(p[0] + dt * vx, p[1] + dt * vy, wp.max(new_x[2], 0.0))
     x_out[a] = new_x
     v_out[a] = new_v
+
+
+@wp.kernel
+def spring_force_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    springs: wp.array(dtype=wp.int32, ndim=2),
+    rest_lengths: wp.array(dtype=float),
+    spring_object: wp.array(dtype=wp.int32),
+    stiffness: wp.array(dtype=float),
+    damping: wp.array(dtype=float),
+    exponent: float,
+    force: wp.array(dtype=wp.vec3),
+):
+    add_spring_force(wp.tid(), x, v, springs, rest_lengths, spring_object, stiffness, damping, exponent, force)
+
+
+@wp.kernel
+def gripper_force_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor: wp.array(dtype=wp.int32),
+    target_start: wp.array(dtype=wp.vec3),
+    target_end: wp.array(dtype=wp.vec3),
+    alpha: float,
+    inv_frame_dt: float,
+    grip_stiffness: float,
+    grip_damping: float,
+    max_force: float,
+    force: wp.array(dtype=wp.vec3),
+):
+    add_gripper_force(wp.tid(), x, v, anchor, target_start, target_end, alpha, inv_frame_dt, grip_stiffness,
+                      grip_damping, max_force, force)
+
+
+@wp.kernel
+def integrate_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    force: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    mass: wp.array(dtype=float),
+    friction: wp.array(dtype=float),
+    gravity: wp.vec3,
+    dt: float,
+    contact_mode: int,
+    restitution: float,
+    contact_stiffness: float,
+    contact_damping: float,
+    contact_width: float,
+    friction_velocity: float,
+    x_out: wp.array(dtype=wp.vec3),
+    v_out: wp.array(dtype=wp.vec3),
+):
+    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, gravity, dt, contact_mode, restitution,
+                     contact_stiffness, contact_damping, contact_width, friction_velocity, x_out, v_out)
+
+
+@wp.kernel
+def serial_frame_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    force: wp.array(dtype=wp.vec3),
+    springs: wp.array(dtype=wp.int32, ndim=2),
+    rest_lengths: wp.array(dtype=float),
+    spring_object: wp.array(dtype=wp.int32),
+    anchor_object: wp.array(dtype=wp.int32),
+    mass: wp.array(dtype=float),
+    stiffness: wp.array(dtype=float),
+    damping: wp.array(dtype=float),
+    friction: wp.array(dtype=float),
+    exponent: float,
+    grip_anchor: wp.array(dtype=wp.int32),
+    grip_start: wp.array(dtype=wp.vec3),
+    grip_end: wp.array(dtype=wp.vec3),
+    inv_frame_dt: float,
+    grip_stiffness: float,
+    grip_damping: float,
+    grip_max_force: float,
+    gravity: wp.vec3,
+    dt: float,
+    substeps: int,
+    contact_mode: int,
+    restitution: float,
+    contact_stiffness: float,
+    contact_damping: float,
+    contact_width: float,
+    friction_velocity: float,
+):
+    """A whole frame (all substeps) in one launch of dim 1, updating x and v in place: the CPU path. Warp runs CPU
+    kernels serially anyway, so this does the same arithmetic in the same order as the per-substep kernels while
+    crossing into native code once per frame instead of ~3 times per substep (each crossing releases the GIL,
+    and under a busy ROS executor every re-acquisition can wait a whole switch interval)."""
+    num_springs = springs.shape[0]
+    num_anchors = x.shape[0]
+    num_grip = grip_anchor.shape[0]
+    for step in range(substeps):
+        for a in range(num_anchors):
+            force[a] = wp.vec3(0.0, 0.0, 0.0)
+        for s in range(num_springs):
+            add_spring_force(s, x, v, springs, rest_lengths, spring_object, stiffness, damping, exponent, force)
+        alpha = float(step + 1) / float(substeps)
+        for g in range(num_grip):
+            add_gripper_force(g, x, v, grip_anchor, grip_start, grip_end, alpha, inv_frame_dt, grip_stiffness,
+                              grip_damping, grip_max_force, force)
+        for a in range(num_anchors):
+            integrate_anchor(a, x, v, force, anchor_object, mass, friction, gravity, dt, contact_mode, restitution,
+                             contact_stiffness, contact_damping, contact_width, friction_velocity, x, v)
