@@ -4,7 +4,7 @@ dropped messages (every node's DroppedInputLog, unpaired frames, drop clips igno
 (camera frames published but not in the bag), errors (failed reconstructions, simulation divergences, exceptions)
 and throughput.
 
-    .venv/bin/python benchmarks/soak.py                 # 10 minutes
+    .venv/bin/python benchmarks/soak.py                 # 10 minutes, 512^2 camera at 30 Hz
     .venv/bin/python benchmarks/soak.py --duration 30 --json soak.json
 
 Targets (issue 10): RSS flat (<= 5 % growth after warm-up), 0 errors, 0 lost bag messages.
@@ -33,7 +33,8 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
-def soak(duration_s: float, warmup_s: float, out_dir: str, sample_s: float = 2.0) -> dict:
+def soak(duration_s: float, warmup_s: float, out_dir: str, size: int = 512, fps: float = 30.0,
+         sample_s: float = 2.0) -> dict:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     entries = selected_nodes(record=True, controller=True)
@@ -41,7 +42,8 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, sample_s: float = 2.0
                  "bag_recorder": {"output_dir": f"{out_dir}/bags", "split_duration_s": 60.0,
                                   "topics": ["camera/image_raw", "mask", "asset", "physics", "gripper/command",
                                              "sim/status"]},
-                 "video_source": {"wait_for_subscribers": 3}}
+                 "video_source": {"wait_for_subscribers": 3, "fps": fps, "output_width": size,
+                                  "output_height": size}}
     context = rclpy.context.Context()
     rclpy.init(context=context)
     nodes = create_nodes(entries, overrides, context)
@@ -84,7 +86,7 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, sample_s: float = 2.0
                if hasattr(node, "dropped") and node.dropped.counts}
     failed = rec.drops_done - len(rec.latencies) - int(rec.busy)
     return {
-        "duration_s": duration_s, "warmup_s": warmup_s,
+        "duration_s": duration_s, "warmup_s": warmup_s, "image_size": size, "fps_requested": fps,
         "frames_published": published, "masks_published": seg.masks_published,
         "fps_achieved": published / duration_s,
         "drops_reconstructed": len(rec.latencies),
@@ -106,14 +108,19 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds to run (default 10 min)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before RSS is the baseline "
                         "(default: 20%% of the run, at most 60 s)")
+    parser.add_argument("--size", type=int, default=512, help="camera images are size x size (the 128^2 clip "
+                        "resized by video_source; default 512)")
+    parser.add_argument("--fps", type=float, default=30.0, help="camera rate, Hz (default 30)")
     parser.add_argument("--out-dir", default=None, help="folder for outputs and bags (default: a temp folder)")
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args(argv)
     if not args.duration > 0:
         parser.error("--duration must be > 0")
+    if not (8 <= args.size <= 8192 and 0 < args.fps <= 240):
+        parser.error("--size must lie in [8, 8192] and --fps in (0, 240]")
     warmup = args.warmup if args.warmup is not None else min(0.2 * args.duration, 60.0)
     with tempfile.TemporaryDirectory(prefix="reconphys_soak_") as tmp:
-        report = soak(args.duration, warmup, args.out_dir or tmp)
+        report = soak(args.duration, warmup, args.out_dir or tmp, args.size, args.fps)
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

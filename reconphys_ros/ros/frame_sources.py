@@ -7,7 +7,7 @@ intrinsics come from a field of view.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -33,8 +33,31 @@ class FrameSource:
     masks: np.ndarray | None = None  # (T, H, W) uint8 ground truth (dataset clips)
     _frames: np.ndarray | None = None  # (T, H, W, 3) uint8, in memory
     _video_path: str | None = None
+    _resize: bool = False  # frames are resized to (width, height) as they are read
+
+    def resized(self, width: int, height: int) -> "FrameSource":
+        """The same source delivered at width x height (e.g. a 128^2 clip as a 512^2 camera): frames resized as
+        they are read, K scaled with them (pixel centres at i + 0.5, so K' = diag(sx, sy, 1) K), masks resized
+        with nearest neighbour."""
+        if width < 8 or height < 8:
+            raise ValueError(f"output size must be at least 8x8, got {width}x{height}")
+        if (width, height) == (self.width, self.height):
+            return self
+        sx, sy = width / self.width, height / self.height
+        k = None if self.K is None else np.diag([sx, sy, 1.0]) @ self.K
+        masks = None if self.masks is None else np.stack(
+            [cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in self.masks])
+        return replace(self, width=width, height=height, K=k, masks=masks, _resize=True)
 
     def frames(self) -> Iterator[np.ndarray]:
+        for frame in self._native_frames():
+            if self._resize and frame.shape[:2] != (self.height, self.width):
+                shrink = frame.shape[0] * frame.shape[1] > self.width * self.height
+                frame = cv2.resize(frame, (self.width, self.height),
+                                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            yield frame
+
+    def _native_frames(self) -> Iterator[np.ndarray]:
         if self._frames is not None:
             yield from self._frames
             return

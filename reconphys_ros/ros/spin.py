@@ -47,6 +47,9 @@ class IsolatedExecutor:
         self.context = context if context is not None else rclpy.utilities.get_default_context()
         self._stop = threading.Event()
         self._executors: list = []
+        self._errors: list[Exception] = []
+        self._seen_errors: list[Exception] = []
+        self._errors_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def add_node(self, node) -> None:
@@ -60,17 +63,31 @@ class IsolatedExecutor:
         thread.start()
 
     def _spin(self, executor) -> None:
-        try:
-            while not self._stop.is_set() and self.context.ok():
+        while not self._stop.is_set() and self.context.ok():
+            try:
                 executor.spin_once(timeout_sec=0.05)
-        except ExternalShutdownException:
-            pass
-        except Exception as exc:  # context shut down under us during teardown: end this thread, not the process
-            if not self._stop.is_set() and self.context.ok():
-                raise exc
+            except ExternalShutdownException:
+                return
+            except Exception as exc:  # a callback raised: hand it to the thread calling spin_once, as rclpy would
+                if self._stop.is_set() or not self.context.ok():
+                    return  # the context went down under us during teardown
+                with self._errors_lock:
+                    if all(exc is not seen for seen in self._seen_errors):  # rclpy may raise one error twice
+                        self._errors.append(exc)
+                        self._seen_errors = (self._seen_errors + [exc])[-16:]
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
+        """Wait timeout_sec (the nodes spin in their own threads); raises the first exception a callback raised
+        since the last call, like an executor's spin_once."""
+        self._raise_callback_error()
         time.sleep(0.05 if timeout_sec is None else max(0.0, timeout_sec))
+        self._raise_callback_error()
+
+    def _raise_callback_error(self) -> None:
+        with self._errors_lock:
+            error = self._errors.pop(0) if self._errors else None
+        if error is not None:
+            raise error
 
     def stop_spinning(self, timeout_sec: float = 5.0) -> None:
         """Stop the spin threads (no callback runs after this returns), keep the executors."""

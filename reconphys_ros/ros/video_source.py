@@ -31,6 +31,10 @@ PARAMS = [
               0, 64),
     ParamSpec("frame_id", "str", "frame id of images and camera info", read_only=True),
     ParamSpec("world_frame", "str", "frame id of camera/pose", read_only=True),
+    ParamSpec("output_width", "int", "publish frames resized to this width, px; 0 = the source's own size "
+              "(with output_height)", 0, 8192, read_only=True),
+    ParamSpec("output_height", "int", "publish frames resized to this height, px; 0 = the source's own size",
+              0, 8192, read_only=True),
     ParamSpec("fov_deg", "float", "horizontal field of view for sources without intrinsics, degrees",
               1.0, 179.0, read_only=True),
 ]
@@ -65,6 +69,10 @@ class VideoSourceNode(Node):
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self.params_changed)
         p = self.params
         self.source: FrameSource = open_source(p["source"], p["view"], p["fps"])
+        if (p["output_width"] > 0) != (p["output_height"] > 0):
+            raise ValueError("set both output_width and output_height (or neither)")
+        if p["output_width"] > 0:
+            self.source = self.source.resized(p["output_width"], p["output_height"])
         k = self.source.K if self.source.K is not None else intrinsics_from_fov(
             p["fov_deg"], self.source.width, self.source.height)
         self.camera_info = camera_info_from_k(k, self.source.width, self.source.height)
