@@ -19,6 +19,7 @@ import time
 
 import rclpy
 import torch
+from reconphys_ros.memory import limit_malloc_arenas
 from reconphys_ros.ros.spin import IsolatedExecutor
 
 from reconphys_ros.ros.graph import selected_nodes
@@ -95,6 +96,7 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, size: int = 512, fps:
         "rss_mb_after_warmup": round(base, 1), "rss_mb_end": round(end, 1),
         "rss_growth_pct": round(100.0 * (end - base) / base, 2),
         "rss_peak_mb": round(max(r for _, r in samples), 1),
+        "rss_mb_every_30s": [round(r, 1) for t, r in samples[::max(1, round(30.0 / sample_s))]],
         "dropped_inputs": dropped, "unpaired_frames_dropped": rec.pairer.unpaired_dropped,
         "drop_clips_ignored_busy": rec.clips_ignored,
         "bag_frames_recorded": recorded, "bag_frames_lost": published - recorded,
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
     if not (8 <= args.size <= 8192 and 0 < args.fps <= 240):
         parser.error("--size must lie in [8, 8192] and --fps in (0, 240]")
     warmup = args.warmup if args.warmup is not None else min(0.2 * args.duration, 60.0)
+    limit_malloc_arenas()  # as every node process does (reconphys_ros.ros.spin)
     with tempfile.TemporaryDirectory(prefix="reconphys_soak_") as tmp:
         report = soak(args.duration, warmup, args.out_dir or tmp, args.size, args.fps)
     print(json.dumps(report, indent=1))

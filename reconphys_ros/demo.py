@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from reconphys_ros.demo_graph import DemoGraph, GraphSettings, StageFailed
+from reconphys_ros.memory import limit_malloc_arenas
 
 DEFAULT_OUT = os.path.join("out", "demo")
 
@@ -414,6 +415,7 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()  # the demo's nodes share this process, as in reconphys-launch
     started = time.monotonic()
     try:
         summary = run(args)

@@ -18,6 +18,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from reconphys_ros.memory import limit_malloc_arenas
+
 
 def stop_on_signals() -> threading.Event:
     """An event set by SIGINT or SIGTERM (call from the main thread)."""
@@ -132,6 +134,7 @@ def shutdown_nodes(nodes: list, executor) -> None:
 
 def run_node(factory: Callable[[], object], args=None) -> None:
     """main() of a node: rclpy.init with the command line (--ros-args ...), spin, clean shutdown."""
+    limit_malloc_arenas()
     init_without_signal_handlers(args)
     stop = stop_on_signals()
     try:

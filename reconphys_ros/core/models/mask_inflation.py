@@ -199,8 +199,8 @@ def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAV
         depth, rms, params = _fit_free_fall(centroids, t_all[:n], K, rot, trans, gravity, params)
         if tolerance is None:
             tolerance = max(MAX_FALL_FIT_PX, 2.0 * rms)  # adapts to the centroid noise of this track
-        if not np.isfinite(depth) or rms > tolerance:
-            break
+        if not (np.isfinite(depth) and depth > 0) or rms > tolerance:
+            break  # landed (the model stops explaining the track), or a fit that puts the object behind the camera
         best = depth
     if best is not None and track.bottoms is not None:
         best = _refit_before_impact(track, t_all, K, rot, trans, gravity, best, params)
@@ -355,6 +355,8 @@ def inflate_mask(
         raise ValueError(f"max_gaussians must be >= 1, got {max_gaussians}")
     rgb, object_pixels = _validated_inputs(image, mask, camera)
     depth = estimate_depth(object_pixels, camera, depth_prior)
+    if not (np.isfinite(depth) and depth > 0):
+        raise ValueError(f"the object's depth must be positive and finite, got {depth}")
     distance = _boundary_distance(object_pixels)  # (H, W) pixels
     half = _half_thickness(distance, profile) * float(thickness)  # (H, W) pixels
 
