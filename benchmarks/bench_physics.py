@@ -11,7 +11,8 @@ import time
 import numpy as np
 import torch
 
-from reconphys_ros.core.physics import (COARSE_LATTICE, MEDIUM_LATTICE, REFERENCE_LATTICE, ModelBuilder,
+from reconphys_ros.core.physics import (COARSE64_LATTICE, COARSE_LATTICE, MEDIUM_LATTICE, REFERENCE_LATTICE,
+                                        ModelBuilder,
                                         PhysicsParams, drop_state, sample_anchors, simulate)
 from reconphys_ros.core.physics.calibration import CALIBRATION_PARAMS, calibration_object, mapping_report
 
@@ -78,7 +79,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    lattices = [COARSE_LATTICE, MEDIUM_LATTICE] + ([] if args.no_reference else [REFERENCE_LATTICE])
+    lattices = [COARSE_LATTICE, COARSE64_LATTICE, MEDIUM_LATTICE] + ([] if args.no_reference else [REFERENCE_LATTICE])
     rows = [bench_lattice(lat, args.substeps if not lat.is_reference else max(args.substeps // 10, 10), args.device,
                           torch_ref=True) for lat in lattices]
     keys = list(rows[0])
@@ -86,7 +87,7 @@ def main(argv=None):
     for r in rows:
         print(" | ".join(f"{r[k]:>18.3g}" if isinstance(r[k], float) else f"{r[k]:>18}" for k in keys))
     if args.mapping:
-        for lat in (COARSE_LATTICE, MEDIUM_LATTICE):
+        for lat in (COARSE_LATTICE, COARSE64_LATTICE, MEDIUM_LATTICE):
             mean, worst, spread = mapping_error(lat, CALIBRATION_PARAMS)
             print(f"mapping error {lat.name}: mean {mean:.3f}, max {worst:.3f} of object size over "
                   f"{len(CALIBRATION_PARAMS)} drops (mean of 4 anchor samplings; the reference differs from itself "

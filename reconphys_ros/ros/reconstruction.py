@@ -53,7 +53,7 @@ PARAMS = [
     ParamSpec("known_mass", "float", "kg per anchor when known (fixes the scale of k and d); 0 = estimate",
               0.0, 6.0),
     ParamSpec("fps", "float", "frame rate of the camera; 0 = from the image stamps", 0.0, 1000.0),
-    ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "medium", "reference"),
+    ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "coarse64", "medium", "reference"),
               read_only=True),
     ParamSpec("refine", "bool", "test-time refinement of the physics through the simulator"),
     ParamSpec("device", "str", "torch device of the pipeline", choices=("cpu", "cuda"), read_only=True),

@@ -37,7 +37,7 @@ PARAMS = [
     ParamSpec("fps", "float", "physics frames per second (timer rate)", 1.0, 1000.0, read_only=True),
     ParamSpec("substeps", "int", "substeps per frame (raised when unstable for the asset)", 1, 10000,
               read_only=True),
-    ParamSpec("lattice", "str", "anchor lattice", choices=("auto", "coarse", "medium", "reference"),
+    ParamSpec("lattice", "str", "anchor lattice", choices=("auto", "coarse", "coarse64", "medium", "reference"),
               read_only=True),
     ParamSpec("device", "str", "simulation device", choices=("cpu", "cuda"), read_only=True),
     ParamSpec("drop_height", "float", "~/drop releases the object with its lowest anchor this high, m", 0.0, 100.0),

@@ -29,7 +29,7 @@ def test_pipeline_returns_a_valid_asset_with_stage_timings(result):
     asset = result.asset
     assert isinstance(asset, SimAsset)
     asset.validate()
-    assert asset.num_anchors == 512 and asset.lattice_neighbors == 64
+    assert asset.num_anchors == 512 and asset.lattice_neighbors == 32
     assert asset.binding_neighbors == 8
     assert set(result.timings) >= {"gaussians", "initial_velocity", "lattice", "physics", "asset", "total"}
     assert result.timings["total"] >= result.timings["physics"] > 0

@@ -2,7 +2,7 @@
 stiffness and damping corrections (lattice.py). Reference drops are slow on a CPU (~12 ms per substep), so their
 trajectories are cached on disk (`.cache/calibration/`); refit and print the achieved error per lattice with
 
-    python -m reconphys_ros.core.physics.calibration [--lattice coarse medium] [--report]
+    python -m reconphys_ros.core.physics.calibration [--lattice coarse coarse64 medium] [--report]
 """
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def fit_correction(lattice: LatticeConfig, stiffness_grid=(0.6, 0.8, 1.0, 1.25, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lattice", nargs="+", default=["coarse", "medium"], choices=sorted(set(LATTICES) - {"reference"}))
+    parser.add_argument("--lattice", nargs="+", default=["coarse", "coarse64", "medium"], choices=sorted(set(LATTICES) - {"reference"}))
     parser.add_argument("--stiffness", default="0.6,0.8,1.0,1.25,1.5", help="stiffness corrections to try")
     parser.add_argument("--damping", default="0.5,1.0,2.0", help="damping corrections to try")
     parser.add_argument("--report", action="store_true", help="only print the error of the configured corrections")
