@@ -12,6 +12,9 @@ warm-up over all steps, gradient clipping. The batch of each step is drawn from 
 (seed, step, rank), so a resumed run takes exactly the step the uninterrupted run would have taken.
 Checkpoints (`last.pt`, full: model, optimiser, scheduler, step, config) load with torch.load(weights_only=True);
 `--export PATH` writes the inference-only weights (network + config) for reconphys_ros/weights/.
+Every val_every steps the predictor is scored on the validation split (mean absolute error of ln k/m, ln d/m and f
+against the synthetic labels, plus the Gaussian NLL; TensorBoard `val/*`); the best ln k/m error so far is kept as
+`best.pt` (a full checkpoint; export it like last.pt) with its scores in `best.json`.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ TRAIN_DEFAULTS = {
     "log_every": 10,
     "image_every": 50,
     "checkpoint_every": 50,
+    "val_split": "val",  # model selection on this split (labels of the synthetic data); null = off
+    "val_every": 50,  # steps between validations (and at the end); the best one is kept as best.pt
     "max_samples": None,  # use only the first N samples of the split (smoke tests)
     "augment_flip": False,  # supervised phase: mirror clips left-right at random (physics is mirror-symmetric)
     "net": {},  # PhysicsNetConfig overrides
@@ -72,6 +77,8 @@ def load_config(path: str | None, overrides: dict | None = None) -> dict:
             raise ValueError(f"{key} must be an integer >= 0, got {config[key]!r}")
     if config["supervised_steps"] + config["selfsup_steps"] < 1:
         raise ValueError("nothing to train: supervised_steps + selfsup_steps must be >= 1")
+    if not (isinstance(config["val_every"], int) and config["val_every"] >= 1):
+        raise ValueError(f"val_every must be an integer >= 1, got {config['val_every']!r}")
     if not (config["lr"] > 0 and config["grad_clip"] > 0):
         raise ValueError("lr and grad_clip must be > 0")
     PhysicsNetConfig(**config["net"]).validate()
@@ -170,19 +177,60 @@ class Trainer:
                                                            cosine_lambda(self.total, config["warmup_steps"]))
         self.step = 0
         self.bank = None
+        self.val_bank = None
+        self.best_val: float | None = None  # best validation ln k/m error so far (kept across resumes)
         self.writer = None
 
     def load_data(self):
         self.bank = ClipBank(self.config["data"], self.config["split"], self.config["view"],
                              self.net_config.num_frames, self.net_config.image_size, self.rollout,
                              self.config["max_samples"])
+        split = self.config["val_split"]
+        if split and split != self.config["split"]:
+            try:
+                self.val_bank = ClipBank(self.config["data"], split, self.config["view"], self.net_config.num_frames,
+                                         self.net_config.image_size, self.rollout)
+            except ValueError as exc:  # no samples of that split in this data set
+                if self.rank == 0:
+                    print(f"train: no validation ({exc}); best.pt is not written", flush=True)
+
+    # validation ------------------------------------------------------------------------------------------------
+    def validate(self, chunk: int = 16) -> dict:
+        """Scores of the current weights on the validation bank: MAE of ln k/m, ln d/m, f and the NLL."""
+        self.net.eval()
+        means, log_vars = [], []
+        with torch.no_grad():
+            for start in range(0, len(self.val_bank), chunk):
+                mean, log_var = self.net(self.val_bank.frames[start:start + chunk].to(self.device),
+                                         self.val_bank.masks[start:start + chunk].to(self.device))
+                means.append(mean.cpu())
+                log_vars.append(log_var.cpu())
+        mean, log_var = torch.cat(means), torch.cat(log_vars)  # (S, 3)
+        target = targets_from_params(self.val_bank.params)
+        mae = (mean - target).abs().mean(0)
+        return {"ln_k_per_m_mae": float(mae[0]), "ln_d_per_m_mae": float(mae[1]), "friction_mae": float(mae[2]),
+                "nll": float(gaussian_nll(mean, log_var, target)), "samples": len(self.val_bank), "step": self.step}
+
+    def _validate_and_keep_best(self) -> None:
+        scores = self.validate()
+        if self.rank != 0:
+            return
+        for key in ("ln_k_per_m_mae", "ln_d_per_m_mae", "friction_mae", "nll"):
+            self._tensorboard().add_scalar(f"val/{key}", scores[key], self.step)
+        if self.best_val is None or scores["ln_k_per_m_mae"] < self.best_val:
+            self.best_val = scores["ln_k_per_m_mae"]
+            self.save(os.path.join(self.config["out"], "best.pt"))
+            import json
+            with open(os.path.join(self.config["out"], "best.json"), "w") as f:
+                json.dump(scores, f, indent=1)
 
     # checkpoints -----------------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
         if self.rank == 0:
             save_checkpoint(path, PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION, asdict(self.net_config),
                             self.net.state_dict(), optimizer=self.optimizer.state_dict(),
-                            scheduler=self.scheduler.state_dict(), step=self.step, train_config=self.config)
+                            scheduler=self.scheduler.state_dict(), step=self.step, train_config=self.config,
+                            best_val=self.best_val)
 
     def resume(self, path: str) -> None:
         payload = load_checkpoint(path, PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION)
@@ -193,6 +241,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = int(payload["step"])
+        self.best_val = payload.get("best_val")
 
     # one step -----------------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -231,12 +280,16 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"], **extra}
 
     # loop ------------------------------------------------------------------------------------------------------------
-    def _log(self, out: dict) -> None:
-        if self.rank != 0:
-            return
+    def _tensorboard(self):
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(self.config["out"], "tb"))
+        return self.writer
+
+    def _log(self, out: dict) -> None:
+        if self.rank != 0:
+            return
+        self._tensorboard()
         self.writer.add_scalar(f"loss/{out['phase']}", out["loss"], self.step)
         self.writer.add_scalar("grad_norm", out["grad_norm"], self.step)
         self.writer.add_scalar("lr", out["lr"], self.step)
@@ -262,6 +315,9 @@ class Trainer:
             bar.set_postfix(loss=f"{out['loss']:.4g}", phase=out["phase"])
             if self.step % max(1, self.config["log_every"]) == 0 or "alpha" in out and self.step % max(1, self.config["image_every"]) == 0:
                 self._log(out)
+            if self.val_bank is not None and (self.step % max(1, self.config["val_every"]) == 0
+                                              or self.step == self.total):
+                self._validate_and_keep_best()  # before last.pt, so a resume knows the best score
             if self.step % max(1, self.config["checkpoint_every"]) == 0 or self.step == self.total:
                 self.save(os.path.join(self.config["out"], "last.pt"))
         bar.close()

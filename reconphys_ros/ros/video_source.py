@@ -141,7 +141,10 @@ class VideoSourceNode(Node):
         if self._pass_start_ns is None or self.passes != self._timeline_pass:
             self._timeline_pass, self._pass_frames = self.passes, 0
             now = self.get_clock().now().nanoseconds
-            self._pass_start_ns = max(now, self._last_stamp_ns + 1)
+            # at least a frame period after the previous pass's last stamp: 1 ns later would collide once stamps
+            # become float seconds (float64 resolves ~240 ns at today's epoch), seen once in a 10-minute soak
+            period_ns = round(1e9 / self.source.fps)
+            self._pass_start_ns = max(now, self._last_stamp_ns + period_ns) if self._last_stamp_ns else now
         stamp_ns = self._pass_start_ns + round(self._pass_frames * 1e9 / self.source.fps)
         self._pass_frames += 1
         self._last_stamp_ns = stamp_ns

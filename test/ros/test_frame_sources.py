@@ -44,3 +44,25 @@ def test_video_source_publishes_at_the_requested_size(ros_context):
         node.destroy_node()
     with pytest.raises(ValueError, match="both output_width and output_height"):
         VideoSourceNode(context=ros_context, parameter_overrides=[Parameter("output_width", value=512)])
+
+
+def test_looping_source_stamps_stay_a_frame_apart_across_passes(ros_context):
+    # Ticks called back to back run ahead of the wall clock, so each new pass starts right after the last stamp:
+    # it must be a whole frame later, or the stamps collide once converted to float seconds.
+    from rclpy.parameter import Parameter
+
+    from reconphys_ros.ros.video_source import VideoSourceNode
+    node = VideoSourceNode(context=ros_context, parameter_overrides=[
+        Parameter("loop", value=True), Parameter("hold_last_frames", value=0), Parameter("fps", value=30.0)])
+    stamps = []
+    node.image_pub.publish = lambda msg: stamps.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+    try:
+        for _ in range(3 * 31):
+            node.tick()
+    finally:
+        node.destroy_node()
+    assert node.passes >= 2 and len(stamps) >= 60
+    gaps = np.diff(stamps)
+    assert gaps.min() >= round(1e9 / 30.0) - 1, gaps.min()
+    seconds = np.array(stamps) * 1e-9
+    assert np.all(np.diff(seconds) > 0)

@@ -163,3 +163,22 @@ def test_help_text_mentions_key_options(capsys):
     text = capsys.readouterr().out
     for word in ("--tiny", "--resolution", "--lattice", "--workers", "duck", "resum"):
         assert word in text
+
+
+def test_motion_ranges_are_settable_from_the_command_line():
+    from training.data.generate import build_parser, config_from_args
+    from training.data.params import sample_choices
+    args = build_parser().parse_args(["--out", "unused", "--drop-height", "0.5,0.6", "--spin", "0,0",
+                                      "--toss-up-probability", "0", "--sideways-speed", "0,0"])
+    _, config = config_from_args(args)
+    assert config.motion.drop_height == (0.5, 0.6) and config.to_dict()["motion"]["spin"] == [0.0, 0.0]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        choices = sample_choices(rng, 0.8, config.motion)
+        assert np.allclose(choices.angular_velocity, 0.0) and choices.velocity[2] <= 0.0
+        assert np.allclose(choices.velocity[:2], 0.0) and 0.5 * 0.8 - 1e-9 <= choices.drop_gap <= 0.6 * 0.8 + 1e-9
+    for bad in (["--drop-height", "2,1"], ["--toss-up-probability", "1.5"], ["--spin=-1,2"]):
+        with pytest.raises(ValueError):
+            config_from_args(build_parser().parse_args(["--out", "unused", *bad]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--out", "unused", "--spin", "fast"])

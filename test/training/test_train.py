@@ -154,3 +154,26 @@ def test_augment_flip_changes_the_supervised_batch(tiny_data, tmp_path):
         trainer.load_data()
         losses.append(trainer.train_step()["loss"])
     assert losses[0] != losses[1]  # same seed and weights: only the mirrored inputs differ
+
+
+def test_validation_keeps_the_best_checkpoint_and_survives_resume(tiny_data, tmp_path):
+    import json
+    config = _config(tiny_data, tmp_path, supervised_steps=12, selfsup_steps=0, lr=3e-3, batch_size=2,
+                     val_split="test", val_every=4, checkpoint_every=4)
+    trainer = Trainer(config)
+    trainer.fit(progress=False)
+    best = json.load(open(tmp_path / "run" / "best.json"))
+    assert best["samples"] >= 1 and best["step"] in (4, 8, 12)
+    assert all(best[k] >= 0 for k in ("ln_k_per_m_mae", "ln_d_per_m_mae", "friction_mae"))
+    assert trainer.best_val == best["ln_k_per_m_mae"]
+    # the kept checkpoint scores exactly what best.json says
+    checker = Trainer(config)
+    checker.load_data()
+    checker.resume(str(tmp_path / "run" / "best.pt"))
+    assert checker.step == best["step"] and checker.validate()["ln_k_per_m_mae"] == best["ln_k_per_m_mae"]
+    # a resumed run remembers the best score so far
+    resumed = Trainer(config)
+    resumed.resume(str(tmp_path / "run" / "last.pt"))
+    assert resumed.best_val == best["ln_k_per_m_mae"]
+    with pytest.raises(ValueError, match="val_every"):
+        load_config(SMOKE, {"val_every": 0})

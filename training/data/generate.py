@@ -11,12 +11,13 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from training.data.backgrounds import BACKGROUND_KINDS
 from training.data.objects import SPLITS, build_catalogue
+from training.data.params import MotionRanges
 from training.data.sample import SampleConfig
 from training.data.storage import (MANIFEST_FILE, META_FILE, CorruptSampleError, read_meta, verify_sample,
                                    write_json)
@@ -223,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--substeps", type=int, default=None, help="physics substeps per frame (default 100; raised where a sample needs more for stability)")
     p.add_argument("--size-min", type=float, default=0.5, help="smallest object size in m (longest dimension)")
     p.add_argument("--size-max", type=float, default=1.0, help="largest object size in m")
+    motion = MotionRanges()
+    for name, unit in (("drop_height", "gap below the object in object sizes"), ("toss_up_speed", "m/s upwards"),
+                       ("sideways_speed", "object sizes per second"), ("spin", "rad/s")):
+        lo, hi = getattr(motion, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=_float_range, default=None, metavar="MIN,MAX",
+                       help=f"initial {name.replace('_', ' ')} range, {unit} (default {lo:g},{hi:g})")
+    p.add_argument("--toss-up-probability", type=float, default=None,
+                   help=f"share of clips tossed upwards (default {motion.toss_up_probability:g})")
     p.add_argument("--backgrounds", default=",".join(BACKGROUND_KINDS),
                    help=f"comma-separated background kinds drawn per sample (default {','.join(BACKGROUND_KINDS)})")
     p.add_argument("--no-meshes", action="store_true", help="procedural objects only (no pybullet_data meshes)")
@@ -233,6 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-only", action="store_true", help="only check existing samples against their hashes")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p
+
+
+def _float_range(text: str) -> tuple[float, float]:
+    """'MIN,MAX' -> (MIN, MAX) for argparse."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX (two numbers), got {text!r}") from None
+    return lo, hi
+
+
+def motion_from_args(args) -> MotionRanges:
+    """The default motion ranges with the ones given on the command line replaced."""
+    changes = {name: getattr(args, name) for name in MotionRanges.RANGE_FIELDS if getattr(args, name) is not None}
+    if args.toss_up_probability is not None:
+        changes["toss_up_probability"] = args.toss_up_probability
+    return replace(MotionRanges(), **changes)
 
 
 def config_from_args(args) -> tuple[dict, SampleConfig]:
@@ -251,6 +277,7 @@ def config_from_args(args) -> tuple[dict, SampleConfig]:
         size_range=(args.size_min, args.size_max),
         backgrounds=tuple(b.strip() for b in args.backgrounds.split(",") if b.strip()),
         device=args.device,
+        motion=motion_from_args(args),
     )
     return sizes, config.validate()
 

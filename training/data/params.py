@@ -26,6 +26,19 @@ class MotionRanges:
     sideways_speed: tuple = (0.0, 0.8)  # object sizes per second
     spin: tuple = (0.0, 3.0)  # rad/s about a random axis
 
+    RANGE_FIELDS = ("drop_height", "toss_up_speed", "sideways_speed", "spin")
+
+    def validate(self) -> "MotionRanges":
+        for name in self.RANGE_FIELDS:
+            lo, hi = getattr(self, name)
+            if not (0.0 <= lo <= hi and hi < float("inf")):
+                raise ValueError(f"motion range {name} must satisfy 0 <= min <= max < inf, got {(lo, hi)}")
+        if self.drop_height[1] <= 0:
+            raise ValueError("motion range drop_height must allow a gap above the ground (max > 0)")
+        if not 0.0 <= self.toss_up_probability <= 1.0:
+            raise ValueError(f"toss_up_probability must lie in [0, 1], got {self.toss_up_probability}")
+        return self
+
 
 @dataclass
 class SampleChoices:

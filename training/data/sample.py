@@ -54,6 +54,7 @@ class SampleConfig:
         if not 0 < lo <= hi:
             raise ValueError(f"size_range must satisfy 0 < lo <= hi, got {self.size_range}")
         resolve_lattice(self.lattice)
+        self.motion.validate()
         return self
 
     def to_dict(self) -> dict:
