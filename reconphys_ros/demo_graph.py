@@ -188,16 +188,13 @@ class DemoGraph:
         if self._context is None:
             return
         import rclpy
-        nodes = list(self.nodes.values())
+
+        from reconphys_ros.ros.spin import shutdown_nodes
+        nodes = list(self.nodes.values()) + ([self._observer] if self._observer is not None else [])
         if self._executor is not None:
-            self._executor.stop_spinning()  # no callback runs while the nodes close
-        for node in nodes:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-        if self._executor is not None:
-            self._executor.shutdown()
-        for node in nodes + ([self._observer] if self._observer is not None else []):
-            node.destroy_node()
+            shutdown_nodes(nodes, self._executor)  # spin threads stop first, then close(), then destroy
+        else:  # start() failed before the executor existed
+            for node in nodes:
+                node.destroy_node()
         rclpy.try_shutdown(context=self._context)
         self._context = None
