@@ -1,17 +1,12 @@
 """Evaluation: metrics on constructed cases against hand-computed values, and an end-to-end run on --tiny."""
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from reconphys_ros.core.metrics import PSNR_CAP
 from training.evaluate import evaluate, interval_coverage, markdown_table, ratio_targets, window_metrics
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_identical_frames_give_capped_psnr_and_unit_ssim():
@@ -53,14 +48,6 @@ def test_interval_coverage_by_hand():
     truth = np.array([[1.0, 1.0], [1.7, 0.1], [-1.6, 0.0]])  # 1.645 sigma bound
     np.testing.assert_allclose(interval_coverage(mean, sigma, truth), [2 / 3, 2 / 3])
     np.testing.assert_allclose(ratio_targets((2.0, 200.0, 1.0, 0.3)), [math.log(100), math.log(0.5), 0.3])
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_eval") / "data"
-    subprocess.run([sys.executable, "-m", "training.data.generate", "--out", str(out), "--tiny", "--no-progress",
-                    "--workers", "1"], cwd=ROOT, check=True, capture_output=True)
-    return str(out)
 
 
 def test_evaluate_runs_on_tiny_with_baselines(tiny_data, tmp_path):

@@ -17,14 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SMOKE = os.path.join(ROOT, "training", "configs", "smoke.yaml")
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny") / "data"
-    subprocess.run([sys.executable, "-m", "training.data.generate", "--out", str(out), "--tiny", "--no-progress",
-                    "--workers", "1"], cwd=ROOT, check=True, capture_output=True)
-    return str(out)
-
-
 def _config(tiny_data, tmp_path, **overrides):
     return load_config(SMOKE, {"data": tiny_data, "out": str(tmp_path / "run"), **overrides})
 

@@ -22,8 +22,7 @@ from .model import ModelBuilder
 from .params import PhysicsParams
 
 __all__ = ["CALIBRATION_PARAMS", "ENSEMBLE_IDS", "MappingReport", "calibration_object", "drop_trajectory",
-           "drop_features", "trajectory_error", "reference_trajectory", "fit_correction", "mapping_errors",
-           "mapping_report"]
+           "drop_features", "trajectory_error", "reference_trajectory", "fit_correction", "mapping_report"]
 
 # Parameter sets spanning the paper ranges (soft to stiff, low to high damping and friction; the very soft end
 # collapses on every lattice alike and calibrates nothing).
@@ -93,14 +92,6 @@ def reference_trajectory(params: PhysicsParams, object_id: str = "calib_box", si
     os.makedirs(folder, exist_ok=True)
     np.save(path, traj)
     return traj
-
-
-def mapping_errors(lattice: LatticeConfig, params_list=None, substeps: int = 100) -> list[float]:
-    """Drop error (fraction of the object size) of `lattice` against the reference, one per parameter set."""
-    pts = calibration_object()
-    return [trajectory_error(reference_trajectory(p, substeps=substeps),
-                             drop_trajectory(pts, "calib_box", p, lattice, substeps=substeps))
-            for p in (params_list or CALIBRATION_PARAMS)]
 
 
 # Anchor samplings of the calibration object (the sampling seed is a hash of the id). The tilted, sliding drop is
