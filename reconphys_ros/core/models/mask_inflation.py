@@ -35,10 +35,17 @@ PROFILES = ("round", "linear")
 # small enough that the rendered silhouette stays within about a pixel of the mask.
 SIGMA_PER_SPACING = 0.5
 INSET_PER_SPACING = 1.0
-# Free-fall depth fit: the shortest usable track, and the accepted centroid fit error.
+# Free-fall depth fit: the shortest usable track; a longer prefix is accepted while its fit error stays within
+# FALL_FIT_GROWTH x the first fit's (the centroid noise of this track), at least MAX_FALL_FIT_PX. Looser bounds
+# (0.5 px) let the first frames after the impact in and under-estimated the depth by up to 2x (test splits).
 MIN_FALL_FRAMES = 5
 MIN_FALL_PX = 3.0
-MAX_FALL_FIT_PX = 0.5
+MAX_FALL_FIT_PX = 0.1
+FALL_FIT_GROWTH = 3.0
+# A first fit worse than this (px RMS) is a failed fit (a local minimum), not centroid noise: it may not set
+# the tolerance of the prefix growth. Depths are searched within this range (metres).
+MAX_FIRST_FIT_PX = 1.5
+DEPTH_RANGE = (0.05, 200.0)
 
 
 @dataclass(frozen=True)
@@ -142,14 +149,27 @@ def _fit_free_fall(
         uv = (cam @ K.T)[:, :2] / z[:, None]
         return (uv - centroids).ravel()
 
-    # Coarse sweep for a robust start, then Levenberg-Marquardt refinement.
-    if start is None:
-        candidates = np.log(np.geomspace(0.05, 200.0, 80))
-        best = min(candidates, key=lambda c: float(np.sum(residuals(np.array([c, 0.0, 0.0, 0.0])) ** 2)))
-        start = np.array([best, 0.0, 0.0, 0.0])
-    fit = least_squares(residuals, start, method="lm")
-    depth = float(np.exp(fit.x[0])) if fit.success else float("nan")
-    return depth, float(np.sqrt(np.mean(fit.fun ** 2))), fit.x
+    # Starts: the warm start (if any); when it fails, the best depth of a coarse sweep at rest and a few fixed
+    # depths: a tossed object's track is far from the at-rest sweep, and a single start can run off to 1e200 m.
+    bounds = ([np.log(DEPTH_RANGE[0]), -np.inf, -np.inf, -np.inf], [np.log(DEPTH_RANGE[1]), np.inf, np.inf, np.inf])
+
+    def fit_from(x0: np.ndarray):
+        fit = least_squares(residuals, np.clip(x0, bounds[0], bounds[1]), bounds=bounds, method="trf")
+        return fit if fit.success else None
+
+    best = fit_from(start) if start is not None else None
+    if best is None or np.sqrt(np.mean(best.fun ** 2)) > MAX_FIRST_FIT_PX:
+        candidates = np.log(np.geomspace(*DEPTH_RANGE, 80))
+        swept = min(candidates, key=lambda c: float(np.sum(residuals(np.array([c, 0.0, 0.0, 0.0])) ** 2)))
+        for c in (swept, np.log(0.5), np.log(2.0), np.log(8.0)):
+            fit = fit_from(np.array([c, 0.0, 0.0, 0.0]))
+            if fit is not None and (best is None or fit.cost < best.cost):
+                best = fit
+    if best is None:
+        return float("nan"), float("inf"), np.zeros(4)
+    if not bounds[0][0] + 1e-6 < best.x[0] < bounds[1][0] - 1e-6:
+        return float("nan"), float(np.sqrt(np.mean(best.fun ** 2))), best.x  # ran into the search range's edge
+    return float(np.exp(best.x[0])), float(np.sqrt(np.mean(best.fun ** 2))), best.x
 
 
 def _impact_frames(track: FallTrack, t: np.ndarray, K, rot, trans, gravity: float, params: np.ndarray) -> int:
@@ -196,12 +216,15 @@ def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAV
         drop_px = float(np.ptp(centroids[:, 1]))
         if drop_px < MIN_FALL_PX and best is None:
             continue  # not enough fall yet to measure
-        depth, rms, params = _fit_free_fall(centroids, t_all[:n], K, rot, trans, gravity, params)
+        depth, rms, fit_params = _fit_free_fall(centroids, t_all[:n], K, rot, trans, gravity, params)
+        plausible = bool(np.isfinite(depth) and depth > 0)  # not behind the camera, not at the search range's edge
         if tolerance is None:
-            tolerance = max(MAX_FALL_FIT_PX, 2.0 * rms)  # adapts to the centroid noise of this track
-        if not (np.isfinite(depth) and depth > 0) or rms > tolerance:
-            break  # landed (the model stops explaining the track), or a fit that puts the object behind the camera
-        best = depth
+            if not plausible or rms > MAX_FIRST_FIT_PX:
+                continue  # no ballistic flight explains this prefix (yet): it may not set the tolerance
+            tolerance = max(MAX_FALL_FIT_PX, FALL_FIT_GROWTH * rms)  # adapts to this track's centroid noise
+        if not plausible or rms > tolerance:
+            break  # landed: the model stops explaining the track (its rejected fit is not used further)
+        best, params = depth, fit_params
     if best is not None and track.bottoms is not None:
         best = _refit_before_impact(track, t_all, K, rot, trans, gravity, best, params)
     if best is None:
