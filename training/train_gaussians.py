@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from reconphys_ros.core.models import gaussian_predictor as gp
 from reconphys_ros.core.models.mask_inflation import DepthPrior, FallTrack, inflate_mask
+from reconphys_ros.core.pipeline import FALL_TRACK_FRAMES
 from reconphys_ros.core.render import Camera, render_views
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
@@ -215,7 +216,8 @@ def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "tr
             if prior_kind == "true":
                 prior = DepthPrior(depth=object_depth(item["gaussian_means"][0], cams[view]))
             else:
-                prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:12], np.arange(12) / 30.0))
+                n_track = min(FALL_TRACK_FRAMES, len(masks))  # as the pipeline does
+                prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / 30.0))
             novel = [v for v in range(len(cams)) if v != view]
             target_rgb = item["rgb"][novel, 0].permute(0, 2, 3, 1)
             target_alpha = item["alpha"][novel, 0, 0]
