@@ -192,7 +192,7 @@ def dataset_backgrounds(spec: dict, cameras: list) -> torch.Tensor:
                                                            c.height, v)) for v, c in enumerate(cameras)])
 
 
-METHODS = ("learned", "inflation", "inflation_horizontal")
+METHODS = ("learned", "inflation", "inflation_horizontal", "learned_no_detail")
 
 
 def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "true") -> dict:
@@ -223,11 +223,14 @@ def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "tr
             target_alpha = item["alpha"][novel, 0, 0]
             row = {"sample_id": item["sample_id"], "input_view": view}
             try:
+                predictor.detail = True
                 clouds = {"learned": predictor.predict(image, masks[0], cams[view], prior),
                           "inflation": inflate_mask(image, masks[0], cams[view], prior),
                           # the pipeline's fallback setting (PipelineConfig.inflation_layer_axis)
                           "inflation_horizontal": inflate_mask(image, masks[0], cams[view], prior,
                                                                layer_axis="horizontal")}
+                predictor.detail = False  # the net's own cloud, before split_for_detail
+                clouds["learned_no_detail"] = predictor.predict(image, masks[0], cams[view], prior)
             except ValueError as exc:
                 row["error"] = str(exc)
                 rows.append(row)
@@ -235,13 +238,15 @@ def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "tr
             for name, cloud in clouds.items():
                 iou, psnr = view_metrics(cloud, [cams[v] for v in novel], target_rgb, target_alpha,
                                          all_backgrounds[novel])
-                row[name] = {"iou": iou, "psnr": psnr, "num_gaussians": cloud.num_gaussians,
+                _, input_psnr = view_metrics(cloud, [cams[view]], item["rgb"][[view], 0].permute(0, 2, 3, 1),
+                                             item["alpha"][[view], 0, 0], all_backgrounds[[view]])
+                row[name] = {"iou": iou, "psnr": psnr, "input_psnr": input_psnr, "num_gaussians": cloud.num_gaussians,
                              "volume_ratio": hull_volume(cloud.means.numpy()) / true_volume}
             rows.append(row)
     ok = [r for r in rows if "error" not in r]
     if not ok:
         raise ValueError(f"every test case failed, first: {rows[0].get('error') if rows else 'no samples'}")
-    summary = {name: {key: float(np.mean([r[name][key] for r in ok])) for key in ("iou", "psnr", "num_gaussians")}
+    summary = {name: {key: float(np.mean([r[name][key] for r in ok])) for key in ("iou", "psnr", "input_psnr", "num_gaussians")}
                for name in METHODS}
     for name in summary:
         ratios = np.array([r[name]["volume_ratio"] for r in ok])

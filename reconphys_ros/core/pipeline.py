@@ -39,6 +39,9 @@ FALL_TRACK_FRAMES = 20  # frames whose centroids may fix the depth by free fall 
 BELOW_GROUND_TOLERANCE_M = 0.05  # a free-fall depth that sinks the frame-0 object deeper than this is rejected
 
 
+GAUSSIAN_MODELS = ("auto", "learned", "inflation")
+
+
 @dataclass
 class PipelineConfig:
     """Settings of the reconstruction pipeline; names match the reconstruction node's ROS parameters."""
@@ -54,6 +57,9 @@ class PipelineConfig:
     max_gaussians: int = 4000  # cap on Gaussians from the mask-inflation fallback
     sweep_points: int = 8  # coarse rollouts of the k/m sweep (plus up to 4 finer ones around its minimum)
     weights_dir: str | None = None  # learned predictor checkpoints; None = reconphys_ros/weights/
+    # Gaussians at frame 0: "learned" (the shipped predictor: better shape, blurrier texture), "inflation" (mask
+    # inflation: sharper texture, no weights needed) or "auto" (learned when its weights are there)
+    gaussian_model: str = "auto"
     # mask-inflation fallback: depth layers along the horizontal viewing direction (upright objects seen from above;
     # measured k/m ratios 0.40-0.86 on the example and synthetic clips) or along the pixel rays (0.09-0.61)
     inflation_layer_axis: str = "horizontal"
@@ -71,6 +77,8 @@ class PipelineConfig:
         mass_prior(self.known_mass)
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.gaussian_model not in GAUSSIAN_MODELS:
+            raise ValueError(f"gaussian_model must be one of {GAUSSIAN_MODELS}, got {self.gaussian_model!r}")
         if self.inflation_layer_axis not in ("ray", "horizontal"):
             raise ValueError(f"inflation_layer_axis must be 'ray' or 'horizontal', got {self.inflation_layer_axis!r}")
         if self.max_gaussians < 1 or self.sweep_points < 3:
@@ -125,8 +133,9 @@ class ReconstructionPipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = (config or PipelineConfig()).validate()
         self.lattice = lattice_from_name(self.config.lattice)
-        self.gaussian_predictor = load_gaussian_predictor(self.config.weights_dir, self.config.device,
-                                                          self.config.max_gaussians)
+        self.gaussian_predictor = load_gaussian_predictor(
+            self.config.weights_dir, self.config.device, self.config.max_gaussians,
+            learned={"auto": None, "learned": True, "inflation": False}[self.config.gaussian_model])
         self.physics_predictor = load_physics_predictor(self.config.weights_dir, self.config.device)
 
     def _gaussians(self, image, mask, camera: Camera, prior: DepthPrior):

@@ -9,6 +9,7 @@ from reconphys_ros.core.models import gaussian_predictor as gp
 from reconphys_ros.core.models.checkpoint import CheckpointError, save_checkpoint
 from reconphys_ros.core.models.mask_inflation import DepthPrior
 from reconphys_ros.core.models.predictors import MaskInflationPredictor, load_gaussian_predictor
+from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
 from reconphys_ros.core.render import dataset_views, render
 
 SMALL = gp.GaussianNetConfig(input_size=32, output_size=16, width=8, layers=2)
@@ -56,6 +57,7 @@ def test_crop_window_maps_crop_pixels_back_to_the_source_bbox():
 def test_prediction_shapes_and_world_placement():
     image, mask, camera, depth = _ball_scene()
     predictor = _predictor()
+    predictor.detail = False  # the net's own cloud
     cloud = predictor.predict(image, mask, camera, DepthPrior(depth=depth))
     inp, crop_mask, _ = gp.crop_inputs(image / 255.0, mask > 0, SMALL.input_size)
     kept = int(gp.keep_cells(torch.from_numpy(crop_mask), SMALL.output_size).sum())
@@ -70,6 +72,35 @@ def test_prediction_shapes_and_world_placement():
     assert float(uv[:, 1].min()) >= ys.min() - 1 and float(uv[:, 1].max()) <= ys.max() + 2
     assert abs(float(z.mean()) - depth) < 0.5 * RADIUS
     assert np.linalg.norm(cloud.means.mean(0).numpy() - CENTRE) < 0.5 * RADIUS
+
+
+def test_detail_split_takes_the_input_texture_and_stays_on_the_object():
+    image, mask, camera, depth = _ball_scene()
+    image = image.copy()
+    image[:, : image.shape[1] // 2] = (250, 10, 10)  # a two-colour object: left half red
+    predictor = _predictor()
+    predictor.detail = False
+    coarse = predictor.predict(image, mask, camera, DepthPrior(depth=depth))
+    predictor.detail = True
+    fine = predictor.predict(image, mask, camera, DepthPrior(depth=depth))
+    k = len(gp.SPLIT_OFFSETS)
+    assert fine.num_gaussians == k * coarse.num_gaussians
+    torch.testing.assert_close(fine.log_scales, (coarse.log_scales + np.log(gp.SPLIT_SCALE)).repeat_interleave(k, 0))
+    # Children over the object carry the colour of the pixel they project to ...
+    uv, _ = camera.project(fine.means)
+    col, row = uv[:, 0].floor().long().numpy(), uv[:, 1].floor().long().numpy()
+    inside = mask[row.clip(0, 63), col.clip(0, 63)] > 0
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(fine.colors.numpy()[inside], image[row[inside], col[inside]] / 255.0, atol=2e-3)
+    # ... and spread around their parent's centre (mean offset 0), except those whose spot was off the silhouette:
+    # they stay at the parent's centre.
+    parents = coarse.means.repeat_interleave(k, 0)
+    stayed = (fine.means == parents).all(1).reshape(-1, k)  # (N, k)
+    assert 0 < stayed.float().mean() < 0.5
+    spread = ~stayed.any(1)
+    torch.testing.assert_close(fine.means.reshape(-1, k, 3).mean(1)[spread], coarse.means[spread], atol=1e-4, rtol=0)
+    uv_spot, _ = camera.project(fine.means[~stayed.reshape(-1)])
+    assert (mask[uv_spot[:, 1].floor().long().numpy(), uv_spot[:, 0].floor().long().numpy()] > 0).all()
 
 
 def test_depth_prior_sets_the_metric_scale():
@@ -111,6 +142,15 @@ def test_checkpoint_round_trip_and_plugin(tmp_path):
     # predictors.py picks the learned model when the weights file exists, mask inflation otherwise.
     assert isinstance(load_gaussian_predictor(str(tmp_path)), gp.LearnedGaussianPredictor)
     assert isinstance(load_gaussian_predictor(str(tmp_path / "none")), MaskInflationPredictor)
+    # The pipeline's gaussian_model choice: inflation even with weights; learned without weights is an error.
+    assert isinstance(load_gaussian_predictor(str(tmp_path), learned=False), MaskInflationPredictor)
+    assert isinstance(load_gaussian_predictor(str(tmp_path), learned=True), gp.LearnedGaussianPredictor)
+    with pytest.raises(ValueError, match="needs its weights"):
+        load_gaussian_predictor(str(tmp_path / "none"), learned=True)
+    with pytest.raises(ValueError, match="gaussian_model"):
+        PipelineConfig(gaussian_model="splat").validate()
+    pipeline = ReconstructionPipeline(PipelineConfig(weights_dir=str(tmp_path), gaussian_model="inflation"))
+    assert isinstance(pipeline.gaussian_predictor, MaskInflationPredictor)
 
 
 def test_load_errors_are_clear(tmp_path):

@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, check_state_dict, load_checkpoint, save
 from .mask_inflation import DepthPrior, _validated_inputs, estimate_depth
 
 __all__ = ["GaussianNetConfig", "GaussianNet", "CropWindow", "crop_inputs", "keep_cells", "lift_gaussians",
+           "split_for_detail",
            "LearnedGaussianPredictor", "load", "save", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_KIND = "gaussian_predictor"
@@ -169,6 +170,46 @@ def lift_gaussians(
                          colors=colors.reshape(n, 3), opacity_logits=p[..., 7].reshape(n))
 
 
+# Children per Gaussian of `split_for_detail`: offsets in the camera's image plane, in parent standard deviations.
+SPLIT_OFFSETS = ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5))
+SPLIT_SCALE = 0.6  # child / parent standard deviation in the image plane (depth extent kept)
+
+
+def split_for_detail(cloud: GaussianCloud, rgb: np.ndarray, object_pixels: np.ndarray,
+                     camera: Camera) -> GaussianCloud:
+    """Inference-time detail (not trained): each Gaussian becomes 4 smaller ones spread over its image-plane
+    footprint, each coloured by the input image where it projects inside the mask. The net predicts one
+    Gaussian per 2x2 crop pixels at best and averages colours over views in training, so its clouds are blurry
+    in the view they came from; the split gives back the input's texture. rgb (H, W, 3) float in [0, 1]."""
+    dev = cloud.device
+    n, k = cloud.num_gaussians, len(SPLIT_OFFSETS)
+    rot = camera.world_to_cam[:3, :3].to(dev)  # rows: camera x, y, z axes in the world
+    sigma = cloud.scales  # (N, 3) axis-aligned in the world (identity rotations)
+    offsets = torch.tensor(SPLIT_OFFSETS, device=dev, dtype=cloud.dtype)  # (k, 2)
+    # Parent extent along the camera x / y axes (a Gaussian with axis-aligned scales seen along those axes).
+    extent = torch.stack([(sigma * rot[0].abs()).norm(dim=-1), (sigma * rot[1].abs()).norm(dim=-1)], -1)  # (N, 2)
+    shift = (offsets[None, :, :, None] * extent[:, None, :, None] * rot[None, None, :2]).sum(2)  # (N, k, 3)
+    means = (cloud.means[:, None] + shift).reshape(n * k, 3)
+    log_scales = (cloud.log_scales + np.log(SPLIT_SCALE)).repeat_interleave(k, 0)
+    h, w = object_pixels.shape
+
+    def pixels(points: torch.Tensor):  # (M, 3) -> row (M,), col (M,) of the pixel each projects to, on-object (M,)
+        uv, _ = camera.to(dev).project(points)
+        col = uv[:, 0].floor().long().clamp(0, w - 1).cpu().numpy()
+        row = uv[:, 1].floor().long().clamp(0, h - 1).cpu().numpy()
+        return row, col, torch.from_numpy(object_pixels[row, col]).to(dev)
+
+    # Children off the silhouette stay at their parent's centre, so the cloud (whose extent sets the anchors'
+    # volume) does not spread beyond it; every child over the object takes the colour of its pixel.
+    _, _, inside = pixels(means)
+    means = torch.where(inside[:, None], means, cloud.means.repeat_interleave(k, 0))
+    row, col, inside = pixels(means)
+    colors = cloud.colors.repeat_interleave(k, 0).clone()
+    colors[inside] = torch.from_numpy(rgb[row, col]).to(colors)[inside]
+    return GaussianCloud(means=means, log_scales=log_scales, quats=cloud.quats.repeat_interleave(k, 0),
+                         colors=colors, opacity_logits=cloud.opacity_logits.repeat_interleave(k, 0))
+
+
 def keep_cells(crop_mask: torch.Tensor, output_size: int) -> torch.Tensor:
     """(S, S) crop mask -> (So, So) bool cells whose area is at least half object."""
     m = crop_mask[None, None]
@@ -180,9 +221,10 @@ def keep_cells(crop_mask: torch.Tensor, output_size: int) -> torch.Tensor:
 class LearnedGaussianPredictor:
     name = "gaussian_predictor"
 
-    def __init__(self, net: GaussianNet, device: torch.device | str = "cpu"):
+    def __init__(self, net: GaussianNet, device: torch.device | str = "cpu", detail: bool = True):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        self.detail = detail  # split_for_detail after the net (inference only)
 
     def predict(self, image: np.ndarray, mask: np.ndarray, camera: Camera,
                 depth_prior: DepthPrior = DepthPrior()) -> GaussianCloud:
@@ -200,6 +242,8 @@ class LearnedGaussianPredictor:
             raw = self.net(x)[0]
             crop_rgb = F.adaptive_avg_pool2d(x[:, :3], cfg.output_size)[0]
             cloud = lift_gaussians(raw, crop_rgb, keep, window, camera.to(self.device), depth)
+            if self.detail:
+                cloud = split_for_detail(cloud, rgb, object_pixels, camera)
         return cloud.validate()
 
 

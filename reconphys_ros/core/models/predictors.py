@@ -8,8 +8,8 @@ A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
 
 Shipped: `physics_predictor.pt` (models/physics_predictor.py: CNN + temporal attention -> k/m, d/m, f with
 uncertainty; its `predict_estimate(frames, masks, known_mass)` also gives the PhysicsEstimate with standard
-deviations). The Gaussian predictor is trained but not shipped (weights/MODEL_CARD.md says why): the Gaussians
-come from mask inflation unless gaussian_predictor.pt is placed in the weights folder.
+deviations) and `gaussian_predictor.pt` (models/gaussian_predictor.py: a Splatter-Image-style U-Net; better shape
+and volume than mask inflation, blurrier texture; weights/MODEL_CARD.md has the numbers).
 """
 from __future__ import annotations
 
@@ -75,9 +75,15 @@ def _load_learned(name: str, weights_dir: str | None, device: str):
     return module.load(path, device)
 
 
-def load_gaussian_predictor(weights_dir: str | None = None, device: str = "cpu",
-                            max_gaussians: int = 4000) -> GaussianPredictor:
-    return _load_learned(GAUSSIAN_PREDICTOR, weights_dir, device) or MaskInflationPredictor(max_gaussians, device)
+def load_gaussian_predictor(weights_dir: str | None = None, device: str = "cpu", max_gaussians: int = 4000,
+                            learned: bool | None = None) -> GaussianPredictor:
+    """learned: None = the learned predictor when its weights are there, else mask inflation; True = the learned
+    one or a ValueError; False = mask inflation."""
+    predictor = None if learned is False else _load_learned(GAUSSIAN_PREDICTOR, weights_dir, device)
+    if predictor is None and learned:
+        raise ValueError(f"no {GAUSSIAN_PREDICTOR}.pt in {weights_dir or default_weights_dir()}: the learned "
+                         "Gaussian predictor needs its weights (or choose mask inflation)")
+    return predictor or MaskInflationPredictor(max_gaussians, device)
 
 
 def load_physics_predictor(weights_dir: str | None = None, device: str = "cpu") -> PhysicsPredictor | None:
