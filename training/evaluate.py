@@ -241,6 +241,11 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
                 entry[f"{win}_{key}"] = float(np.mean([r[key] for r in rows]))
             if win == "future" and len(rows) == count and moving.any():
                 entry["future_psnr_object_moving"] = float(np.mean([r["psnr_object"] for r, mv in zip(rows, moving) if mv]))
+            if win == "future" and len(rows) == count and per_scene_samples > 0:
+                # the same clips as the (slow) per-scene baseline, for a paired comparison
+                paired = rows[:per_scene_samples]
+                entry["future_psnr_per_scene_clips"] = float(np.mean([r["psnr"] for r in paired]))
+                entry["future_psnr_object_per_scene_clips"] = float(np.mean([r["psnr_object"] for r in paired]))
         entry["n"] = len(windows[name]["future"])
         summary["methods"][name] = entry
     for name, rows in param_rows.items():
@@ -277,6 +282,14 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {name} | {e['n']} | {f(e, 'recon_psnr')} | {f(e, 'recon_psnr_object')} | {f(e, 'future_psnr')} | "
                      f"{f(e, 'future_psnr_object')} | {f(e, 'future_psnr_object_moving')} | {f(e, 'future_ssim', '{:.3f}')} | "
                      f"{f(e, 'future_cd', '{:.5f}')} | {f(e, 'future_emd', '{:.4f}')} |")
+    paired = {name: e for name, e in summary["methods"].items() if "future_psnr_per_scene_clips" in e}
+    per_scene = summary["methods"].get("per-scene", {})
+    if paired and per_scene.get("n"):
+        lines += ["", f"On the per-scene baseline's {per_scene['n']} clips (paired):", "",
+                  "| method | future PSNR | future PSNR obj |", "|---|---|---|"]
+        lines += [f"| {name} | {e['future_psnr_per_scene_clips']:.2f} | {e['future_psnr_object_per_scene_clips']:.2f} |"
+                  for name, e in paired.items()]
+        lines.append(f"| per-scene | {f(per_scene, 'future_psnr')} | {f(per_scene, 'future_psnr_object')} |")
     lines += ["", "| params MAE | n | m | k | d | f | k/m | d/m | mean abs ln(k/m ratio) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary["params"].items():
         lines.append(f"| {name} | {e['n']} | {e['mass']:.3f} | {e['stiffness']:.1f} | {e['damping']:.3f} | {e['friction']:.3f} | "

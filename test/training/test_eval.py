@@ -75,6 +75,9 @@ def test_evaluate_runs_on_tiny_with_baselines(tiny_data, tmp_path):
         assert (out / name).is_file(), name
     assert json.loads((out / "results.json").read_text())["samples"] == 1
     assert "| learned |" in markdown_table(summary)
+    # the paired comparison on the per-scene clips (here the one test clip)
+    assert methods["learned"]["future_psnr_per_scene_clips"] == pytest.approx(methods["learned"]["future_psnr"])
+    assert "On the per-scene baseline's 1 clips (paired)" in markdown_table(summary)
 
 
 def test_chamfer_matches_by_hand_on_coincident_points():
