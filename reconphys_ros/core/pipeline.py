@@ -1,8 +1,8 @@
 """Video -> SimAsset: masks given -> Gaussians -> anchors + KNN springs -> physics estimate -> SimAsset.
 
 Stages (timed in `PipelineResult.timings`, seconds):
-- gaussians: learned Gaussian predictor when weights ship, else mask inflation of the first frame; the depth
-  comes from the free fall of the mask centroids (falls back to the default depth prior with a note);
+- gaussians: the learned Gaussian predictor (shipped) or mask inflation of the first frame, by `gaussian_model`;
+  the depth comes from the free fall of the mask centroids (falls back to the default depth prior with a note);
 - initial_velocity: ballistic fit of the first frames' centroids (models/initial_motion.py);
 - lattice: anchors sampled through the reconstructed volume (seeded by the object id) + KNN springs;
 - physics: learned physics predictor when weights ship (then refined through the simulator if `refine`), else

@@ -5,7 +5,9 @@ U-Net. Each cell of its `output_size`^2 output grid predicts `layers` Gaussians:
 ray relative to a depth prior (the object's centre depth), a small 3D offset, log-scales, opacity and a colour
 residual over the pixel colour. Lengths are in units of the crop's metric width at the prior depth, so the net
 never sees absolute size: the depth prior (from the free-fall fit at inference, the true centre in training)
-fixes the scale. Only cells inside the (resized) mask emit Gaussians; rotations are identity.
+fixes the scale. Only cells inside the (resized) mask emit Gaussians; rotations are identity. At inference,
+`split_for_detail` then turns each into 4 smaller Gaussians coloured by the input image (untrained; sharper
+texture in the input view).
 
 `load(path, device)` returns a `LearnedGaussianPredictor` whose `predict(image, mask, camera, depth_prior)`
 matches the interface of `models/predictors.py`.

@@ -157,8 +157,11 @@ def _fit_free_fall(
         fit = least_squares(residuals, np.clip(x0, bounds[0], bounds[1]), bounds=bounds, method="trf")
         return fit if fit.success else None
 
+    def rms(fit) -> float:  # px
+        return float(np.sqrt(np.mean(fit.fun ** 2)))
+
     best = fit_from(start) if start is not None else None
-    if best is None or np.sqrt(np.mean(best.fun ** 2)) > MAX_FIRST_FIT_PX:
+    if best is None or rms(best) > MAX_FIRST_FIT_PX:
         candidates = np.log(np.geomspace(*DEPTH_RANGE, 80))
         swept = min(candidates, key=lambda c: float(np.sum(residuals(np.array([c, 0.0, 0.0, 0.0])) ** 2)))
         for c in (swept, np.log(0.5), np.log(2.0), np.log(8.0)):
@@ -168,8 +171,8 @@ def _fit_free_fall(
     if best is None:
         return float("nan"), float("inf"), np.zeros(4)
     if not bounds[0][0] + 1e-6 < best.x[0] < bounds[1][0] - 1e-6:
-        return float("nan"), float(np.sqrt(np.mean(best.fun ** 2))), best.x  # ran into the search range's edge
-    return float(np.exp(best.x[0])), float(np.sqrt(np.mean(best.fun ** 2))), best.x
+        return float("nan"), rms(best), best.x  # ran into the search range's edge
+    return float(np.exp(best.x[0])), rms(best), best.x
 
 
 def _impact_frames(track: FallTrack, t: np.ndarray, K, rot, trans, gravity: float, params: np.ndarray) -> int:
