@@ -19,6 +19,7 @@ against the synthetic labels, plus the Gaussian NLL; TensorBoard `val/*`); the b
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -220,7 +221,6 @@ class Trainer:
         if self.best_val is None or scores["ln_k_per_m_mae"] < self.best_val:
             self.best_val = scores["ln_k_per_m_mae"]
             self.save(os.path.join(self.config["out"], "best.pt"))
-            import json
             with open(os.path.join(self.config["out"], "best.json"), "w") as f:
                 json.dump(scores, f, indent=1)
 
@@ -289,15 +289,15 @@ class Trainer:
     def _log(self, out: dict) -> None:
         if self.rank != 0:
             return
-        self._tensorboard()
-        self.writer.add_scalar(f"loss/{out['phase']}", out["loss"], self.step)
-        self.writer.add_scalar("grad_norm", out["grad_norm"], self.step)
-        self.writer.add_scalar("lr", out["lr"], self.step)
+        writer = self._tensorboard()
+        writer.add_scalar(f"loss/{out['phase']}", out["loss"], self.step)
+        writer.add_scalar("grad_norm", out["grad_norm"], self.step)
+        writer.add_scalar("lr", out["lr"], self.step)
         if "alpha" in out and self.step % max(1, self.config["image_every"]) == 0:
             # rendered (top) vs observed (bottom) silhouettes of the first clip, frames side by side
             rendered, observed = out["alpha"][0], out["target"][0]  # (T, h, w)
             grid = torch.cat([torch.cat(list(rendered), 1), torch.cat(list(observed), 1)], 0)
-            self.writer.add_image("rendered_vs_observed", grid[None].clamp(0, 1), self.step)
+            writer.add_image("rendered_vs_observed", grid[None].clamp(0, 1), self.step)
 
     def fit(self, progress: bool = True) -> list[float]:
         from tqdm import tqdm

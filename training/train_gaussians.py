@@ -202,6 +202,7 @@ def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "tr
     if prior_kind not in ("true", "fall"):
         raise ValueError(f"prior_kind must be 'true' or 'fall', got {prior_kind!r}")
     predictor = gp.load(weights)
+    predictor.detail = False  # the net's own cloud; the detail split is applied below, as predict would
     ds = SyntheticDataset(config["test_data"], config["test_split"], with_depth=False)
     rows = []
     for i in range(len(ds)):
@@ -223,14 +224,14 @@ def evaluate(config: dict, weights: str, input_views=(0,), prior_kind: str = "tr
             target_alpha = item["alpha"][novel, 0, 0]
             row = {"sample_id": item["sample_id"], "input_view": view}
             try:
-                predictor.detail = True
-                clouds = {"learned": predictor.predict(image, masks[0], cams[view], prior),
+                net_cloud = predictor.predict(image, masks[0], cams[view], prior)
+                clouds = {"learned": gp.split_for_detail(net_cloud, image.astype(np.float32) / 255.0, masks[0] > 0,
+                                                             cams[view]),
                           "inflation": inflate_mask(image, masks[0], cams[view], prior),
                           # the pipeline's fallback setting (PipelineConfig.inflation_layer_axis)
                           "inflation_horizontal": inflate_mask(image, masks[0], cams[view], prior,
-                                                               layer_axis="horizontal")}
-                predictor.detail = False  # the net's own cloud, before split_for_detail
-                clouds["learned_no_detail"] = predictor.predict(image, masks[0], cams[view], prior)
+                                                               layer_axis="horizontal"),
+                          "learned_no_detail": net_cloud}
             except ValueError as exc:
                 row["error"] = str(exc)
                 rows.append(row)
