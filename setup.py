@@ -46,6 +46,7 @@ setup(
             "reconphys-from-bags = training.data.from_bags:main",
             "reconphys-train = training.train:main",
             "reconphys-evaluate = training.evaluate:main",
+            "reconphys-evaluate-physics = training.evaluate_physics:main",
         ],
     },
 )

@@ -1,367 +1,572 @@
-"""Evaluate the physics predictor and baselines on the test split; writes results.md, results.json and plots.
+"""End-to-end evaluation: the pipeline a user runs, scored on the paper's protocol from one view's frames.
 
-    python -m training.evaluate --data data/learn64_test --out runs/eval
+    reconphys-evaluate --data data/e2e128 --out runs/e2e128
+    reconphys-evaluate --data data/cross_engine --out runs/cross_engine --masks segmenter
 
-Protocol (single input view 0, frames 0..19 observed; 0-based frame indices):
-- every method gives params (or frames); params are simulated on the data set's own lattice from the true
-  canonical state (anchors, Gaussians and initial velocity of frame 0: an oracle for the Gaussian predictor, which
-  is not learned in this version) with the data set's substeps, bound to the Gaussians and rendered over the
-  sample's background (training.data.backgrounds), so the only difference between methods is the physics;
-- recon = frames 1..19, future = frames 20..29. PSNR over whole frames, PSNR inside the union of the true and the
-  predicted object masks (whole-frame PSNR is dominated by background), SSIM (torchmetrics), Chamfer distance and
-  EMD between predicted and true anchor positions (mean over the window's frames);
-- params: MAE of m, k, d, f, k/m, d/m with the mass prior and with the true mass given; calibration = share of
-  test truths inside the predicted 90% intervals of ln k/m, ln d/m, f; time per object of the predictor;
-- methods: learned (the predictor), learned+refine (physics_refine from the prediction), learned+check (the
-  pipeline's default without `refine`: a 3-point sweep of +-0.3 in ln k/m around the prediction, no Adam), per-scene (physics_refine
-  from mid-range with a larger budget: our Spring-Gaus-style per-scene optimisation, one view), const-mean (the
-  training set's mean params), truth-params (upper bound of this render path), hold-last-frame and first-frame
-  (video baselines: frames only, no params);
-- the Table 2 disentanglement case: pairs of test samples of the same object with two param sets: share of pairs
-  whose predicted ln k/m orders the pair like the truth.
+Protocol, per clip of the split (0-based frames; the paper's frames 1-20 are 0-19 here):
+1. `ReconstructionPipeline.run` (core/pipeline.py, the reconstruction node's code path) gets view 0's frames 0-19
+   and masks: the clip's true masks (alpha >= 0.5) or, with `--masks segmenter`, the OpenCV segmenter's (the
+   segmentation node's backend, fed the frames in order).
+2. Its asset is re-simulated from the pipeline's frame-0 state for 30 frames (`predict_future`) and rendered in the
+   input view and in a held-out view the pipeline never saw (the paper's novel-view dynamic reconstruction).
+   Input view: composited over the background estimated from the observed frames (what a user has); held-out view:
+   over that view's true background (nothing can know it; the object pixels are what is scored there).
+3. Scores per window (recon = frames 0-19, future = 20-29) and view: PSNR of the whole frame, PSNR inside the union
+   of the true and predicted object masks, SSIM; Chamfer distance (m^2) and EMD (m) between the predicted anchors
+   and the true trajectories (anchors of the synthetic data, FEM nodes of the cross-engine data), also divided by
+   the object size (size^2 for CD) to compare with the paper's object-normalised units; parameter errors in SI
+   (total mass kg, k/m 1/s^2, d/m 1/s, friction) and in the paper's convention (m, k, d per anchor / spring).
+Breakdown (ORACLE rows, the truth swapped in one stage at a time): true-gaussians (the clip's frame-0 Gaussians go
+into the pipeline instead of the reconstructed ones), true-initial-state (true velocity and spin), true-physics (true
+m, k, d, f), all-true (all three). Baselines: hold-last-frame (frame 19), first-frame, constant-image (mean colour of
+the observed frames), const-mean (the pipeline's asset with the training set's mean parameters) and per-scene
+(the non-learned physics optimised through the simulator per clip, `physics_model=simulation`, refine on, on the
+first `--per-scene-samples` clips). In the held-out view the video baselines use that view's own frames (ORACLE:
+the pipeline never sees them).
+Results by object size, for the clips still moving in frames 20-29 (> 1/64 of the image width per frame) and per
+clip (per_clip.csv). Cross-engine data has no parameter truth in the project's convention and no true Gaussians:
+those rows are skipped and its soft/stiff pairs are scored by the order of the predicted k/m.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from reconphys_ros.core.binding import apply_binding, compute_binding
+from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
-from reconphys_ros.core.models.physics_predictor import Z90, estimate_from_prediction, load as load_predictor
-from reconphys_ros.core.models.physics_refine import MASS_PRIOR, RefineConfig, estimate_physics
-from reconphys_ros.core.physics import ModelBuilder, PhysicsParams, State, simulate
+from reconphys_ros.core.metrics import psnr
+from reconphys_ros.core.physics import PhysicsParams
+from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
 from reconphys_ros.core.render import Camera, render_sequence
+from reconphys_ros.core.segment import make_segmenter
+from reconphys_ros.demo_evaluation import composite, estimate_background
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
-from training.data.sample import resolve_lattice
-from training.rollout import initial_velocities
+from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_params,
+                                   window_metrics)
 
-RECON = slice(1, 20)
-FUTURE = slice(20, 30)
-PARAM_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
-# what reconphys_ros/core/pipeline.py runs around a learned guess when `refine` is off
-PIPELINE_CHECK = RefineConfig(sweep_points=3, sweep_span=0.3, max_adam_steps=0)
-PAPER_MAE = {"stiffness": 297.3, "damping": 1.151, "mass": 1.337, "friction": 1.508}
-MOVING_WIDTH_FRACTION = 64  # a clip moves late when its anchors move > width / 64 px per frame in frames 21-30
-
-
-# metrics of one window ------------------------------------------------------------------------------------------------
-
-def window_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray, pred_mask: np.ndarray, true_mask: np.ndarray,
-                   pred_points: np.ndarray | None = None, true_points: np.ndarray | None = None) -> dict:
-    """pred/true rgb (F, H, W, 3) in [0, 1], masks (F, H, W) bool, points (F, N, 3) -> mean metrics:
-    psnr (whole frame), psnr_object (inside the union of masks), ssim, and with points cd, emd."""
-    if pred_rgb.shape != true_rgb.shape or pred_mask.shape != true_mask.shape:
-        raise ValueError(f"shape mismatch: {pred_rgb.shape} vs {true_rgb.shape}, {pred_mask.shape} vs {true_mask.shape}")
-    if len(pred_rgb) == 0:
-        raise ValueError("empty window")
-    union = pred_mask | true_mask
-    out = {
-        "psnr": float(np.mean([psnr(p, t) for p, t in zip(pred_rgb, true_rgb)])),
-        "psnr_object": float(np.mean([psnr(p, t, u) for p, t, u in zip(pred_rgb, true_rgb, union) if u.any()])),
-        "ssim": ssim(pred_rgb, true_rgb),
-    }
-    if pred_points is not None:
-        out["cd"] = float(np.mean([chamfer_distance(p, t) for p, t in zip(pred_points, true_points)]))
-        out["emd"] = float(np.mean([earth_movers_distance(p, t, max_points=256) for p, t in zip(pred_points, true_points)]))
-    return out
+WINDOWS = {"recon": RECON, "future": FUTURE}
+VIEWS = ("input", "held_out")
+PREDICTIONS = ("pipeline", "true-gaussians", "true-initial-state", "true-physics", "all-true", "const-mean",
+               "per-scene")
+ORACLE = ("true-gaussians", "true-initial-state", "true-physics", "all-true")
+VIDEO_BASELINES = ("hold-last-frame", "first-frame", "constant-image")
+SIZE_BUCKETS = ((0.0, 0.1, "< 10 cm"), (0.1, 0.2, "10-20 cm"), (0.2, 0.4, "20-40 cm"), (0.4, 0.7, "40-70 cm"),
+                (0.7, math.inf, ">= 70 cm"))
+PAPER_TABLE1 = {"future_psnr": 21.64, "future_ssim": 0.907, "cd": 0.004, "emd": 0.017, "recon_psnr": 33.84}
 
 
-def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z: float = Z90) -> np.ndarray:
-    """(S, Q) predicted means, standard deviations and truths -> (Q,) share of truths inside mean +- z sigma."""
-    return np.mean(np.abs(truth - mean) <= z * sigma, axis=0)
+@dataclass
+class EvalConfig:
+    masks: str = "true"  # true | segmenter
+    held_out_view: int = 1  # the dataset's views are 90 degrees apart; view 0 is the input
+    per_scene_samples: int = 4  # clips given the (slow) per-scene baseline
+    per_scene_budget_s: float = 8.0
+    emd_points: int = 256  # exact EMD on random subsets of this many points per frame
+    lattice: str = "coarse"  # the asset's lattice (the pipeline default)
+    device: str = "cpu"
+
+    def validate(self) -> "EvalConfig":
+        if self.masks not in ("true", "segmenter"):
+            raise ValueError(f"masks must be 'true' or 'segmenter', got {self.masks!r}")
+        if self.held_out_view < 1:
+            raise ValueError(f"held_out_view must be a view other than the input view 0, got {self.held_out_view}")
+        if self.per_scene_samples < 0 or self.emd_points < 1:
+            raise ValueError("per_scene_samples must be >= 0 and emd_points >= 1")
+        return self
 
 
-def ratio_targets(params) -> np.ndarray:
-    """paper m, k, d, f -> ln k/m, ln d/m, f."""
-    m, k, d, f = params
-    return np.array([math.log(k / m), math.log(d / m), f])
+# one clip as the evaluation sees it ----------------------------------------------------------------------------
+
+@dataclass
+class Clip:
+    sample_id: str
+    object_id: str
+    frames: np.ndarray  # (V=2, T, H, W, 3) uint8: input view, held-out view
+    masks: np.ndarray  # (V, T, H, W) bool, true alpha >= 0.5
+    cameras: list  # [input Camera, held-out Camera]
+    held_out_background: np.ndarray  # (H, W, 3) uint8
+    anchors: np.ndarray  # (T, N, 3) true trajectories (anchors or FEM nodes), m
+    gaussians: GaussianCloud | None  # true frame-0 Gaussians (synthetic data only)
+    truth: PhysicsParams | None  # paper convention (synthetic data only)
+    velocity: np.ndarray  # (3,) true centre-of-mass velocity at frame 0, m/s
+    angular_velocity: np.ndarray  # (3,) rad/s
+    moving: bool  # still moving in the future window
+    size_m: float  # longest extent of the object at frame 0
+    pair: tuple | None  # (pair id, "soft" | "stiff") of cross-engine data
+
+    @property
+    def com(self) -> np.ndarray:
+        return self.anchors[0].mean(0)
 
 
-# simulation + rendering of one sample ---------------------------------------------------------------------------
-class SampleRenderer:
-    """Simulate a sample's object with given params from its true frame-0 state and render view 0 over its
-    background (the data generator's own path, so truth params reproduce the clip)."""
+def _background(meta: dict, item: dict, view: int, index: int, camera: Camera) -> np.ndarray:
+    if item.get("background") is not None:  # cross-engine data stores each view rendered without the object
+        return np.asarray(item["background"][index], np.uint8)
+    bg = render_background(meta["background"], camera.K.numpy(), camera.world_to_cam.numpy(), camera.width,
+                           camera.height, view)
+    return (np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    def __init__(self, item: dict, meta: dict, device: str = "cpu"):
-        self.meta, self.device = meta, device
-        self.anchors0 = item["anchors"][0].numpy().astype(np.float64)  # (N_A, 3)
-        init = meta["initial_state"]
-        self.velocity = initial_velocities(self.anchors0, self.anchors0.mean(0), init["velocity"],
-                                           init["angular_velocity"])
-        self.lattice = resolve_lattice(meta["lattice"]["name"])
-        self.substeps = int(meta["substeps"])
-        self.num_frames = item["anchors"].shape[0]
+
+def load_clip(ds: SyntheticDataset, index: int, held_out_view: int) -> Clip:
+    item, meta = ds[index], ds.meta(index)
+    frames = (item["rgb"].permute(0, 1, 3, 4, 2).numpy() * 255 + 0.5).astype(np.uint8)  # (V, T, H, W, 3)
+    masks = item["mask"][:, :, 0].numpy()  # (V, T, H, W)
+    H, W = frames.shape[2:4]
+    cameras = [Camera(item["K"][v].float(), item["world_to_cam"][v].float(), W, H) for v in range(2)]
+    anchors = item["anchors"].numpy().astype(np.float64)
+    gaussians = None
+    if item.get("gaussians") is not None and item.get("gaussian_means") is not None:
         g = item["gaussians"]
-        self.cloud = GaussianCloud(item["gaussian_means"][0].float(), g["log_scales"], g["quats"], g["colors"],
-                                   g["opacity_logits"]).to(device)
-        H, W = item["rgb"].shape[-2:]
-        self.camera = Camera(item["K"].float(), item["world_to_cam"].float(), W, H).to(device)
-        self.background = render_background(meta["background"], item["K"].numpy(), item["world_to_cam"].numpy(), W, H, 0)
-        rest = torch.as_tensor(self.anchors0, dtype=torch.float32, device=device)
-        self.binding = compute_binding(self.cloud.means, rest, int(meta["binding"]["neighbors"]),
-                                       float(meta["binding"]["power"]))
-        self.rest = rest
-
-    @torch.no_grad()
-    def run(self, params: PhysicsParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> rgb (T, H, W, 3) in [0, 1], masks (T, H, W) bool, anchors (T, N_A, 3)."""
-        builder = ModelBuilder()
-        builder.add_object(self.anchors0, params, self.lattice, object_id=self.meta["object_id"], check_range=False)
-        model = builder.finalize(self.device)
-        state = State(model.rest_positions.clone(), torch.as_tensor(self.velocity, device=self.device))
-        substeps = max(self.substeps, model.required_substeps(30.0))
-        traj = simulate(model, state, num_frames=self.num_frames - 1, substeps=substeps, fps=30.0)
-        traj = torch.cat([model.rest_positions[None], traj])  # (T, N_A, 3)
-        means = apply_binding(self.binding, traj, self.rest, self.cloud.means)
-        out = render_sequence(self.cloud, means, self.camera, background=(0.0, 0.0, 0.0))
-        alpha = out.alpha.clamp(0, 1).cpu().numpy()
-        rgb = out.rgb.cpu().numpy() + (1.0 - alpha)[..., None] * self.background
-        return np.clip(rgb, 0, 1), alpha >= 0.5, traj.cpu().numpy()
+        gaussians = GaussianCloud(item["gaussian_means"][0].float(), g["log_scales"], g["quats"], g["colors"],
+                                  g["opacity_logits"])
+    init = meta.get("initial_state", {})
+    pair = meta.get("pair")
+    return Clip(
+        sample_id=meta["sample_id"], object_id=meta["object_id"], frames=frames, masks=masks, cameras=cameras,
+        held_out_background=_background(meta, item, held_out_view, 1, cameras[1]), anchors=anchors,
+        gaussians=gaussians, truth=PhysicsParams.from_dict(meta["params"]) if meta.get("params") else None,
+        velocity=np.asarray(init.get("velocity", (0.0, 0.0, 0.0)), np.float64),
+        angular_velocity=np.asarray(init.get("angular_velocity", (0.0, 0.0, 0.0)), np.float64),
+        moving=meta["stats"]["late_motion_px_per_frame"] > W / MOVING_WIDTH_FRACTION,
+        size_m=float(np.ptp(anchors[0], axis=0).max()),
+        pair=(pair["pair_id"], pair["stiffness"]) if pair else None)
 
 
-def constant_params(train_root: str | None) -> PhysicsParams:
-    """Dataset-mean params (geometric means of m, k, d, arithmetic of f) of the training manifest, else the
-    centre of the paper ranges."""
-    from training.data.dataset import list_samples
-
-    try:
-        entries = list_samples(train_root, "train") if train_root else []
-    except FileNotFoundError:
-        entries = []
-    if not entries:
-        return PhysicsParams(MASS_PRIOR, math.sqrt(10 * 1200), math.sqrt(0.1 * 5.0), 0.5)
-    p = np.array([[e["params"][n] for n in ("mass", "stiffness", "damping", "friction")] for e in entries])
-    return PhysicsParams(*np.exp(np.log(p[:, :3]).mean(0)), float(p[:, 3].mean()))
+def segment_masks(frames: np.ndarray) -> np.ndarray:
+    """frames (T, H, W, 3) uint8 -> masks (T, H, W) uint8 from a fresh OpenCV segmenter fed the frames in order."""
+    segmenter = make_segmenter("opencv")
+    return np.stack([segmenter.segment(f) for f in frames]).astype(np.uint8)
 
 
-def _params_row(pred: PhysicsParams, truth: PhysicsParams) -> dict:
-    row = {k: abs(getattr(pred, k) - getattr(truth, k)) for k in ("mass", "stiffness", "damping", "friction")}
-    row["stiffness_per_mass"] = abs(pred.stiffness_per_mass - truth.stiffness_per_mass)
-    row["damping_per_mass"] = abs(pred.damping_per_mass - truth.damping_per_mass)
-    row["log_kpm_abs"] = abs(math.log(pred.stiffness_per_mass / truth.stiffness_per_mass))
-    return row
+# predictions ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Prediction:
+    asset: SimAsset
+    velocity: np.ndarray  # (3,) m/s of the asset's anchor centroid at frame 0
+    angular_velocity: np.ndarray  # (3,) rad/s
 
 
-def evaluate(data: str, out: str, weights: str | None, train_root: str | None = None, split: str = "test",
-             max_samples: int | None = None, per_scene_samples: int = 4, per_scene_budget_s: float = 8.0,
-             refine_budget_s: float = 0.6, device: str = "cpu") -> dict:
-    os.makedirs(out, exist_ok=True)
-    ds = SyntheticDataset(data, split, views=0, with_depth=False)
-    count = len(ds) if max_samples is None else min(len(ds), max_samples)
-    predictor = load_predictor(weights, device) if weights else None
-    const = constant_params(train_root)
-    methods = ["truth-params", "const-mean", "hold-last-frame", "first-frame"]
-    if predictor is not None:
-        methods[1:1] = ["learned", "learned+refine", "learned+check"]
-    methods.append("per-scene")
-    per_frame = {m: [] for m in methods}  # per sample: (T,) whole-frame PSNR
-    windows = {m: {"recon": [], "future": []} for m in methods}
-    param_rows = {m: [] for m in ("learned", "learned-mass-given", "learned+refine", "learned+check", "per-scene",
-                                  "const-mean")}
-    times = {m: [] for m in ("learned", "learned+refine", "learned+check", "per-scene")}
-    pred_ratio, pred_sigma, true_ratio, moving, objects = [], [], [], [], []
-    for i in range(count):
-        item, meta = ds[i], ds.meta(i)
-        truth = PhysicsParams.from_dict(meta["params"])
-        true_rgb = item["rgb"].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
-        true_mask = item["mask"][:, 0].numpy()
-        true_anchors = item["anchors"].numpy()
-        frames_u8 = (true_rgb[:20] * 255 + 0.5).astype(np.uint8)
-        masks_u8 = true_mask[:20].astype(np.uint8) * 255
-        renderer = SampleRenderer(item, meta, device)
-        # "still moving": the mean anchor moves > 1/64 of the image width per frame in frames 21-30 (1 px at 64²)
-        moving.append(meta["stats"]["late_motion_px_per_frame"] > meta["width"] / MOVING_WIDTH_FRACTION)
-        objects.append(meta["object_id"])
-        candidates: dict[str, PhysicsParams] = {"truth-params": truth, "const-mean": const}
-        if predictor is not None:
-            tick = time.perf_counter()
-            mean, sigma = predictor.predict_raw(frames_u8, masks_u8)
-            estimate = estimate_from_prediction(mean, sigma)
-            times["learned"].append(time.perf_counter() - tick)
-            candidates["learned"] = estimate.params
-            param_rows["learned-mass-given"].append(_params_row(estimate_from_prediction(mean, sigma, truth.mass).params, truth))
-            pred_ratio.append(mean)
-            pred_sigma.append(sigma)
-            true_ratio.append(ratio_targets(truth.to_tuple()))
-            tick = time.perf_counter()
-            refined = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                       renderer.velocity.mean(0), initial_guess=estimate.params,
-                                       config=RefineConfig(budget_s=refine_budget_s), device=device)
-            times["learned+refine"].append(time.perf_counter() - tick + times["learned"][-1])
-            candidates["learned+refine"] = refined.estimate.params
-            tick = time.perf_counter()
-            checked = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                       renderer.velocity.mean(0), initial_guess=estimate.params,
-                                       config=PIPELINE_CHECK, device=device)
-            times["learned+check"].append(time.perf_counter() - tick + times["learned"][-1])
-            candidates["learned+check"] = checked.estimate.params
-        if i < per_scene_samples:
-            tick = time.perf_counter()
-            result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                      renderer.velocity.mean(0), device=device,
-                                      config=RefineConfig(budget_s=per_scene_budget_s, sweep_points=17,
-                                                          max_adam_steps=40))
-            times["per-scene"].append(time.perf_counter() - tick)
-            candidates["per-scene"] = result.estimate.params
-        for name, params in candidates.items():
-            rgb, mask, anchors = renderer.run(params)
-            per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
-            for win, sl in (("recon", RECON), ("future", FUTURE)):
-                windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl],
-                                                         anchors[sl], true_anchors[sl]))
-            if name in param_rows:
-                param_rows[name].append(_params_row(params, truth))
-        for name, source in (("hold-last-frame", 19), ("first-frame", 0)):
-            rgb = np.repeat(true_rgb[source][None], len(true_rgb), 0)
-            mask = np.repeat(true_mask[source][None], len(true_mask), 0)
-            per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
-            for win, sl in (("recon", RECON), ("future", FUTURE)):
-                if name == "hold-last-frame" and win == "recon":
+def _with_physics(asset: SimAsset, params: PhysicsParams) -> SimAsset:
+    return dataclasses.replace(asset, physics=PhysicsEstimate(params))
+
+
+def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
+    """The true rigid velocity field at frame 0, expressed at the asset's anchor centroid."""
+    offset = asset.anchors.astype(np.float64).mean(0) - clip.com
+    return clip.velocity + np.cross(clip.angular_velocity, offset), clip.angular_velocity
+
+
+def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_masks: np.ndarray, mean_params,
+                     per_scene: ReconstructionPipeline | None) -> tuple[dict, dict]:
+    """-> ({variant: Prediction}, info: pipeline latency, notes, the pipeline's estimate and its std)."""
+    frames = clip.frames[0, RECON]
+    zero = np.zeros(3)
+    tick = time.perf_counter()
+    result = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id)
+    info = {"latency_s": time.perf_counter() - tick, "notes": result.notes, "estimate": result.asset.physics}
+    asset = result.asset
+    out = {"pipeline": Prediction(asset, result.initial_velocity, zero),
+           "true-initial-state": Prediction(asset, *_true_state(clip, asset))}
+    if mean_params is not None:
+        out["const-mean"] = Prediction(_with_physics(asset, mean_params), result.initial_velocity, zero)
+    if clip.truth is not None:
+        out["true-physics"] = Prediction(_with_physics(asset, clip.truth), result.initial_velocity, zero)
+    if clip.gaussians is not None:
+        shaped = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id, gaussians=clip.gaussians)
+        out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, zero)
+        if clip.truth is not None:
+            out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth), *_true_state(clip, shaped.asset))
+    if per_scene is not None:
+        tick = time.perf_counter()
+        scene = per_scene.run(frames, observed_masks, clip.cameras[0], clip.object_id)
+        info["per_scene_s"] = time.perf_counter() - tick
+        out["per-scene"] = Prediction(scene.asset, scene.initial_velocity, zero)
+    return out, info
+
+
+@torch.no_grad()
+def render_prediction(pred: Prediction, clip: Clip, input_background: np.ndarray, num_frames: int,
+                      device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> rgb (V, T, H, W, 3) uint8, masks (V, T, H, W) bool, anchors (T, N_A, 3)."""
+    future = predict_future(pred.asset, pred.velocity, num_frames=num_frames, fps=30.0, device=device,
+                            angular_velocity=pred.angular_velocity)
+    out = render_sequence(pred.asset.gaussians.to(device), torch.as_tensor(future.gaussian_means, device=device),
+                          [c.to(device) for c in clip.cameras], background=(0.0, 0.0, 0.0))  # (T, V, H, W, ...)
+    rgb = np.stack([composite(out.rgb[:, v], out.alpha[:, v], bg)
+                    for v, bg in enumerate((input_background, clip.held_out_background))])
+    masks = out.alpha.permute(1, 0, 2, 3).cpu().numpy() > 0.5
+    return rgb, masks, future.anchors
+
+
+def video_baselines(clip: Clip, view: int) -> dict:
+    """{name: frames (T, H, W, 3) uint8} of the baselines that need no model, from `view`'s observed frames."""
+    frames = clip.frames[view]
+    T = frames.shape[0]
+    colour = (frames[RECON].reshape(-1, 3).mean(0) + 0.5).astype(np.uint8)
+    return {"hold-last-frame": np.repeat(frames[RECON.stop - 1][None], T, 0),
+            "first-frame": np.repeat(frames[0][None], T, 0),
+            "constant-image": np.broadcast_to(colour, frames.shape).copy()}
+
+
+# scoring -------------------------------------------------------------------------------------------------------
+
+def param_row(pred: PhysicsParams, truth: PhysicsParams) -> dict:
+    """Absolute errors in SI (total mass kg, k/m, d/m, f) and the paper's convention (m, k, d per anchor/spring),
+    plus |ln| errors of the identifiable ratios."""
+    return {
+        "total_mass_kg": abs(pred.total_mass - truth.total_mass),
+        "stiffness_per_mass": abs(pred.stiffness_per_mass - truth.stiffness_per_mass),
+        "damping_per_mass": abs(pred.damping_per_mass - truth.damping_per_mass),
+        "friction": abs(pred.friction - truth.friction),
+        "log_kpm": abs(math.log(pred.stiffness_per_mass / truth.stiffness_per_mass)),
+        "log_dpm": abs(math.log(pred.damping_per_mass / truth.damping_per_mass)),
+        "paper_mass": abs(pred.mass - truth.mass),
+        "paper_stiffness": abs(pred.stiffness - truth.stiffness),
+        "paper_damping": abs(pred.damping - truth.damping),
+    }
+
+
+def score_clip(clip: Clip, rendered: dict, emd_points: int) -> dict:
+    """rendered {name: (rgb (V, T, H, W, 3), masks (V, T, H, W), anchors (T, N, 3) or None)} -> nested scores
+    {name: {view: {window: metrics}}} plus per-frame PSNR {name: {view: (T,)}}."""
+    size = clip.size_m
+    scores, per_frame = {}, {}
+    for name, (rgb, masks, anchors) in rendered.items():
+        scores[name], per_frame[name] = {}, {}
+        for v, view in enumerate(VIEWS):
+            truth, true_masks = clip.frames[v], clip.masks[v]
+            per_frame[name][view] = [psnr(rgb[v][t], truth[t]) for t in range(len(truth))]
+            scores[name][view] = {}
+            for window, sl in WINDOWS.items():
+                if name == "hold-last-frame" and window == "recon":
                     continue  # the observed frames themselves: not a prediction
-                windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl]))
-        print(f"[{i + 1}/{count}] {meta['sample_id']}", flush=True)
+                points = (anchors[sl], clip.anchors[sl]) if (anchors is not None and v == 0) else (None, None)
+                m = window_metrics(rgb[v][sl], truth[sl], masks[v][sl], true_masks[sl], *points,
+                                   emd_points=emd_points)
+                if "cd" in m:
+                    m["cd_normalised"], m["emd_normalised"] = m["cd"] / size**2, m["emd"] / size
+                scores[name][view][window] = m
+    return {"scores": scores, "per_frame": per_frame}
 
-    moving = np.asarray(moving)
-    summary = {"samples": count, "moving_samples": int(moving.sum()), "methods": {}, "params": {}, "time_s": {}}
-    for name in methods:
-        entry = {}
-        for win in ("recon", "future"):
-            rows = windows[name][win]
-            if not rows:
-                continue
-            for key in rows[0]:
-                entry[f"{win}_{key}"] = float(np.mean([r[key] for r in rows]))
-            if win == "future" and len(rows) == count and moving.any():
-                entry["future_psnr_moving"] = float(np.mean([r["psnr"] for r, mv in zip(rows, moving) if mv]))
-                entry["future_psnr_object_moving"] = float(np.mean([r["psnr_object"] for r, mv in zip(rows, moving) if mv]))
-            if win == "future" and len(rows) == count and per_scene_samples > 0:
-                # the same clips as the (slow) per-scene baseline, for a paired comparison
-                paired = rows[:per_scene_samples]
-                entry["future_psnr_per_scene_clips"] = float(np.mean([r["psnr"] for r in paired]))
-                entry["future_psnr_object_per_scene_clips"] = float(np.mean([r["psnr_object"] for r in paired]))
-        entry["n"] = len(windows[name]["future"])
-        summary["methods"][name] = entry
-    for name, rows in param_rows.items():
-        if rows:
-            summary["params"][name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
-    summary["time_s"] = {k: float(np.mean(v)) for k, v in times.items() if v}
-    if pred_ratio:
-        cov = interval_coverage(np.array(pred_ratio), np.array(pred_sigma), np.array(true_ratio))
-        summary["calibration_90"] = dict(zip(("ln_k_per_m", "ln_d_per_m", "friction"), map(float, cov)))
-        pairs = {}
-        for idx, obj in enumerate(objects):
-            pairs.setdefault(obj, []).append(idx)
-        ordered = [(np.sign(pred_ratio[a][0] - pred_ratio[b][0]) == np.sign(true_ratio[a][0] - true_ratio[b][0]))
-                   for a, b, *_ in (v for v in pairs.values() if len(v) >= 2)]
-        summary["disentanglement_pairs"] = {"pairs": len(ordered), "k_per_m_order_correct": float(np.mean(ordered)) if ordered else None}
+
+def size_bucket(size_m: float) -> str:
+    return next(label for lo, hi, label in SIZE_BUCKETS if lo <= size_m < hi)
+
+
+# the run -------------------------------------------------------------------------------------------------------
+
+def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None = None,
+             weights_dir: str | None = None, train_root: str | None = None, max_samples: int | None = None,
+             progress: bool = True) -> dict:
+    """Score every clip of `split`; writes results.json, results.md, per_clip.csv and plots into `out`."""
+    from tqdm import tqdm
+
+    cfg = (config or EvalConfig()).validate()
+    os.makedirs(out, exist_ok=True)
+    ds = SyntheticDataset(data, split, views=(0, cfg.held_out_view), with_depth=False)
+    count = len(ds) if max_samples is None else min(len(ds), max_samples)
+    base = PipelineConfig(lattice=cfg.lattice, device=cfg.device, weights_dir=weights_dir)
+    pipeline = ReconstructionPipeline(base)
+    per_scene = None
+    if cfg.per_scene_samples > 0:
+        per_scene = ReconstructionPipeline(dataclasses.replace(
+            base, physics_model="simulation", refine=True, refine_budget_s=cfg.per_scene_budget_s, sweep_points=17))
+    mean_params = constant_params(train_root)  # without training data: the centre of the paper ranges
+    rows, per_frame, failures = [], {}, []
+    for i in tqdm(range(count), desc="clips", unit="clip", disable=not progress):
+        clip = load_clip(ds, i, cfg.held_out_view)
+        observed = clip.masks[0, RECON].astype(np.uint8) * 255
+        if cfg.masks == "segmenter":
+            observed = segment_masks(clip.frames[0, RECON])
+        try:
+            preds, info = predict_variants(clip, pipeline, observed, mean_params,
+                                           per_scene if i < cfg.per_scene_samples else None)
+        except ValueError as exc:  # e.g. an empty segmentation: the pipeline refuses the clip, as the node would
+            failures.append({"sample_id": clip.sample_id, "error": str(exc)})
+            continue
+        background = estimate_background(clip.frames[0, RECON], observed)
+        T = clip.frames.shape[1]
+        rendered = {name: render_prediction(p, clip, background, T, cfg.device) for name, p in preds.items()}
+        for name in VIDEO_BASELINES:
+            rgb = np.stack([video_baselines(clip, v)[name] for v in range(2)])
+            source = {"hold-last-frame": RECON.stop - 1, "first-frame": 0}.get(name)
+            masks = (np.repeat(clip.masks[:, source][:, None], T, 1) if source is not None
+                     else np.zeros_like(clip.masks))
+            rendered[name] = (rgb, masks, None)
+        scored = score_clip(clip, rendered, cfg.emd_points)
+        estimate: PhysicsEstimate = info["estimate"]
+        row = {"sample_id": clip.sample_id, "object_id": clip.object_id, "size_m": clip.size_m,
+               "size_bucket": size_bucket(clip.size_m), "moving": bool(clip.moving), "pair": clip.pair,
+               "latency_s": info["latency_s"], "notes": info["notes"], "scores": scored["scores"],
+               "predicted": {"total_mass_kg": estimate.params.total_mass,
+                             "stiffness_per_mass": estimate.params.stiffness_per_mass,
+                             "damping_per_mass": estimate.params.damping_per_mass,
+                             "friction": estimate.params.friction, "paper": estimate.params.to_dict()}}
+        if clip.truth is not None:
+            row["truth"] = {"total_mass_kg": clip.truth.total_mass,
+                            "stiffness_per_mass": clip.truth.stiffness_per_mass,
+                            "damping_per_mass": clip.truth.damping_per_mass, "friction": clip.truth.friction,
+                            "paper": clip.truth.to_dict()}
+            row["param_errors"] = {name: param_row(preds[name].asset.physics.params, clip.truth)
+                                   for name in ("pipeline", "const-mean", "per-scene") if name in preds}
+        if "per_scene_s" in info:
+            row["per_scene_s"] = info["per_scene_s"]
+        rows.append(row)
+        for name, views in scored["per_frame"].items():
+            for view, values in views.items():
+                per_frame.setdefault(name, {}).setdefault(view, []).append(values)
+    summary = summarise(rows, failures, cfg, data, split)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump({"summary": summary, "clips": rows}, f, indent=1)
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(markdown_table(summary))
-    _plots(out, per_frame, pred_ratio, true_ratio)
+        f.write(markdown_report(summary))
+    write_per_clip_csv(os.path.join(out, "per_clip.csv"), rows)
+    plot_results(out, summary, rows, per_frame)
     return summary
 
 
-def markdown_table(summary: dict) -> str:
-    lines = [f"Test samples: {summary['samples']} ({summary['moving_samples']} still moving > 1/64 of the image width "
-             "per frame in frames 21-30)",
-             "", "| method | n | recon PSNR | recon PSNR obj | future PSNR | future PSNR obj | future PSNR (moving) | "
-             "future PSNR obj (moving) | future SSIM | future CD | future EMD |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else None
 
-    def f(entry, key, fmt="{:.2f}"):
-        return fmt.format(entry[key]) if key in entry else "-"
 
-    for name, e in summary["methods"].items():
-        lines.append(f"| {name} | {e['n']} | {f(e, 'recon_psnr')} | {f(e, 'recon_psnr_object')} | {f(e, 'future_psnr')} | "
-                     f"{f(e, 'future_psnr_object')} | {f(e, 'future_psnr_moving')} | {f(e, 'future_psnr_object_moving')} | "
-                     f"{f(e, 'future_ssim', '{:.3f}')} | "
-                     f"{f(e, 'future_cd', '{:.5f}')} | {f(e, 'future_emd', '{:.4f}')} |")
-    paired = {name: e for name, e in summary["methods"].items() if "future_psnr_per_scene_clips" in e}
-    per_scene = summary["methods"].get("per-scene", {})
-    if paired and per_scene.get("n"):
-        lines += ["", f"On the per-scene baseline's {per_scene['n']} clips (paired):", "",
-                  "| method | future PSNR | future PSNR obj |", "|---|---|---|"]
-        lines += [f"| {name} | {e['future_psnr_per_scene_clips']:.2f} | {e['future_psnr_object_per_scene_clips']:.2f} |"
-                  for name, e in paired.items()]
-        lines.append(f"| per-scene | {f(per_scene, 'future_psnr')} | {f(per_scene, 'future_psnr_object')} |")
-    lines += ["", "| params MAE | n | m | k | d | f | k/m | d/m | mean abs ln(k/m ratio) |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, e in summary["params"].items():
-        lines.append(f"| {name} | {e['n']} | {e['mass']:.3f} | {e['stiffness']:.1f} | {e['damping']:.3f} | {e['friction']:.3f} | "
-                     f"{e['stiffness_per_mass']:.1f} | {e['damping_per_mass']:.3f} | {e['log_kpm_abs']:.3f} |")
-    lines.append(f"| paper (Table 3) | 46 | {PAPER_MAE['mass']} | {PAPER_MAE['stiffness']} | {PAPER_MAE['damping']} | "
-                 f"{PAPER_MAE['friction']} | - | - | - |")
-    lines += ["", "Time per object (s): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["time_s"].items())]
-    if "calibration_90" in summary:
-        lines.append("Share of test truths inside the predicted 90% intervals: " +
-                     ", ".join(f"{k} {v:.2f}" for k, v in summary["calibration_90"].items()))
-        d = summary["disentanglement_pairs"]
-        lines.append(f"Disentanglement (same object, two param sets): {d['pairs']} pairs, k/m order correct in "
-                     f"{d['k_per_m_order_correct']}")
+def _table(rows: list) -> dict:
+    """Mean of every metric over `rows`: {method: {view: {window_metric: mean}}}."""
+    table = {}
+    methods = {name for r in rows for name in r["scores"]}
+    for name in [m for m in PREDICTIONS + VIDEO_BASELINES if m in methods]:
+        have = [r for r in rows if name in r["scores"]]
+        table[name] = {"n": len(have)}
+        for view in VIEWS:
+            entry = {}
+            for window in WINDOWS:
+                keys = {k for r in have for k in r["scores"][name][view].get(window, {})}
+                for key in sorted(keys):
+                    entry[f"{window}_{key}"] = _mean(r["scores"][name][view][window].get(key) for r in have
+                                                    if window in r["scores"][name][view])
+            table[name][view] = entry
+    return table
+
+
+def pair_ordering(rows: list) -> dict:
+    """Share of pairs of the same object whose predicted k/m orders them like the truth (synthetic: by true k/m;
+    cross-engine: soft < stiff)."""
+    groups = {}
+    for r in rows:
+        key = r["pair"][0] if r["pair"] else r["object_id"]
+        groups.setdefault(key, []).append(r)
+    correct = []
+    for group in groups.values():
+        if len(group) != 2:
+            continue
+        a, b = group
+        if a["pair"]:
+            stiff, soft = (a, b) if a["pair"][1] == "stiff" else (b, a)
+            correct.append(stiff["predicted"]["stiffness_per_mass"] > soft["predicted"]["stiffness_per_mass"])
+        elif "truth" in a:
+            true_order = a["truth"]["stiffness_per_mass"] > b["truth"]["stiffness_per_mass"]
+            correct.append(true_order == (a["predicted"]["stiffness_per_mass"] > b["predicted"]["stiffness_per_mass"]))
+    return {"pairs": len(correct), "k_per_m_order_correct": float(np.mean(correct)) if correct else None}
+
+
+def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str) -> dict:
+    moving = [r for r in rows if r["moving"]]
+    summary = {"data": data, "split": split, "masks": cfg.masks, "held_out_view": cfg.held_out_view,
+               "clips": len(rows), "failed": failures, "moving_clips": len(moving),
+               "latency_s": _mean(r["latency_s"] for r in rows),
+               "per_scene_s": _mean(r.get("per_scene_s") for r in rows),
+               "all": _table(rows), "moving": _table(moving) if moving else {},
+               "by_size": {label: {"clips": len(group), "table": _table(group)}
+                           for _, _, label in SIZE_BUCKETS
+                           if (group := [r for r in rows if r["size_bucket"] == label])},
+               "pairs": pair_ordering(rows)}
+    with_truth = [r for r in rows if "param_errors" in r]
+    if with_truth:
+        summary["params"] = {name: {k: _mean(r["param_errors"][name][k] for r in with_truth
+                                           if name in r["param_errors"])
+                                    for k in with_truth[0]["param_errors"]["pipeline"]}
+                             | {"n": sum(name in r["param_errors"] for r in with_truth)}
+                             for name in ("pipeline", "const-mean", "per-scene")
+                             if any(name in r["param_errors"] for r in with_truth)}
+    return summary
+
+
+def _fmt(value, fmt="{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _method_label(name: str) -> str:
+    return f"{name} (oracle)" if name in ORACLE else name
+
+
+def _psnr_table(table: dict, title: str) -> list:
+    lines = [f"**{title}**", "",
+             "| method | n | recon PSNR in / held-out | future PSNR in / held-out | future PSNR obj in / held-out | "
+             "future SSIM in | recon CD (m²) | future CD (m²) | future EMD (m) | future CD / size² | "
+             "future EMD / size |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in table.items():
+        i, h = e["input"], e["held_out"]
+        lines.append(
+            f"| {_method_label(name)} | {e['n']} | {_fmt(i.get('recon_psnr'))} / {_fmt(h.get('recon_psnr'))} | "
+            f"{_fmt(i.get('future_psnr'))} / {_fmt(h.get('future_psnr'))} | "
+            f"{_fmt(i.get('future_psnr_object'))} / {_fmt(h.get('future_psnr_object'))} | "
+            f"{_fmt(i.get('future_ssim'), '{:.3f}')} | {_fmt(i.get('recon_cd'), '{:.5f}')} | "
+            f"{_fmt(i.get('future_cd'), '{:.5f}')} | {_fmt(i.get('future_emd'), '{:.4f}')} | "
+            f"{_fmt(i.get('future_cd_normalised'), '{:.4f}')} | {_fmt(i.get('future_emd_normalised'), '{:.4f}')} |")
+    return lines + [""]
+
+
+def markdown_report(summary: dict) -> str:
+    lines = [f"# End-to-end evaluation: {summary['data']} ({summary['split']})", "",
+             f"{summary['clips']} clips ({summary['moving_clips']} still moving in frames 20-29), masks: "
+             f"{summary['masks']}, held-out view {summary['held_out_view']}; {len(summary['failed'])} clips refused "
+             f"by the pipeline. Pipeline latency {_fmt(summary['latency_s'], '{:.2f}')} s per clip"
+             + (f", per-scene {_fmt(summary['per_scene_s'], '{:.1f}')} s" if summary["per_scene_s"] else "") + ".",
+             "", "Rows marked (oracle) swap the truth into one stage; the video baselines in the held-out view use "
+             "that view's own frames (oracle too). CD/EMD compare the predicted anchors with the true trajectories "
+             "in the world frame; the paper's Table 1 (CD 0.004, EMD 0.017) is in object-normalised units: compare "
+             "with the / size columns.", ""]
+    lines += _psnr_table(summary["all"], "All clips")
+    if summary["moving"]:
+        lines += _psnr_table(summary["moving"], "Clips still moving in frames 20-29")
+    for label, group in summary["by_size"].items():
+        lines += _psnr_table(group["table"], f"Objects {label} ({group['clips']} clips)")
+    if "params" in summary:
+        lines += ["**Parameters** (mean absolute error; SI first, then the paper's convention)", "",
+                  "| method | n | total mass (kg) | k/m (1/s²) | d/m (1/s) | f | abs ln k/m | abs ln d/m | "
+                  "paper m | paper k | paper d |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, e in summary["params"].items():
+            lines.append(f"| {name} | {e['n']} | {e['total_mass_kg']:.1f} | {e['stiffness_per_mass']:.1f} | "
+                         f"{e['damping_per_mass']:.3f} | {e['friction']:.3f} | {e['log_kpm']:.3f} | "
+                         f"{e['log_dpm']:.3f} | {e['paper_mass']:.3f} | {e['paper_stiffness']:.1f} | "
+                         f"{e['paper_damping']:.3f} |")
+        lines += [f"| paper (Table 3) | 46 | - | - | - | {PAPER_MAE['friction']} | - | - | {PAPER_MAE['mass']} | "
+                  f"{PAPER_MAE['stiffness']} | {PAPER_MAE['damping']} |", ""]
+    p = summary["pairs"]
+    lines.append(f"Pairs of one object: {p['pairs']}, predicted k/m in the right order in "
+                 f"{_fmt(p['k_per_m_order_correct'], '{:.0%}')}.")
+    for fail in summary["failed"]:
+        lines.append(f"- refused: {fail['sample_id']}: {fail['error']}")
     return "\n".join(lines) + "\n"
 
 
-def _plots(out: str, per_frame: dict, pred_ratio: list, true_ratio: list) -> None:
+def write_per_clip_csv(path: str, rows: list) -> None:
+    methods = [m for m in PREDICTIONS + VIDEO_BASELINES if any(m in r["scores"] for r in rows)]
+    header = ["sample_id", "object_id", "size_m", "moving", "latency_s", "pred_k_per_m", "true_k_per_m",
+              "pred_d_per_m", "true_d_per_m", "pred_friction", "true_friction"]
+    for m in methods:
+        header += [f"{m}:{v}:{w}_psnr" for v in VIEWS for w in WINDOWS] + [f"{m}:input:future_cd"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for r in rows:
+            t = r.get("truth", {})
+            line = [r["sample_id"], r["object_id"], f"{r['size_m']:.4f}", int(r["moving"]), f"{r['latency_s']:.3f}",
+                    r["predicted"]["stiffness_per_mass"], t.get("stiffness_per_mass", ""),
+                    r["predicted"]["damping_per_mass"], t.get("damping_per_mass", ""),
+                    r["predicted"]["friction"], t.get("friction", "")]
+            for m in methods:
+                s = r["scores"].get(m, {})
+                line += [s.get(v, {}).get(w, {}).get("psnr", "") for v in VIEWS for w in WINDOWS]
+                line.append(s.get("input", {}).get("future", {}).get("cd", ""))
+            writer.writerow(line)
+
+
+def plot_results(out: str, summary: dict, rows: list, per_frame: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in per_frame.items():
-        if rows:
-            ax.plot(np.arange(1, 31), np.mean(np.minimum(np.array(rows), 60.0), 0), label=name)
-    ax.axvline(20.5, color="gray", ls="--")
-    ax.set_xlabel("frame (1-based; 21-30 future)")
-    ax.set_ylabel("PSNR (dB, capped at 60)")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, view in zip(axes, VIEWS):
+        for name, views in per_frame.items():
+            values = np.minimum(np.array(views[view]), 60.0)
+            ax.plot(np.arange(values.shape[1]), values.mean(0), label=_method_label(name),
+                    ls="--" if name in ORACLE else "-")
+        ax.axvline(FUTURE.start - 0.5, color="gray", ls=":")
+        ax.set_title(f"{view} view")
+        ax.set_xlabel("frame (0-based; 20-29 future)")
+    axes[0].set_ylabel("PSNR (dB, capped at 60)")
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "psnr_per_frame.png"), dpi=100)
     plt.close(fig)
-    if pred_ratio:
-        p, t = np.array(pred_ratio), np.array(true_ratio)
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-        for q, (ax, label) in enumerate(zip(axes, ("ln k/m", "ln d/m", "f"))):
-            ax.scatter(t[:, q], p[:, q], s=12)
-            lo, hi = min(t[:, q].min(), p[:, q].min()), max(t[:, q].max(), p[:, q].max())
+
+    with_truth = [r for r in rows if "truth" in r]
+    if with_truth:
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+        for ax, key, label, log in zip(axes, ("stiffness_per_mass", "damping_per_mass", "friction"),
+                                       ("k/m (1/s²)", "d/m (1/s)", "friction"), (True, True, False)):
+            t = np.array([r["truth"][key] for r in with_truth])
+            p = np.array([r["predicted"][key] for r in with_truth])
+            ax.scatter(t, p, s=12)
+            lo, hi = min(t.min(), p.min()), max(t.max(), p.max())
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            if log:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
             ax.set_xlabel(f"true {label}")
             ax.set_ylabel(f"predicted {label}")
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "param_scatter.png"), dpi=100)
+        fig.savefig(os.path.join(out, "params_true_vs_predicted.png"), dpi=100)
         plt.close(fig)
+
+    table = summary["moving"] or summary["all"]
+    names = [n for n in ("pipeline", "true-gaussians", "true-initial-state", "true-physics", "all-true",
+                         "hold-last-frame") if n in table]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, view in zip(axes, VIEWS):
+        values = [table[n][view].get("future_psnr") or 0.0 for n in names]
+        ax.bar(range(len(names)), values, color=["C0" if n == "pipeline" else "C2" if n in ORACLE else "C7"
+                                                 for n in names])
+        ax.set_xticks(range(len(names)), [n.replace("-", "\n", 1) for n in names], fontsize=7)
+        ax.set_ylim(min(values) - 2 if values else 0, max(values) + 1 if values else 1)
+        ax.set_title(f"future PSNR, {view} view ({'moving' if summary['moving'] else 'all'} clips)")
+    axes[0].set_ylabel("dB")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "error_by_stage.png"), dpi=100)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="data set root holding the test split")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--out", default="runs/eval")
-    parser.add_argument("--weights", default=None, help="physics predictor weights (default: the shipped ones)")
-    parser.add_argument("--no-learned", action="store_true", help="baselines only")
-    parser.add_argument("--train-data", default=None, help="training data root for the constant-params baseline")
-    parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--per-scene-samples", type=int, default=4, help="samples given the (slow) per-scene baseline")
-    parser.add_argument("--per-scene-budget", type=float, default=8.0, help="seconds per sample for per-scene")
+    parser = argparse.ArgumentParser(prog="reconphys-evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="data set root (training.data.generate or cross_engine)")
+    parser.add_argument("--split", default="test", help="split to score (default test)")
+    parser.add_argument("--out", default="runs/e2e", help="output folder (default runs/e2e)")
+    parser.add_argument("--masks", choices=("true", "segmenter"), default="true",
+                        help="masks handed to the pipeline: the clip's true masks or the OpenCV segmenter's")
+    parser.add_argument("--held-out-view", type=int, default=1, help="view scored as novel view (default 1)")
+    parser.add_argument("--weights-dir", default=None, help="predictor checkpoints (default: the shipped ones)")
+    parser.add_argument("--train-data", default=None,
+                        help="training data root for the const-mean baseline (its mean parameters)")
+    parser.add_argument("--max-samples", type=int, default=None, help="score only the first N clips")
+    parser.add_argument("--per-scene-samples", type=int, default=4, help="clips given the per-scene baseline")
+    parser.add_argument("--per-scene-budget", type=float, default=8.0, help="seconds per clip for per-scene")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    weights = None
-    if not args.no_learned:
-        from reconphys_ros.core.models.predictors import default_weights_dir
-
-        weights = args.weights or os.path.join(default_weights_dir(), "physics_predictor.pt")
-    summary = evaluate(args.data, args.out, weights, args.train_data, args.split, args.max_samples,
-                       args.per_scene_samples, args.per_scene_budget, device=args.device)
-    print(markdown_table(summary))
+    config = EvalConfig(masks=args.masks, held_out_view=args.held_out_view, per_scene_samples=args.per_scene_samples,
+                        per_scene_budget_s=args.per_scene_budget, device=args.device)
+    tick = time.perf_counter()
+    summary = evaluate(args.data, args.out, args.split, config, args.weights_dir, args.train_data,
+                       args.max_samples, progress=not args.no_progress)
+    print(markdown_report(summary))
+    print(f"{summary['clips']} clips in {time.perf_counter() - tick:.0f} s; results in {args.out}")
     return 0
 
 

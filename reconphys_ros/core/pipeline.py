@@ -22,6 +22,7 @@ import torch
 
 from .asset import SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
+from .gaussians import GaussianCloud
 from .models.initial_motion import estimate_initial_velocity
 from .models.mask_inflation import DepthPrior, FallTrack, inflate_mask
 from .models.physics_refine import RefineConfig, estimate_physics, mass_prior
@@ -31,7 +32,7 @@ from .physics import simulate
 from .render import Camera, render_sequence
 
 __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "FuturePrediction", "predict_future",
-           "validate_clip"]
+           "rigid_velocities", "validate_clip", "GAUSSIAN_MODELS", "PHYSICS_MODELS"]
 
 FALL_TRACK_FRAMES = 20  # frames whose centroids may fix the depth by free fall (the fit stops at the impact)
 
@@ -40,6 +41,7 @@ BELOW_GROUND_TOLERANCE_M = 0.05  # a free-fall depth that sinks the frame-0 obje
 
 
 GAUSSIAN_MODELS = ("auto", "learned", "inflation")
+PHYSICS_MODELS = ("auto", "learned", "simulation")
 
 
 @dataclass
@@ -63,6 +65,10 @@ class PipelineConfig:
     # mask-inflation fallback: depth layers along the horizontal viewing direction (upright objects seen from above;
     # measured k/m ratios 0.40-0.86 on the example and synthetic clips) or along the pixel rays (0.09-0.61)
     inflation_layer_axis: str = "horizontal"
+    # Physics: "learned" (the shipped predictor, refined through the simulator when `refine`), "simulation" (the
+    # non-learned estimate: sweep over k/m, Adam steps when `refine`; a per-scene optimisation) or "auto" (learned
+    # when its weights are there)
+    physics_model: str = "auto"
 
     def validate(self) -> "PipelineConfig":
         if not isinstance(self.num_frames, int) or self.num_frames < 3:
@@ -79,6 +85,8 @@ class PipelineConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.gaussian_model not in GAUSSIAN_MODELS:
             raise ValueError(f"gaussian_model must be one of {GAUSSIAN_MODELS}, got {self.gaussian_model!r}")
+        if self.physics_model not in PHYSICS_MODELS:
+            raise ValueError(f"physics_model must be one of {PHYSICS_MODELS}, got {self.physics_model!r}")
         if self.inflation_layer_axis not in ("ray", "horizontal"):
             raise ValueError(f"inflation_layer_axis must be 'ray' or 'horizontal', got {self.inflation_layer_axis!r}")
         if self.max_gaussians < 1 or self.sweep_points < 3:
@@ -136,7 +144,12 @@ class ReconstructionPipeline:
         self.gaussian_predictor = load_gaussian_predictor(
             self.config.weights_dir, self.config.device, self.config.max_gaussians,
             learned={"auto": None, "learned": True, "inflation": False}[self.config.gaussian_model])
-        self.physics_predictor = load_physics_predictor(self.config.weights_dir, self.config.device)
+        self.physics_predictor = None
+        if self.config.physics_model != "simulation":
+            self.physics_predictor = load_physics_predictor(self.config.weights_dir, self.config.device)
+            if self.physics_predictor is None and self.config.physics_model == "learned":
+                raise ValueError("physics_model 'learned' needs physics_predictor.pt in the weights folder (or "
+                                 "choose 'simulation')")
 
     def _gaussians(self, image, mask, camera: Camera, prior: DepthPrior):
         predictor = self.gaussian_predictor
@@ -145,9 +158,28 @@ class ReconstructionPipeline:
                                 layer_axis=self.config.inflation_layer_axis, device=predictor.device)
         return predictor.predict(image, mask, camera, prior)
 
-    def run(self, frames, masks, camera: Camera, object_id: str, fps: float = 30.0) -> PipelineResult:
+    def _reconstruct_gaussians(self, frames, masks, camera: Camera, fps: float, n_track: int,
+                               notes: list) -> GaussianCloud:
+        """Gaussians at frame 0 at the metric depth of the free fall of the first frames (the fit stops at the
+        impact); the default depth prior when that fit fails or would sink the falling object underground."""
+        try:
+            prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
+            gaussians = self._gaussians(frames[0], masks[0], camera, prior)
+            bottom = float(gaussians.means[:, 2].min())
+            if bottom < -BELOW_GROUND_TOLERANCE_M:  # the object is falling at frame 0: it cannot be underground
+                raise ValueError(f"it puts the falling object {-bottom:.2f} m below the ground")
+        except ValueError as exc:
+            notes.append(f"free-fall depth failed ({exc}); default depth prior used")
+            gaussians = self._gaussians(frames[0], masks[0], camera, DepthPrior())
+        return gaussians
+
+    def run(self, frames, masks, camera: Camera, object_id: str, fps: float = 30.0,
+            gaussians: GaussianCloud | None = None) -> PipelineResult:
         """frames (T, H, W, 3) uint8 RGB, masks (T, H, W) uint8 (object > 0), the camera that took them (world
-        z up, ground z = 0), the object id (file-name safe) -> PipelineResult."""
+        z up, ground z = 0), the object id (file-name safe) -> PipelineResult.
+
+        gaussians: the object's frame-0 Gaussians (world) when they are known (a scanned object, or the
+        evaluation's true-shape breakdown); they replace the Gaussian stage, everything else runs as usual."""
         start = time.perf_counter()
         cfg = self.config
         validate_object_id(object_id)
@@ -161,17 +193,14 @@ class ReconstructionPipeline:
         timings: dict[str, float] = {}
         tick = time.perf_counter()
 
-        # Gaussians at frame 0; metric depth from the free fall of the first frames (the fit stops at the impact).
         n_track = min(FALL_TRACK_FRAMES, frames.shape[0])
-        try:
-            prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
-            gaussians = self._gaussians(frames[0], masks[0], camera, prior)
-            bottom = float(gaussians.means[:, 2].min())
-            if bottom < -BELOW_GROUND_TOLERANCE_M:  # the object is falling at frame 0: it cannot be underground
-                raise ValueError(f"it puts the falling object {-bottom:.2f} m below the ground")
-        except ValueError as exc:
-            notes.append(f"free-fall depth failed ({exc}); default depth prior used")
-            gaussians = self._gaussians(frames[0], masks[0], camera, DepthPrior())
+        if gaussians is not None:
+            if not isinstance(gaussians, GaussianCloud) or gaussians.num_gaussians == 0:
+                raise ValueError("gaussians must be a non-empty GaussianCloud")
+            gaussians = gaussians.to(cfg.device)
+            notes.append("frame-0 Gaussians given")
+        else:
+            gaussians = self._reconstruct_gaussians(frames, masks, camera, fps, n_track, notes)
         timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
 
         means = gaussians.means.detach().cpu().numpy()
@@ -224,22 +253,34 @@ def _asset_lattice(asset: SimAsset) -> LatticeConfig:
     return LatticeConfig(asset.num_anchors, asset.lattice_neighbors, name="custom")
 
 
+def rigid_velocities(anchors, velocity, angular_velocity=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Anchor velocities (N_A, 3) of a rigid motion: `velocity` (3,) m/s of the anchors' centroid plus a spin
+    `angular_velocity` (3,) rad/s about it (world frame)."""
+    anchors = np.asarray(anchors, np.float64)
+    v, w = (np.asarray(a, np.float64).reshape(-1) for a in (velocity, angular_velocity))
+    for name, value, given in (("initial_velocity", v, velocity), ("angular_velocity", w, angular_velocity)):
+        if value.shape != (3,) or not np.isfinite(value).all():
+            raise ValueError(f"{name} must be 3 finite numbers, got {given!r}")
+    return (v + np.cross(w, anchors - anchors.mean(0))).astype(np.float32)
+
+
 def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames: int = 30,
                    camera: Camera | None = None, fps: float = 30.0, substeps: int = 30,
-                   background=(1.0, 1.0, 1.0), device: str = "cpu") -> FuturePrediction:
-    """Re-simulate the asset from its rest pose moving at `initial_velocity` (3,) for `num_frames` frames
-    (frame 0 included), and render them with `camera` when given."""
+                   background=(1.0, 1.0, 1.0), device: str = "cpu",
+                   angular_velocity=(0.0, 0.0, 0.0)) -> FuturePrediction:
+    """Re-simulate the asset from its rest pose moving at `initial_velocity` (3,) m/s and spinning at
+    `angular_velocity` (3,) rad/s about its anchors' centroid for `num_frames` frames (frame 0 included), and
+    render them with `camera` when given. `substeps` is raised where the physics needs more to stay stable."""
     asset.validate()
     if int(num_frames) < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    velocity = np.asarray(initial_velocity, np.float32).reshape(-1)
-    if velocity.shape != (3,) or not np.isfinite(velocity).all():
-        raise ValueError(f"initial_velocity must be 3 finite numbers, got {initial_velocity!r}")
+    velocities = rigid_velocities(asset.anchors, initial_velocity, angular_velocity)  # (N_A, 3)
     builder = ModelBuilder()
     builder.add_object(asset.anchors, asset.physics.params, _asset_lattice(asset), object_id=asset.object_id)
     model = builder.finalize(device)
+    substeps = max(int(substeps), model.required_substeps(fps))
     x0 = model.rest_positions.clone()
-    state = State(x0, torch.as_tensor(velocity, device=device).expand_as(x0).contiguous())
+    state = State(x0, torch.as_tensor(velocities, device=device))
     with torch.no_grad():
         traj = x0[None]
         if num_frames > 1:

@@ -59,6 +59,8 @@ PARAMS = [
     ParamSpec("gaussian_model", "str", "Gaussians at frame 0: learned predictor (better shape, blurrier texture), "
               "mask inflation (sharper texture), or auto (learned when its weights ship)",
               choices=("auto", "learned", "inflation"), read_only=True),
+    ParamSpec("physics_model", "str", "physics: learned predictor, simulation (non-learned per-scene estimate), or "
+              "auto (learned when its weights ship)", choices=("auto", "learned", "simulation"), read_only=True),
     ParamSpec("device", "str", "torch device of the pipeline", choices=("cpu", "cuda"), read_only=True),
     ParamSpec("camera_position", "float_list", "camera eye (world, m) while no camera/pose was received",
               length=3),
@@ -91,7 +93,8 @@ def build_pipeline(params: dict):
     from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
     return ReconstructionPipeline(PipelineConfig(
         num_frames=params["num_frames"], lattice=params["lattice"], refine=params["refine"],
-        known_mass=params["known_mass"] or None, device=params["device"], gaussian_model=params["gaussian_model"]))
+        known_mass=params["known_mass"] or None, device=params["device"], gaussian_model=params["gaussian_model"],
+        physics_model=params["physics_model"]))
 
 
 def clip_fps(stamps: np.ndarray, fps_param: float) -> float:

@@ -6,7 +6,7 @@ import torch
 from reconphys_ros.core.asset import SimAsset
 from reconphys_ros.core.models.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
-from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
+from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future, rigid_velocities
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,36 @@ def test_bad_inputs(clip, tmp_path):
         PipelineConfig(lattice="huge").validate()
     with pytest.raises(ValueError, match="known_mass"):
         PipelineConfig(known_mass=-1.0).validate()
+
+
+def test_given_gaussians_replace_the_gaussian_stage(clip, result, tmp_path):
+    cfg = PipelineConfig(num_frames=8, sweep_points=3, weights_dir=str(tmp_path))
+    given = result.asset.gaussians.with_means(result.asset.gaussians.means + torch.tensor([0.0, 0.0, 0.05]))
+    res = ReconstructionPipeline(cfg).run(clip.frames, clip.masks, clip.camera, "drop_03", gaussians=given)
+    assert torch.equal(res.asset.gaussians.means, given.means) and "frame-0 Gaussians given" in res.notes
+    with pytest.raises(ValueError, match="GaussianCloud"):
+        ReconstructionPipeline(cfg).run(clip.frames, clip.masks, clip.camera, "drop_03", gaussians="cloud")
+
+
+def test_physics_model_choice(tmp_path):
+    with pytest.raises(ValueError, match="physics_model"):
+        PipelineConfig(physics_model="oracle").validate()
+    with pytest.raises(ValueError, match="physics_predictor.pt"):
+        ReconstructionPipeline(PipelineConfig(weights_dir=str(tmp_path), physics_model="learned"))
+    shipped = ReconstructionPipeline(PipelineConfig(physics_model="simulation"))
+    assert shipped.physics_predictor is None  # the shipped weights are there but not used
+
+
+def test_rigid_velocities_and_spin_in_predict_future(result):
+    anchors = np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
+    vel = rigid_velocities(anchors, (0.5, 0, 0), (0, 0, 2.0))  # spin about z through the centroid
+    np.testing.assert_allclose(vel, [[0.5, 2, 0], [0.5, -2, 0], [-1.5, 0, 0], [2.5, 0, 0]], atol=1e-6)
+    with pytest.raises(ValueError, match="angular_velocity"):
+        rigid_velocities(anchors, (0, 0, 0), (0, np.nan, 0))
+    # one frame of a spinning asset: the anchors turn about their centroid (free flight, no ground contact yet)
+    spin = predict_future(result.asset, (0, 0, 0), num_frames=2, angular_velocity=(0, 0, 3.0))
+    still = predict_future(result.asset, (0, 0, 0), num_frames=2)
+    x0 = result.asset.anchors - result.asset.anchors.mean(0)
+    moved = (spin.anchors[1] - still.anchors[1])[:, :2]  # (N_A, 2) the spin's horizontal displacement
+    expected = np.cross([0, 0, 3.0], x0)[:, :2] / 30.0
+    assert np.median(np.linalg.norm(moved - expected, axis=1)) < 0.2 * np.median(np.linalg.norm(expected, axis=1))

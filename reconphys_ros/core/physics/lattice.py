@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import PhysicsParams
+from .params import REFERENCE_NUM_ANCHORS, PhysicsParams
 from .springs import knn_springs
 
 
@@ -40,7 +40,7 @@ class LatticeConfig:
         return self.num_anchors == REFERENCE_LATTICE.num_anchors and self.k_neighbors == REFERENCE_LATTICE.k_neighbors
 
 
-REFERENCE_LATTICE = LatticeConfig(2048, 256, name="reference")
+REFERENCE_LATTICE = LatticeConfig(REFERENCE_NUM_ANCHORS, 256, name="reference")
 # Lattices that keep the reference's K / N_A = 1/8, so every spring spans the same share of the object: the KNN
 # neighbourhood is part of the material (long springs resist bending), and with it matched the Cauchy-Born scale
 # needs no correction (k x0.85/1.2 and d x0.7/1.4 all raise the error). Measured with

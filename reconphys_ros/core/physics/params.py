@@ -15,6 +15,8 @@ PARAM_RANGES = {
     "friction": (0.0, 1.0),
 }
 PARAM_NAMES = ("mass", "stiffness", "damping", "friction")
+# The paper's m is the mass of one anchor of its reference lattice: the object's total mass is m times this.
+REFERENCE_NUM_ANCHORS = 2048
 
 
 @dataclass
@@ -44,6 +46,11 @@ class PhysicsParams:
             if name == "friction" and value < 0.0:
                 raise ValueError(f"PhysicsParams.friction must be >= 0, got {value}")
         return self
+
+    @property
+    def total_mass(self) -> float:
+        """The object's mass in kg (the paper's m is per anchor of the 2048-anchor reference lattice)."""
+        return self.mass * REFERENCE_NUM_ANCHORS
 
     @property
     def stiffness_per_mass(self) -> float:

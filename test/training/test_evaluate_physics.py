@@ -1,4 +1,4 @@
-"""Evaluation: metrics on constructed cases against hand-computed values, and an end-to-end run on --tiny."""
+"""Physics-only (oracle) evaluation: metrics on constructed cases against hand-computed values, a run on --tiny."""
 import json
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from reconphys_ros.core.metrics import PSNR_CAP
-from training.evaluate import evaluate, interval_coverage, markdown_table, ratio_targets, window_metrics
+from training.eval_metrics import interval_coverage, ratio_targets, window_metrics
+from training.evaluate_physics import evaluate, markdown_table
 
 
 def test_identical_frames_give_capped_psnr_and_unit_ssim():

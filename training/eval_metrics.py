@@ -1,0 +1,66 @@
+"""Metrics and constants shared by the end-to-end (evaluate.py) and physics-only (evaluate_physics.py) evaluations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
+from reconphys_ros.core.models.physics_predictor import Z90
+from reconphys_ros.core.models.physics_refine import MASS_PRIOR
+from reconphys_ros.core.physics import PhysicsParams
+
+RECON = slice(0, 20)  # 0-based frames the pipeline observes (paper: frames 1-20)
+FUTURE = slice(20, 30)  # frames it predicts (paper: 21-30)
+PAPER_MAE = {"stiffness": 297.3, "damping": 1.151, "mass": 1.337, "friction": 1.508}
+MOVING_WIDTH_FRACTION = 64  # a clip moves late when its anchors move > width / 64 px per frame in frames 21-30
+
+
+def window_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray, pred_mask: np.ndarray, true_mask: np.ndarray,
+                   pred_points: np.ndarray | None = None, true_points: np.ndarray | None = None,
+                   emd_points: int = 256) -> dict:
+    """pred/true rgb (F, H, W, 3) in [0, 1] or uint8, masks (F, H, W) bool, points (F, N, 3) -> mean metrics:
+    psnr (whole frame), psnr_object (inside the union of masks), ssim, and with points cd (m^2, all points) and
+    emd (m, exact on random subsets of `emd_points`)."""
+    if pred_rgb.shape != true_rgb.shape or pred_mask.shape != true_mask.shape:
+        raise ValueError(f"shape mismatch: {pred_rgb.shape} vs {true_rgb.shape}, {pred_mask.shape} vs {true_mask.shape}")
+    if len(pred_rgb) == 0:
+        raise ValueError("empty window")
+    union = pred_mask | true_mask
+    if pred_rgb.dtype == np.uint8:  # torchmetrics' SSIM wants floats
+        pred_rgb, true_rgb = pred_rgb.astype(np.float32) / 255.0, true_rgb.astype(np.float32) / 255.0
+    out = {
+        "psnr": float(np.mean([psnr(p, t) for p, t in zip(pred_rgb, true_rgb)])),
+        "psnr_object": float(np.mean([psnr(p, t, u) for p, t, u in zip(pred_rgb, true_rgb, union) if u.any()])),
+        "ssim": ssim(pred_rgb, true_rgb),
+    }
+    if pred_points is not None:
+        out["cd"] = float(np.mean([chamfer_distance(p, t) for p, t in zip(pred_points, true_points)]))
+        out["emd"] = float(np.mean([earth_movers_distance(p, t, max_points=emd_points) for p, t in zip(pred_points, true_points)]))
+    return out
+
+
+def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z: float = Z90) -> np.ndarray:
+    """(S, Q) predicted means, standard deviations and truths -> (Q,) share of truths inside mean +- z sigma."""
+    return np.mean(np.abs(truth - mean) <= z * sigma, axis=0)
+
+
+def ratio_targets(params) -> np.ndarray:
+    """paper m, k, d, f -> ln k/m, ln d/m, f."""
+    m, k, d, f = params
+    return np.array([math.log(k / m), math.log(d / m), f])
+
+
+def constant_params(train_root: str | None) -> PhysicsParams:
+    """Dataset-mean params (geometric means of m, k, d, arithmetic of f) of the training manifest, else the
+    centre of the paper ranges."""
+    from training.data.dataset import list_samples
+
+    try:
+        entries = list_samples(train_root, "train") if train_root else []
+    except FileNotFoundError:
+        entries = []
+    if not entries:
+        return PhysicsParams(MASS_PRIOR, math.sqrt(10 * 1200), math.sqrt(0.1 * 5.0), 0.5)
+    p = np.array([[e["params"][n] for n in ("mass", "stiffness", "damping", "friction")] for e in entries])
+    return PhysicsParams(*np.exp(np.log(p[:, :3]).mean(0)), float(p[:, 3].mean()))
