@@ -45,15 +45,10 @@ def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z:
     return np.mean(np.abs(truth - mean) <= z * sigma, axis=0)
 
 
-def ratio_targets(params) -> np.ndarray:
-    """paper m, k, d, f -> ln k/m, ln d/m, f."""
-    m, k, d, f = params
-    return np.array([math.log(k / m), math.log(d / m), f])
-
-
 def constant_params(train_root: str | None) -> PhysicsParams:
-    """Dataset-mean params (geometric means of m, k, d, arithmetic of f) of the training manifest, else the
-    centre of the paper ranges."""
+    """Dataset-mean params (geometric means of m, k, d, arithmetic of f) of the training manifest; without one,
+    the same means of the generator's draw (log-uniform m, k, d and uniform f over the paper ranges: the ranges'
+    geometric centres and f = 0.5)."""
     from training.data.dataset import list_samples
 
     try:

@@ -72,6 +72,7 @@ class EvalConfig:
     per_scene_samples: int = 4  # clips given the (slow) per-scene baseline
     per_scene_budget_s: float = 8.0
     emd_points: int = 256  # exact EMD on random subsets of this many points per frame
+    breakdown: bool = True  # the oracle rows (4 more re-simulations and renders per clip: ~3x the cost)
     lattice: str = "coarse"  # the asset's lattice (the pipeline default)
     device: str = "cpu"
 
@@ -168,7 +169,7 @@ def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_masks: np.ndarray, mean_params,
-                     per_scene: ReconstructionPipeline | None) -> tuple[dict, dict]:
+                     per_scene: ReconstructionPipeline | None, breakdown: bool = True) -> tuple[dict, dict]:
     """-> ({variant: Prediction}, info: pipeline latency, notes, the pipeline's estimate and its std)."""
     frames = clip.frames[0, RECON]
     zero = np.zeros(3)
@@ -177,12 +178,12 @@ def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_mask
     info = {"latency_s": time.perf_counter() - tick, "notes": result.notes, "estimate": result.asset.physics}
     asset = result.asset
     out = {"pipeline": Prediction(asset, result.initial_velocity, zero),
-           "true-initial-state": Prediction(asset, *_true_state(clip, asset))}
-    if mean_params is not None:
-        out["const-mean"] = Prediction(_with_physics(asset, mean_params), result.initial_velocity, zero)
-    if clip.truth is not None:
+           "const-mean": Prediction(_with_physics(asset, mean_params), result.initial_velocity, zero)}
+    if breakdown:
+        out["true-initial-state"] = Prediction(asset, *_true_state(clip, asset))
+    if breakdown and clip.truth is not None:
         out["true-physics"] = Prediction(_with_physics(asset, clip.truth), result.initial_velocity, zero)
-    if clip.gaussians is not None:
+    if breakdown and clip.gaussians is not None:
         shaped = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id, gaussians=clip.gaussians)
         out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, zero)
         if clip.truth is not None:
@@ -291,7 +292,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
             observed = segment_masks(clip.frames[0, RECON])
         try:
             preds, info = predict_variants(clip, pipeline, observed, mean_params,
-                                           per_scene if i < cfg.per_scene_samples else None)
+                                           per_scene if i < cfg.per_scene_samples else None, cfg.breakdown)
         except ValueError as exc:  # e.g. an empty segmentation: the pipeline refuses the clip, as the node would
             failures.append({"sample_id": clip.sample_id, "error": str(exc)})
             continue
@@ -555,13 +556,16 @@ def main(argv=None) -> int:
     parser.add_argument("--max-samples", type=int, default=None, help="score only the first N clips")
     parser.add_argument("--per-scene-samples", type=int, default=4, help="clips given the per-scene baseline")
     parser.add_argument("--per-scene-budget", type=float, default=8.0, help="seconds per clip for per-scene")
+    parser.add_argument("--no-breakdown", action="store_true",
+                        help="skip the oracle rows (true Gaussians / initial state / physics): about 3x faster")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     config = EvalConfig(masks=args.masks, held_out_view=args.held_out_view, per_scene_samples=args.per_scene_samples,
-                        per_scene_budget_s=args.per_scene_budget, device=args.device)
+                        per_scene_budget_s=args.per_scene_budget, breakdown=not args.no_breakdown,
+                        device=args.device)
     tick = time.perf_counter()
     summary = evaluate(args.data, args.out, args.split, config, args.weights_dir, args.train_data,
                        args.max_samples, progress=not args.no_progress)

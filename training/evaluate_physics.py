@@ -40,12 +40,13 @@ from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.models.physics_predictor import estimate_from_prediction, load as load_predictor
 from reconphys_ros.core.models.physics_refine import RefineConfig, estimate_physics
 from reconphys_ros.core.physics import ModelBuilder, PhysicsParams, State, simulate
+from reconphys_ros.core.physics.params import ratios_from_paper
 from reconphys_ros.core.render import Camera, render_sequence
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
 from training.data.sample import resolve_lattice
 from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, constant_params, interval_coverage,
-                                   ratio_targets, window_metrics)
+                                   window_metrics)
 from training.rollout import initial_velocities
 
 RECON = slice(1, 20)  # this protocol scores the re-simulated frames after the given frame 0
@@ -144,7 +145,7 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
             param_rows["learned-mass-given"].append(_params_row(estimate_from_prediction(mean, sigma, truth.mass).params, truth))
             pred_ratio.append(mean)
             pred_sigma.append(sigma)
-            true_ratio.append(ratio_targets(truth.to_tuple()))
+            true_ratio.append(ratios_from_paper(truth.to_tuple()))
             tick = time.perf_counter()
             refined = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
                                        renderer.velocity.mean(0), initial_guess=estimate.params,

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -32,8 +32,9 @@ import yaml
 
 from reconphys_ros.core.models.checkpoint import load_checkpoint, save_checkpoint
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
-                                                         PhysicsNet, PhysicsNetConfig, prepare_clip, to_paper_params)
+                                                         PhysicsNet, PhysicsNetConfig, prepare_clip)
 from reconphys_ros.core.models.physics_refine import MASS_PRIOR
+from reconphys_ros.core.physics.params import paper_from_ratios, ratios_from_paper
 from training.data.dataset import SyntheticDataset
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
 
@@ -85,11 +86,6 @@ def load_config(path: str | None, overrides: dict | None = None) -> dict:
     PhysicsNetConfig(**config["net"]).validate()
     RolloutConfig(**config["rollout"]).validate()
     return config
-
-
-def targets_from_params(params: torch.Tensor) -> torch.Tensor:
-    """(B, 4) paper m, k, d, f -> (B, 3) ln k/m, ln d/m, f."""
-    return torch.stack([(params[:, 1] / params[:, 0]).log(), (params[:, 2] / params[:, 0]).log(), params[:, 3]], 1)
 
 
 def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -207,7 +203,7 @@ class Trainer:
                 means.append(mean.cpu())
                 log_vars.append(log_var.cpu())
         mean, log_var = torch.cat(means), torch.cat(log_vars)  # (S, 3)
-        target = targets_from_params(self.val_bank.params)
+        target = ratios_from_paper(self.val_bank.params)
         mae = (mean - target).abs().mean(0)
         return {"ln_k_per_m_mae": float(mae[0]), "ln_d_per_m_mae": float(mae[1]), "friction_mae": float(mae[2]),
                 "nll": float(gaussian_nll(mean, log_var, target)), "samples": len(self.val_bank), "step": self.step}
@@ -255,13 +251,13 @@ class Trainer:
                 flip = flip_choice(len(idx), cfg["seed"], step, self.rank)
                 frames, masks = mirror(frames, flip), mirror(masks, flip)
             mean, log_var = self.model(frames.to(self.device), masks.to(self.device))
-            loss = gaussian_nll(mean, log_var, targets_from_params(self.bank.params[idx]).to(self.device))
+            loss = gaussian_nll(mean, log_var, ratios_from_paper(self.bank.params[idx]).to(self.device))
             extra = {}
         else:
             idx = batch_indices(len(self.bank), cfg["selfsup_batch_size"], cfg["seed"], step, self.rank)
             mean, log_var = self.model(self.bank.frames[idx].to(self.device), self.bank.masks[idx].to(self.device))
             scenes = [self.bank.scene(int(i)) for i in idx]
-            params = to_paper_params(mean, MASS_PRIOR)
+            params = paper_from_ratios(mean, MASS_PRIOR)
             per_clip, alpha, _ = rollout_loss(scenes, params, self.rollout)
             loss = per_clip.mean() + 0.0 * log_var.sum()  # keeps every parameter in the graph for DDP
             extra = {"alpha": alpha.detach(), "target": torch.stack([s.target_alpha for s in scenes])}

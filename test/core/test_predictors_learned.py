@@ -9,10 +9,9 @@ from reconphys_ros.core.models.checkpoint import CheckpointError, save_checkpoin
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
                                                          RATIO_RANGES, LearnedPhysicsPredictor, PhysicsNet,
                                                          PhysicsNetConfig, estimate_from_prediction, load, load_net,
-                                                         mask_statistics, net_config_dict, prepare_clip,
-                                                         to_paper_params)
+                                                         mask_statistics, net_config_dict, prepare_clip)
 from reconphys_ros.core.models.predictors import load_physics_predictor
-from reconphys_ros.core.physics.params import PARAM_RANGES
+from reconphys_ros.core.physics.params import PARAM_RANGES, paper_from_ratios, ratios_from_paper
 
 SMALL = PhysicsNetConfig(image_size=32, num_frames=8, width=8, embed=32, heads=2, layers=1)
 
@@ -87,8 +86,11 @@ def test_mass_scales_stiffness_and_damping():
     assert prior.params.stiffness_per_mass == pytest.approx(100.0)  # the identifiable ratio is kept
     with pytest.raises(ValueError, match="known_mass"):
         estimate_from_prediction(mean, sigma, known_mass=100.0)
-    p = to_paper_params(torch.tensor([[math.log(100.0), math.log(0.5), 0.3]]), 2.0)
+    p = paper_from_ratios(torch.tensor([[math.log(100.0), math.log(0.5), 0.3]]), 2.0)
     torch.testing.assert_close(p, torch.tensor([[2.0, 200.0, 1.0, 0.3]]))
+    np.testing.assert_allclose(paper_from_ratios(np.array([math.log(100.0), math.log(0.5), 0.3]), 2.0),
+                               [2.0, 200.0, 1.0, 0.3])
+    torch.testing.assert_close(ratios_from_paper(p), torch.tensor([[math.log(100.0), math.log(0.5), 0.3]]))
 
 
 def test_checkpoint_roundtrip_and_hook(tmp_path):

@@ -1,9 +1,7 @@
 """reconphys-launch (run.py): node selection from the shared graph, overrides, and a real run ended by a signal
 that leaves a valid bag behind."""
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest

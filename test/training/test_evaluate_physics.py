@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from reconphys_ros.core.metrics import PSNR_CAP
-from training.eval_metrics import interval_coverage, ratio_targets, window_metrics
+from reconphys_ros.core.physics.params import ratios_from_paper
+from training.eval_metrics import interval_coverage, window_metrics
 from training.evaluate_physics import evaluate, markdown_table
 
 
@@ -48,7 +49,7 @@ def test_interval_coverage_by_hand():
     sigma = np.array([[1.0, 0.1], [1.0, 0.1], [1.0, 0.1]])
     truth = np.array([[1.0, 1.0], [1.7, 0.1], [-1.6, 0.0]])  # 1.645 sigma bound
     np.testing.assert_allclose(interval_coverage(mean, sigma, truth), [2 / 3, 2 / 3])
-    np.testing.assert_allclose(ratio_targets((2.0, 200.0, 1.0, 0.3)), [math.log(100), math.log(0.5), 0.3])
+    np.testing.assert_allclose(ratios_from_paper((2.0, 200.0, 1.0, 0.3)), [math.log(100), math.log(0.5), 0.3])
 
 
 def test_evaluate_runs_on_tiny_with_baselines(tiny_data, tmp_path):

@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
-from reconphys_ros.core.models.physics_predictor import PhysicsNet, PhysicsNetConfig, load_net, to_paper_params
+from reconphys_ros.core.models.physics_predictor import PhysicsNet, PhysicsNetConfig, load_net
+from reconphys_ros.core.physics.params import paper_from_ratios, ratios_from_paper
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
-from training.train import Trainer, export_weights, gaussian_nll, load_config, targets_from_params
+from training.train import Trainer, export_weights, gaussian_nll, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(ROOT, "training", "configs", "smoke.yaml")
@@ -24,7 +25,7 @@ def _config(tiny_data, tmp_path, **overrides):
 def _bank_nll(trainer) -> float:
     with torch.no_grad():
         mean, log_var = trainer.net(trainer.bank.frames, trainer.bank.masks)
-        return float(gaussian_nll(mean, log_var, targets_from_params(trainer.bank.params)))
+        return float(gaussian_nll(mean, log_var, ratios_from_paper(trainer.bank.params)))
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tiny_data):
@@ -94,7 +95,7 @@ def test_gradients_reach_the_predictor_through_sim_and_render(tiny_data):
     frames = torch.stack([ds[i]["rgb"] for i in range(len(ds))])
     masks = torch.stack([ds[i]["alpha"] for i in range(len(ds))])
     mean, _ = net(frames, masks)
-    loss, _, _ = rollout_loss(scenes, to_paper_params(mean, 1.0), config)
+    loss, _, _ = rollout_loss(scenes, paper_from_ratios(mean, 1.0), config)
     loss.sum().backward()
     first_conv = net.encoder[0][0].weight.grad
     assert first_conv is not None and torch.isfinite(first_conv).all() and first_conv.abs().sum() > 0
@@ -107,7 +108,7 @@ def test_truncated_backprop_changes_the_graph(tiny_data):
     grads = {}
     for truncated in (True, False):
         mean = torch.tensor([[4.0, 0.0, 0.5]] * len(scenes), requires_grad=True)
-        loss, _, _ = rollout_loss(scenes, to_paper_params(mean, 1.0), dataclasses.replace(config, truncated=truncated))
+        loss, _, _ = rollout_loss(scenes, paper_from_ratios(mean, 1.0), dataclasses.replace(config, truncated=truncated))
         grads[truncated], = torch.autograd.grad(loss.sum(), mean)
         assert torch.isfinite(grads[truncated]).all() and grads[truncated][:, 0].abs().sum() > 0
     # same forward values, but the full graph carries the state's history: its stiffness gradient differs

@@ -16,7 +16,6 @@ All writers are byte-deterministic: fixed PNG compression, zip entries with a fi
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os

@@ -24,12 +24,12 @@ from torch import nn
 
 from ..asset import PhysicsEstimate
 from ..physics import PhysicsParams
-from ..physics.params import PARAM_RANGES
+from ..physics.params import PARAM_NAMES, PARAM_RANGES, paper_from_ratios
 from .checkpoint import check_state_dict, load_checkpoint
 from .physics_refine import mass_prior
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
-           "RATIO_RANGES", "prepare_clip", "to_paper_params", "LearnedPhysicsPredictor", "load"]
+           "RATIO_RANGES", "prepare_clip", "LearnedPhysicsPredictor", "load"]
 
 PHYSICS_CHECKPOINT_KIND = "physics_predictor"
 PHYSICS_CHECKPOINT_VERSION = 1
@@ -145,12 +145,6 @@ def prepare_clip(frames, masks, image_size: int) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(cov)[:, None].contiguous()
 
 
-def to_paper_params(mean: torch.Tensor, mass: torch.Tensor | float) -> torch.Tensor:
-    """(B, 3) ln k/m, ln d/m, f and mass (B,) or a float -> (B, 4) paper m, k, d, f (differentiable)."""
-    m = torch.as_tensor(mass, dtype=mean.dtype, device=mean.device).expand(mean.shape[0])
-    return torch.stack([m, m * mean[:, 0].exp(), m * mean[:, 1].exp(), mean[:, 2].clamp_min(0.0)], dim=1)
-
-
 class LearnedPhysicsPredictor:
     """Inference wrapper of a trained PhysicsNet (what the pipeline calls)."""
 
@@ -182,9 +176,9 @@ class LearnedPhysicsPredictor:
 def estimate_from_prediction(mean, sigma, known_mass: float | None = None) -> PhysicsEstimate:
     """(ln k/m, ln d/m, f) means and standard deviations -> PhysicsEstimate (paper convention, clamped)."""
     mass, given = mass_prior(known_mass)
-    kpm, dpm, friction = math.exp(mean[0]), math.exp(mean[1]), float(mean[2])
+    kpm, dpm = math.exp(mean[0]), math.exp(mean[1])
     sigma_m = 0.0 if given else math.log(_M_HI / _M_LO) / math.sqrt(12.0)
-    values = {"mass": mass, "stiffness": mass * kpm, "damping": mass * dpm, "friction": friction}
+    values = dict(zip(PARAM_NAMES, map(float, paper_from_ratios(np.asarray(mean[:3], np.float64), mass))))
     for key, value in values.items():
         lo, hi = PARAM_RANGES[key]
         values[key] = min(max(value, lo), hi)

@@ -44,7 +44,7 @@ from ..asset import PhysicsEstimate
 from ..binding import apply_binding, compute_binding
 from ..gaussians import GaussianCloud
 from ..physics import LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
-from ..physics.params import PARAM_RANGES
+from ..physics.params import PARAM_RANGES, paper_from_ratios
 from ..render import Camera, render_sequence
 
 __all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics", "mass_prior",
@@ -239,7 +239,8 @@ def _sweep_losses(loss_fn: _SilhouetteLoss, log_kpm: np.ndarray, mass: float, dp
     """Silhouette loss (P,) of each ln(k/m) value. Candidates needing similar substep counts share one batched
     rollout (one kernel launch per substep for all of them); soft ones are not slowed by the stiffest."""
     values = torch.as_tensor(log_kpm, dtype=torch.float32, device=device)
-    params = _paper_params(mass, values, torch.full_like(values, math.log(dpm)), torch.full_like(values, friction))
+    params = paper_from_ratios(torch.stack([values, torch.full_like(values, math.log(dpm)),
+                                            torch.full_like(values, friction)], 1), mass)
     needed = loss_fn.substeps_needed(params)
     losses = np.empty(len(log_kpm))
     order = np.argsort(needed, kind="stable")
@@ -256,12 +257,6 @@ def _sweep_losses(loss_fn: _SilhouetteLoss, log_kpm: np.ndarray, mass: float, dp
             idx = torch.as_tensor(group, device=device)
             losses[group] = loss_fn(params[idx], truncated=False).cpu().numpy()
     return losses
-
-
-def _paper_params(mass: float, log_kpm: torch.Tensor, log_dpm: torch.Tensor, friction: torch.Tensor) -> torch.Tensor:
-    """(B,) log(k/m), log(d/m), f -> (B, 4) paper m, k, d, f (differentiable)."""
-    m = torch.full_like(log_kpm, mass)
-    return torch.stack([m, m * log_kpm.exp(), m * log_dpm.exp(), friction], dim=1)
 
 
 def _stiffest_near_minimum(losses: np.ndarray, tolerance: float) -> int:
@@ -386,7 +381,7 @@ def estimate_physics(
             break
         ts = time.perf_counter()
         leaf = theta.clone().requires_grad_(True)
-        loss = loss_fn(_paper_params(mass, leaf[0:1], leaf[1:2], leaf[2:3]), truncated=True)[0]
+        loss = loss_fn(paper_from_ratios(leaf[None], mass), truncated=True)[0]
         loss.backward()
         if adam_steps == 0:
             best_loss = min(best_loss, float(loss.detach()))

@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import torch
+
 GRAVITY = (0.0, 0.0, -9.81)  # world z up, m/s^2
 GRAVITY_MAGNITUDE = 9.81
 
@@ -74,3 +77,22 @@ class PhysicsParams:
 
     def to_tuple(self) -> tuple:
         return (self.mass, self.stiffness, self.damping, self.friction)
+
+
+# The identifiable form (what video determines, what the predictor and the estimator work in) and back: the one
+# mapping between the two, for torch tensors (differentiable) and numpy arrays alike.
+def ratios_from_paper(params):
+    """(..., 4) paper m, k, d, f -> (..., 3) ln k/m, ln d/m, f."""
+    lib = torch if isinstance(params, torch.Tensor) else np
+    p = params if lib is torch else np.asarray(params, np.float64)
+    return lib.stack([lib.log(p[..., 1] / p[..., 0]), lib.log(p[..., 2] / p[..., 0]), p[..., 3]], -1)
+
+
+def paper_from_ratios(ratios, mass):
+    """(..., 3) ln k/m, ln d/m, f and the anchor mass m (float or (...,)) -> (..., 4) paper m, k, d, f."""
+    if isinstance(ratios, torch.Tensor):
+        m = torch.as_tensor(mass, dtype=ratios.dtype, device=ratios.device).expand(ratios.shape[:-1])
+        return torch.stack([m, m * ratios[..., 0].exp(), m * ratios[..., 1].exp(), ratios[..., 2]], -1)
+    r = np.asarray(ratios, np.float64)
+    m = np.broadcast_to(np.asarray(mass, np.float64), r.shape[:-1])
+    return np.stack([m, m * np.exp(r[..., 0]), m * np.exp(r[..., 1]), r[..., 2]], -1)
