@@ -65,7 +65,7 @@ def bench_lattice(lattice, substeps, device, torch_ref: bool):
 
 def mapping_error(lattice, params_list):
     """(mean, max) ensemble drop error and the reference's mean own spread, fractions of the object size."""
-    reports = mapping_report(lattice, params_list)  # reference drops cached under .cache/calibration
+    reports = mapping_report(lattice, params_list)  # reference drops cached under ~/.cache/reconphys_ros/calibration
     errs = [r.ensemble_error for r in reports]
     return float(np.mean(errs)), float(np.max(errs)), float(np.mean([r.reference_spread for r in reports]))
 

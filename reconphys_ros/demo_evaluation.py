@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.asset import SimAsset
+from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.pipeline import predict_future
 from reconphys_ros.core.render import Camera, render_sequence
@@ -48,7 +49,7 @@ def composite(color: torch.Tensor, alpha: torch.Tensor, background: np.ndarray) 
     """Premultiplied render colour (T, H, W, 3) + alpha (T, H, W) over a background (H, W, 3) uint8 -> uint8."""
     bg = torch.as_tensor(background, dtype=torch.float32, device=color.device) / 255.0
     rgb = color + (1.0 - alpha)[..., None] * bg
-    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return to_uint8(rgb)
 
 
 def centroid_heights(anchors: np.ndarray) -> np.ndarray:

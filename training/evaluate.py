@@ -43,6 +43,7 @@ import torch
 
 from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
@@ -115,12 +116,12 @@ def _background(meta: dict, item: dict, view: int, index: int, camera: Camera) -
         return np.asarray(item["background"][index], np.uint8)
     bg = render_background(meta["background"], camera.K.numpy(), camera.world_to_cam.numpy(), camera.width,
                            camera.height, view)
-    return (np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(bg)
 
 
 def load_clip(ds: SyntheticDataset, index: int, held_out_view: int) -> Clip:
     item, meta = ds[index], ds.meta(index)
-    frames = (item["rgb"].permute(0, 1, 3, 4, 2).numpy() * 255 + 0.5).astype(np.uint8)  # (V, T, H, W, 3)
+    frames = to_uint8(item["rgb"].permute(0, 1, 3, 4, 2))  # (V, T, H, W, 3)
     masks = item["mask"][:, :, 0].numpy()  # (V, T, H, W)
     H, W = frames.shape[2:4]
     cameras = [Camera(item["K"][v].float(), item["world_to_cam"][v].float(), W, H) for v in range(2)]

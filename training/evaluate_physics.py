@@ -36,6 +36,7 @@ import torch
 
 from reconphys_ros.core.binding import apply_binding, compute_binding
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.models.physics_predictor import estimate_from_prediction, load as load_predictor
 from reconphys_ros.core.models.physics_refine import RefineConfig, estimate_physics
@@ -129,7 +130,7 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
         true_rgb = item["rgb"].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
         true_mask = item["mask"][:, 0].numpy()
         true_anchors = item["anchors"].numpy()
-        frames_u8 = (true_rgb[:20] * 255 + 0.5).astype(np.uint8)
+        frames_u8 = to_uint8(true_rgb[:20])
         masks_u8 = true_mask[:20].astype(np.uint8) * 255
         renderer = SampleRenderer(item, meta, device)
         # "still moving": the mean anchor moves > 1/64 of the image width per frame in frames 21-30 (1 px at 64²)

@@ -25,7 +25,6 @@ import os
 import time
 from dataclasses import asdict
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -34,6 +33,7 @@ from reconphys_ros.core.models.checkpoint import load_checkpoint, save_checkpoin
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
                                                          PhysicsNet, PhysicsNetConfig, prepare_clip)
 from reconphys_ros.core.models.physics_refine import MASS_PRIOR
+from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.physics.params import paper_from_ratios, ratios_from_paper
 from training.data.dataset import SyntheticDataset
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
@@ -104,7 +104,7 @@ class ClipBank:
             item = self.dataset[i]
             # Exactly what the predictor is given at inference: uint8 frames and binary masks (a segmentation's),
             # through the same prepare_clip. Soft alpha masks in training cost 0.07 in ln k/m error at inference.
-            frames_u8 = (item["rgb"].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)  # (T, H, W, 3)
+            frames_u8 = to_uint8(item["rgb"].permute(0, 2, 3, 1))  # (T, H, W, 3)
             rgb, coverage = prepare_clip(frames_u8, item["mask"][:, 0].numpy(), image_size)
             frames.append(rgb)
             masks.append(coverage)

@@ -23,6 +23,7 @@ import torch
 from .asset import SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
 from .gaussians import GaussianCloud
+from .images import to_uint8
 from .models.initial_motion import estimate_initial_velocity
 from .models.mask_inflation import DepthPrior, FallTrack, inflate_mask
 from .models.physics_refine import RefineConfig, estimate_physics, mass_prior
@@ -122,7 +123,7 @@ def validate_clip(frames, masks, camera: Camera, fps: float) -> tuple[np.ndarray
     if frames.dtype != np.uint8:
         if not np.issubdtype(frames.dtype, np.floating) or not np.isfinite(frames).all():
             raise ValueError(f"frames must be uint8 (or finite floats in [0, 1]), got dtype {frames.dtype}")
-        frames = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+        frames = to_uint8(frames)
     if np.issubdtype(masks.dtype, np.floating) and not np.isfinite(masks).all():
         raise ValueError("masks contain NaN or Inf")
     if (frames.shape[2], frames.shape[1]) != (camera.width, camera.height):
@@ -291,6 +292,6 @@ def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames
         rgb = masks = None
         if camera is not None:
             out = render_sequence(gaussians, means, camera.to(device), background=background)
-            rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            rgb = to_uint8(out.rgb)
             masks = np.where(out.alpha.cpu().numpy() > 0.5, 255, 0).astype(np.uint8)
     return FuturePrediction(traj.cpu().numpy(), means.cpu().numpy(), rgb, masks)

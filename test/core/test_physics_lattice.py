@@ -99,7 +99,7 @@ def test_coarse_lattice_tracks_reference_drop(lattice):
     # Means over 4 anchor samplings per lattice (a tilted, sliding drop depends on where the anchors fall: the
     # reference disagrees with itself by 2.5-31% of the object size between samplings).
     from reconphys_ros.core.physics.calibration import mapping_report
-    reports = mapping_report(lattice)  # reference drops cached under .cache/calibration after the first run
+    reports = mapping_report(lattice)  # reference drops cached under ~/.cache/reconphys_ros/calibration after the first run
     for r in reports:
         print(lattice.name, r.params.to_tuple(), f"ensemble {r.ensemble_error:.3f} single {r.error:.3f} "
               f"reference spread {r.reference_spread:.3f}")

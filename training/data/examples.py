@@ -13,13 +13,13 @@ import os
 import shutil
 import sys
 
+from reconphys_ros.core.files import package_dir
 from reconphys_ros.core.physics import PhysicsParams
 from training.data.objects import split_of
 from training.data.params import PARAM_SAMPLING, SampleChoices
 from training.data.sample import SampleConfig, generate_sample
 
-EXAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                            "reconphys_ros", "examples")
+EXAMPLES_DIR = str(package_dir("examples"))
 GROUND = {"kind": "ground", "seed": 0, "color_a": [0.82, 0.8, 0.74], "color_b": [0.55, 0.53, 0.5],
           "sky": [0.78, 0.85, 0.93], "tile": 0.25}
 # name -> (object id, params (paper convention), drop gap m, velocity m/s, spin rad/s, orientation wxyz)

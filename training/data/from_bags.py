@@ -30,7 +30,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.drop_detector import DropDetector
 from reconphys_ros.core.physics.control import quat_to_matrix
-from reconphys_ros.core.image_buffers import image_to_numpy
+from reconphys_ros.core.images import image_to_numpy
 from training.data.dataset import GAUSSIAN_FIELDS, PARAM_ORDER
 from training.data.storage import MANIFEST_FILE, write_json, write_sample
 

@@ -24,6 +24,7 @@ import zipfile
 import cv2
 import numpy as np
 
+from reconphys_ros.core.files import atomic_write_bytes
 # The read side lives in the ROS package so the shipped example clips load without `training`.
 from reconphys_ros.examples.clip_format import (ARRAY_FILE, DEPTH_SCALE, FORMAT_VERSION, META_FILE,  # noqa: F401
                                                 CorruptSampleError, read_meta, read_npz, read_png,
@@ -34,15 +35,8 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 MANIFEST_FILE = "manifest.json"
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_json(path: str, obj) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -56,7 +50,7 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
             body = io.BytesIO()
             np.lib.format.write_array(body, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             zf.writestr(info, body.getvalue())
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_png(path: str, image: np.ndarray) -> None:
@@ -66,7 +60,7 @@ def write_png(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image), PNG_PARAMS)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    _atomic_write(path, encoded.tobytes())
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def write_sample(sample_dir: str, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray,

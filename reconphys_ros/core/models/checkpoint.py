@@ -6,9 +6,12 @@ plus anything the trainer adds (optimizer, scheduler, step, train_config)}.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import torch
+
+from ..files import atomic_write_bytes
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "check_state_dict"]
 
@@ -25,9 +28,9 @@ def save_checkpoint(path: str, kind: str, version: int, config: dict, model_stat
                "model": {k: v.detach().cpu() for k, v in model_state.items()}}
     payload.update(extra)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str, kind: str, version: int, map_location="cpu") -> dict:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..files import package_dir
 from ..gaussians import GaussianCloud
 from ..physics import PhysicsParams
 from ..render import Camera
@@ -59,7 +60,7 @@ class MaskInflationPredictor:
 
 
 def default_weights_dir() -> str:
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "weights")
+    return str(package_dir("weights"))
 
 
 def _load_learned(name: str, weights_dir: str | None, device: str):

@@ -10,6 +10,7 @@ import torch
 
 from ..binding import apply_binding, compute_binding
 from ..gaussians import GaussianCloud
+from ..images import to_uint8
 from ..physics import COARSE_LATTICE, LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
 from ..render import Camera, look_at, render_sequence
 
@@ -72,6 +73,6 @@ def make_drop_clip(params: PhysicsParams = PhysicsParams(1.0, 200.0, 1.0, 0.5), 
                      height=resolution)
     with torch.no_grad():
         out = render_sequence(cloud, means, camera, background=(0.92, 0.92, 0.92), backend="torch")
-    frames = (out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    frames = to_uint8(out.rgb)
     masks = np.where(out.alpha.numpy() > 0.5, 255, 0).astype(np.uint8)
     return DropClip(frames, masks, camera, params, fps, np.asarray(velocity, np.float32), cloud, means.numpy())

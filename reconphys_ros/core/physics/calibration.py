@@ -1,6 +1,6 @@
 """Mapping error of coarser lattices against the reference lattice on drops, and the fit of their per-lattice
 stiffness and damping corrections (lattice.py). Reference drops are slow on a CPU (~12 ms per substep), so their
-trajectories are cached on disk (`.cache/calibration/`); refit and print the achieved error per lattice with
+trajectories are cached on disk (`~/.cache/reconphys_ros/calibration/`, or under $XDG_CACHE_HOME); refit and print the achieved error per lattice with
 
     python -m reconphys_ros.core.physics.calibration [--lattice coarse coarse64 medium] [--report]
 """
@@ -19,6 +19,7 @@ from .control import drop_state
 from .integrator import simulate
 from .lattice import LATTICES, REFERENCE_LATTICE, LatticeConfig
 from .model import ModelBuilder
+from ..files import user_cache_dir
 from .params import PhysicsParams
 
 __all__ = ["CALIBRATION_PARAMS", "ENSEMBLE_IDS", "MappingReport", "calibration_object", "drop_trajectory",
@@ -75,8 +76,7 @@ def trajectory_error(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def _cache_dir() -> str:
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    return os.path.join(repo, ".cache", "calibration")
+    return str(user_cache_dir("calibration"))
 
 
 def reference_trajectory(params: PhysicsParams, object_id: str = "calib_box", size: float = 0.4,

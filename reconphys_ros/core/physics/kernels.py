@@ -7,6 +7,8 @@ import os
 
 import warp as wp
 
+from ..files import user_cache_dir
+
 CONTACT_HARD = 0
 CONTACT_SMOOTH = 1
 
@@ -14,12 +16,12 @@ _initialised = False
 
 
 def default_cache_dir() -> str:
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    return os.environ.get("WARP_CACHE_PATH", os.path.join(repo, ".cache", "warp"))
+    """WARP_CACHE_PATH, else a per-user cache folder (kernels compiled once per user, any install)."""
+    return os.environ.get("WARP_CACHE_PATH") or str(user_cache_dir("warp"))
 
 
 def init_warp(cache_dir: str | None = None) -> None:
-    """Initialise Warp once with kernels cached in the project folder (or WARP_CACHE_PATH)."""
+    """Initialise Warp once with kernels cached in `default_cache_dir()`."""
     global _initialised
     if _initialised:
         return

@@ -1,10 +1,18 @@
-"""sensor_msgs/Image buffers -> numpy, without ROS: the nodes (rclpy messages) and the bag reader of the training
-stack (rosbags messages) decode images with this one function."""
+"""Image arrays without ROS: float colour -> uint8 frames, and sensor_msgs/Image buffers -> numpy (the nodes'
+rclpy messages and the training stack's rosbags messages decode with the same function)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-__all__ = ["IMAGE_ENCODINGS", "image_to_numpy"]
+__all__ = ["IMAGE_ENCODINGS", "image_to_numpy", "to_uint8"]
+
+
+def to_uint8(image) -> np.ndarray:
+    """Colour in [0, 1] (numpy array or torch tensor, any shape) -> uint8 numpy, clipped and rounded half up."""
+    if isinstance(image, torch.Tensor):
+        return (image.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 # encoding -> (dtype, channels)
 IMAGE_ENCODINGS = {
