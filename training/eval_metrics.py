@@ -7,7 +7,7 @@ import numpy as np
 
 from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
 from reconphys_ros.core.models.physics_predictor import Z90
-from reconphys_ros.core.models.physics_refine import MASS_PRIOR
+from reconphys_ros.core.models.physics_by_simulation import MASS_PRIOR
 from reconphys_ros.core.physics import PhysicsParams
 
 RECON = slice(0, 20)  # 0-based frames the pipeline observes (paper: frames 1-20)

@@ -15,8 +15,8 @@ Protocol (single input view 0, frames 0..19 observed; 0-based frame indices):
   EMD between predicted and true anchor positions (mean over the window's frames);
 - params: MAE of m, k, d, f, k/m, d/m with the mass prior and with the true mass given; calibration = share of
   test truths inside the predicted 90% intervals of ln k/m, ln d/m, f; time per object of the predictor;
-- methods: learned (the predictor), learned+refine (physics_refine from the prediction), learned+check (the
-  pipeline's default without `refine`: a 3-point sweep of +-0.3 in ln k/m around the prediction, no Adam), per-scene (physics_refine
+- methods: learned (the predictor), learned+refine (physics_by_simulation from the prediction), learned+check (the
+  pipeline's default without `refine`: a 3-point sweep of +-0.3 in ln k/m around the prediction, no Adam), per-scene (physics_by_simulation
   from mid-range with a larger budget: our Spring-Gaus-style per-scene optimisation, one view), const-mean (the
   training set's mean params), truth-params (upper bound of this render path), hold-last-frame and first-frame
   (video baselines: frames only, no params);
@@ -39,7 +39,7 @@ from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.models.physics_predictor import estimate_from_prediction, load as load_predictor
-from reconphys_ros.core.models.physics_refine import RefineConfig, estimate_physics
+from reconphys_ros.core.models.physics_by_simulation import RefineConfig, estimate_physics
 from reconphys_ros.core.physics import ModelBuilder, PhysicsParams, State, simulate
 from reconphys_ros.core.physics.params import ratios_from_paper
 from reconphys_ros.core.render import Camera, render_sequence

@@ -24,7 +24,8 @@ from scipy.spatial import ConvexHull
 from torch.nn import functional as F
 
 from reconphys_ros.core.models import gaussian_predictor as gp
-from reconphys_ros.core.models.mask_inflation import DepthPrior, FallTrack, inflate_mask
+from reconphys_ros.core.models.mask_inflation import inflate_mask
+from reconphys_ros.core.models.object_depth import DepthPrior, FallTrack
 from reconphys_ros.core.pipeline import FALL_TRACK_FRAMES
 from reconphys_ros.core.render import Camera, render_views
 from training.data.backgrounds import render_background

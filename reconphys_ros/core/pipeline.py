@@ -6,7 +6,7 @@ Stages (timed in `PipelineResult.timings`, seconds):
 - initial_velocity: ballistic fit of the first frames' centroids (models/initial_motion.py);
 - lattice: anchors sampled through the reconstructed volume (seeded by the object id) + KNN springs;
 - physics: learned physics predictor when weights ship (then refined through the simulator if `refine`), else
-  the non-learned estimate (sweep over k/m, Adam steps when `refine`), models/physics_refine.py;
+  the non-learned estimate (sweep over k/m, Adam steps when `refine`), models/physics_by_simulation.py;
 - asset: SimAsset assembly and validation.
 `predict_future` re-simulates an asset from its initial state and renders the frames (observed vs
 re-simulated vs future comparisons).
@@ -25,8 +25,9 @@ from .binding import apply_binding, compute_binding
 from .gaussians import GaussianCloud
 from .images import to_uint8
 from .models.initial_motion import estimate_initial_velocity
-from .models.mask_inflation import DepthPrior, FallTrack, inflate_mask
-from .models.physics_refine import RefineConfig, estimate_physics, mass_prior
+from .models.mask_inflation import inflate_mask
+from .models.object_depth import DepthPrior, FallTrack
+from .models.physics_by_simulation import RefineConfig, estimate_physics, mass_prior
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate

@@ -7,7 +7,7 @@ import torch
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.models import gaussian_predictor as gp
 from reconphys_ros.core.models.checkpoint import CheckpointError, save_checkpoint
-from reconphys_ros.core.models.mask_inflation import DepthPrior
+from reconphys_ros.core.models.object_depth import DepthPrior
 from reconphys_ros.core.models.predictors import MaskInflationPredictor, load_gaussian_predictor
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
 from reconphys_ros.core.render import dataset_views, render

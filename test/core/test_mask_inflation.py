@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from reconphys_ros.core.models.mask_inflation import (
+from reconphys_ros.core.models.mask_inflation import inflate_mask
+from reconphys_ros.core.models.object_depth import (
     DepthPrior,
     FallTrack,
     depth_from_free_fall,
     estimate_depth,
-    inflate_mask,
 )
 from reconphys_ros.core.render import look_at, render
 

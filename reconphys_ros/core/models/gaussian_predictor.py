@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from ..gaussians import GaussianCloud
 from ..render.camera import Camera
 from .checkpoint import CheckpointError, check_state_dict, load_checkpoint, save_checkpoint
-from .mask_inflation import DepthPrior, _validated_inputs, estimate_depth
+from .mask_inflation import validate_frame_inputs
+from .object_depth import DepthPrior, estimate_depth
 
 __all__ = ["GaussianNetConfig", "GaussianNet", "CropWindow", "crop_inputs", "keep_cells", "lift_gaussians",
            "split_for_detail",
@@ -231,7 +232,7 @@ class LearnedGaussianPredictor:
     def predict(self, image: np.ndarray, mask: np.ndarray, camera: Camera,
                 depth_prior: DepthPrior = DepthPrior()) -> GaussianCloud:
         """image (H, W, 3) uint8 (or float in [0, 1]), mask (H, W) object > 0 -> GaussianCloud (world)."""
-        rgb, object_pixels = _validated_inputs(image, mask, camera)
+        rgb, object_pixels = validate_frame_inputs(image, mask, camera)
         depth = estimate_depth(object_pixels, camera, depth_prior)
         cfg = self.net.config
         inp, crop_mask, window = crop_inputs(rgb, object_pixels, cfg.input_size)

@@ -8,7 +8,7 @@ log-variance (one standard deviation per quantity, in ln units for the ratios).
 
 Why ratios: from a video only k/m, d/m and f are identifiable (DESIGN.md), so the network predicts those; the
 mass comes from the user (`known_mass`, then k = m k/m and d = m d/m are in absolute units) or from the prior
-of physics_refine (geometric mean of the paper's mass range, with its log-uniform spread as uncertainty).
+of physics_by_simulation (geometric mean of the paper's mass range, with its log-uniform spread as uncertainty).
 
 `load(path, device)` is the hook of models/predictors.py: it returns a `LearnedPhysicsPredictor`.
 """
@@ -26,7 +26,7 @@ from ..asset import PhysicsEstimate
 from ..physics import PhysicsParams
 from ..physics.params import PARAM_NAMES, PARAM_RANGES, paper_from_ratios
 from .checkpoint import check_state_dict, load_checkpoint
-from .physics_refine import mass_prior
+from .physics_by_simulation import mass_prior
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
            "RATIO_RANGES", "prepare_clip", "LearnedPhysicsPredictor", "load"]

@@ -24,7 +24,8 @@ from ..files import package_dir
 from ..gaussians import GaussianCloud
 from ..physics import PhysicsParams
 from ..render import Camera
-from .mask_inflation import DepthPrior, inflate_mask
+from .mask_inflation import inflate_mask
+from .object_depth import DepthPrior
 
 __all__ = ["GaussianPredictor", "PhysicsPredictor", "MaskInflationPredictor", "default_weights_dir",
            "load_gaussian_predictor", "load_physics_predictor"]
@@ -88,5 +89,5 @@ def load_gaussian_predictor(weights_dir: str | None = None, device: str = "cpu",
 
 
 def load_physics_predictor(weights_dir: str | None = None, device: str = "cpu") -> PhysicsPredictor | None:
-    """None means: estimate the physics by simulation alone (physics_refine.estimate_physics)."""
+    """None means: estimate the physics by simulation alone (physics_by_simulation.estimate_physics)."""
     return _load_learned(PHYSICS_PREDICTOR, weights_dir, device)

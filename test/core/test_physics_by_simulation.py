@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reconphys_ros.core.models.initial_motion import estimate_initial_velocity
-from reconphys_ros.core.models.physics_refine import (MASS_PRIOR, RefineConfig, _stiffest_near_minimum,
+from reconphys_ros.core.models.physics_by_simulation import (MASS_PRIOR, RefineConfig, _stiffest_near_minimum,
                                                       estimate_physics)
 from reconphys_ros.core.models.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
@@ -99,7 +99,7 @@ def test_stiffness_per_mass_within_factor_1_5_on_other_drops_with_true_gaussians
 
 def test_batched_sweep_matches_one_candidate_at_a_time(clip):
     """Candidates grouped into one replicated model give the same loss as each simulated alone."""
-    from reconphys_ros.core.models.physics_refine import _SilhouetteLoss, _sweep_losses
+    from reconphys_ros.core.models.physics_by_simulation import _SilhouetteLoss, _sweep_losses
     from reconphys_ros.core.physics import sample_anchors
     cfg = RefineConfig().validate()
     anchors = sample_anchors(clip.gaussians.means.numpy(), cfg.estimation_lattice.num_anchors, "ellipsoid")

@@ -1,5 +1,5 @@
-"""Non-learned physics estimation from observed masks: the fallback physics predictor, and the test-time
-refinement after a learned one.
+"""Physics estimated by simulation: the whole non-learned estimator (`physics_model: simulation`, the fallback
+without weights) and the test-time refinement after the learned predictor (`refine`).
 
 From one video only k/m, d/m and f are identifiable (scaling m, k, d together gives the same motion under the
 hard ground contact), so we estimate log(k/m) (and refine log(d/m), f) and take the mass from the user
