@@ -52,7 +52,8 @@ from training.rollout import initial_velocities
 
 RECON = slice(1, 20)  # this protocol scores the re-simulated frames after the given frame 0
 PARAM_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
-# what reconphys_ros/core/pipeline.py runs around a learned guess when `refine` is off
+# learned+check: a 3-point simulation check around the learned guess (the pipeline's default before v7; it now
+# uses the prediction as it is, kept here for comparison)
 PIPELINE_CHECK = RefineConfig(sweep_points=3, sweep_span=0.3, max_adam_steps=0)
 
 

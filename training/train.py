@@ -103,7 +103,7 @@ class ClipBank:
         for i in range(count):
             item = self.dataset[i]
             # Exactly what the predictor is given at inference: uint8 frames and binary masks (a segmentation's),
-            # through the same prepare_clip. Soft alpha masks in training cost 0.07 in ln k/m error at inference.
+            # through the same prepare_clip (training on soft alpha masks hurt at inference: MODEL_CARD.md).
             frames_u8 = to_uint8(item["rgb"].permute(0, 2, 3, 1))  # (T, H, W, 3)
             rgb, coverage = prepare_clip(frames_u8, item["mask"][:, 0].numpy(), image_size)
             frames.append(rgb)

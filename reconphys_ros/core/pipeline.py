@@ -218,8 +218,8 @@ class ReconstructionPipeline:
 
         learned_estimate = getattr(self.physics_predictor, "predict_estimate", None)
         if learned_estimate is not None and not cfg.refine:
-            # The learned prediction as it is, with the network's own uncertainty: on the 24 test clips a 3-point
-            # simulation check around it changed nothing (ln k/m error 0.473 vs 0.477) and cost 0.33 s per object.
+            # The learned prediction as it is, with the network's own uncertainty: a simulation check around it
+            # costs time and did not improve it (weights/MODEL_CARD.md, "Measurements behind the defaults").
             estimate, physics_loss = learned_estimate(frames, masks, cfg.known_mass), float("nan")
             notes.append(f"physics from the learned predictor ({self.physics_predictor.name})")
         else:

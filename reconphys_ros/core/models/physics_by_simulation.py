@@ -50,9 +50,8 @@ from ..render import Camera, render_sequence
 __all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics", "mass_prior",
            "scaled_camera", "resize_masks"]
 
-# 256 anchors / K = 24: as fast as 128 / 16 here (rendering dominates) but stable across anchor seeds (128 / 16 gave
-# k/m ratios from 0.02 to 0.61 on one clip by seed: soft objects collapse on it). Correction fitted on coarse-lattice
-# drops with their true Gaussians: uncorrected ratios 0.85-1.01 (mean 0.92) on k/m 100 and 200.
+# Small enough to be fast (rendering dominates), large enough that soft objects do not collapse on it whatever the
+# anchor seed; the 0.92 correction maps it onto the coarse lattice (fit and figures: MODEL_CARD.md).
 ESTIMATION_LATTICE = LatticeConfig(256, 24, name="estimation", stiffness_correction=0.92, damping_correction=0.92)
 MASS_PRIOR = math.sqrt(PARAM_RANGES["mass"][0] * PARAM_RANGES["mass"][1])  # geometric mean, kg
 FRICTION_PRIOR = 0.5

@@ -43,15 +43,12 @@ class LatticeConfig:
 REFERENCE_LATTICE = LatticeConfig(REFERENCE_NUM_ANCHORS, 256, name="reference")
 # Lattices that keep the reference's K / N_A = 1/8, so every spring spans the same share of the object: the KNN
 # neighbourhood is part of the material (long springs resist bending), and with it matched the Cauchy-Born scale
-# needs no correction (k x0.85/1.2 and d x0.7/1.4 all raise the error). Measured with
-# `python -m reconphys_ros.core.physics.calibration` (mean of 4 anchor samplings per lattice, 4 drops): 512/64
-# within 2.7-3.2% of the object size on the drops where the reference agrees with itself to 4%, 1024/128 within
-# 1.8-2.0%.
+# needs no correction (`python -m reconphys_ros.core.physics.calibration`; figures in the README's lattice table).
 COARSE64_LATTICE = LatticeConfig(512, 64, name="coarse64")
 MEDIUM_LATTICE = LatticeConfig(1024, 128, name="medium")
-# The default on CPU: K / N_A = 1/16 maps worse (17% on the same drops) but the shipped physics predictor, the
-# non-learned estimator's calibration and the example clips were all made on it. Switch the default to coarse64
-# together with regenerated data and a retrained predictor.
+# The default on CPU: K / N_A = 1/16 maps worse, but the shipped physics predictor, the non-learned estimator's
+# calibration and the example clips were all made on it. Switch the default to coarse64 together with regenerated
+# data and a retrained predictor.
 COARSE_LATTICE = LatticeConfig(512, 32, name="coarse")
 LATTICES = {lat.name: lat for lat in (REFERENCE_LATTICE, MEDIUM_LATTICE, COARSE64_LATTICE, COARSE_LATTICE)}
 
