@@ -287,30 +287,18 @@ def _curvature_sigma(x: np.ndarray, losses: np.ndarray, best: int, tolerance: fl
     return math.sqrt(tolerance * l_min / a)  # L = L_min + a dx^2 = L_min (1 + tol)
 
 
-def estimate_physics(
-    gaussians: GaussianCloud,
-    masks: np.ndarray,
-    camera: Camera,
-    object_id: str,
-    initial_velocity=(0.0, 0.0, 0.0),
-    fps: float = 30.0,
-    known_mass: float | None = None,
-    initial_guess: PhysicsParams | None = None,
-    config: RefineConfig = RefineConfig(),
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> RefineResult:
-    """Estimate physics from observed masks.
+@dataclass(frozen=True)
+class _Bounds:
+    """Search box in the identifiable form: ln k/m (the sweep's span), d/m, and the mass they scale."""
 
-    gaussians: the object at frame 0 in world coordinates (e.g. from mask inflation).
-    masks: (T, H, W) observed masks, object > 0, T >= 3, same size as `camera`.
-    initial_velocity: (3,) m/s of the object at frame 0 (see initial_motion.py).
-    initial_guess: a learned prediction to refine (the sweep then spans +-sweep_span in ln(k/m) around it).
-    Returns a RefineResult whose estimate is in the paper convention and inside the paper ranges."""
-    start = time.perf_counter()
-    config.validate()
-    device = str(device)
-    masks = np.asarray(masks)
+    ln_kpm: tuple  # (lo, hi) of the sweep
+    dpm: tuple  # (lo, hi) of d/m, 1/s
+    mass: float
+    mass_range: tuple  # (lo, hi): the given mass twice, else the paper range
+
+
+def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocity) -> np.ndarray:
+    """-> initial velocity (3,); raises ValueError naming the bad input."""
     if masks.ndim != 3 or masks.shape[0] < 3:
         raise ValueError(f"masks must be (T >= 3, H, W), got shape {masks.shape}")
     if masks.shape[1:] != (camera.height, camera.width):
@@ -322,36 +310,35 @@ def estimate_physics(
     velocity = np.asarray(initial_velocity, np.float64).reshape(-1)
     if velocity.shape != (3,) or not np.isfinite(velocity).all():
         raise ValueError(f"initial_velocity must be 3 finite numbers, got {initial_velocity!r}")
-    mass, mass_given = mass_prior(known_mass)
-    notes: list[str] = []
-    timings: dict[str, float] = {}
+    return velocity
 
-    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
-    loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
-    timings["setup"] = time.perf_counter() - start
 
-    # k/m bounds: the paper range of k divided by the (given or possible) mass.
+def _search_bounds(mass: float, mass_given: bool, initial_guess: PhysicsParams | None, span: float) -> _Bounds:
+    """k/m from the paper range of k divided by the (given or possible) mass; around a guess, +-span in ln k/m."""
     k_lo, k_hi = PARAM_RANGES["stiffness"]
     m_lo, m_hi = (mass, mass) if mass_given else PARAM_RANGES["mass"]
     ln_lo, ln_hi = math.log(k_lo / m_hi), math.log(k_hi / m_lo)
-    dpm0 = DAMPING_PER_MASS_PRIOR if initial_guess is None else initial_guess.damping_per_mass
-    f0 = FRICTION_PRIOR if initial_guess is None else initial_guess.friction
     if initial_guess is not None:
         centre = math.log(initial_guess.stiffness_per_mass)
-        ln_lo, ln_hi = max(ln_lo, centre - config.sweep_span), min(ln_hi, centre + config.sweep_span)
+        ln_lo, ln_hi = max(ln_lo, centre - span), min(ln_hi, centre + span)
         if ln_hi <= ln_lo:
             ln_lo, ln_hi = ln_lo - 1e-3, ln_lo + 1e-3
+    d_lo, d_hi = PARAM_RANGES["damping"]
+    return _Bounds((ln_lo, ln_hi), (d_lo / m_hi, d_hi / m_lo), mass, (m_lo, m_hi))
 
-    # 1. sweep: a coarse log-spaced grid, then a finer one around its minimum (the estimate is the vertex of the
-    # parabola through the minimum and its neighbours, so it is not quantised to the grid)
-    t0 = time.perf_counter()
+
+def _sweep(loss_fn: _SilhouetteLoss, bounds: _Bounds, dpm0: float, f0: float, config: RefineConfig, device: str,
+           notes: list) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """A coarse log-spaced grid over ln k/m, then a finer one around its minimum -> (grid (G,) sorted, losses (G,),
+    index of the estimate, coarse step)."""
+    ln_lo, ln_hi = bounds.ln_kpm
     coarse = np.linspace(ln_lo, ln_hi, config.sweep_points)
-    coarse_losses = _sweep_losses(loss_fn, coarse, mass, dpm0, f0, config.sweep_batch, device)
+    coarse_losses = _sweep_losses(loss_fn, coarse, bounds.mass, dpm0, f0, config.sweep_batch, device)
     b0 = _stiffest_near_minimum(coarse_losses, config.plateau_tolerance)
     step = float(coarse[1] - coarse[0])
     fine = coarse[b0] + step * np.array([-2.0, -1.0, 1.0, 2.0]) / 3.0
     fine = fine[(fine > ln_lo) & (fine < ln_hi)]
-    fine_losses = _sweep_losses(loss_fn, fine, mass, dpm0, f0, config.sweep_batch, device)
+    fine_losses = _sweep_losses(loss_fn, fine, bounds.mass, dpm0, f0, config.sweep_batch, device)
     order = np.argsort(np.concatenate([coarse, fine]))
     grid = np.concatenate([coarse, fine])[order]
     losses = np.concatenate([coarse_losses, fine_losses])[order]
@@ -359,44 +346,40 @@ def estimate_physics(
     if best != int(np.argmin(losses)):
         notes.append(f"loss flat below k/m = {math.exp(grid[best]):.3g} (collapse plateau): the stiffest near-tie "
                      "is reported")
-    timings["sweep"] = time.perf_counter() - t0
-    bracket = (float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)]))
+    return grid, losses, best, step
 
-    # 2. Adam with truncated backprop inside the bracket, under the budget
-    t0 = time.perf_counter()
-    # Adam starts at the vertex of the parabola through the sweep minimum and its neighbours (when it has one).
-    best_theta = torch.tensor([_parabola_vertex(grid, losses, best), math.log(dpm0), f0], dtype=torch.float32,
-                              device=device)
-    best_loss = float(losses[best])  # the vertex's own loss is not simulated; it lies at or below its neighbours'
-    theta = best_theta.clone()
+
+def _adam_refine(loss_fn: _SilhouetteLoss, start_theta: torch.Tensor, start_loss: float, lower: torch.Tensor,
+                 upper: torch.Tensor, mass: float, config: RefineConfig, deadline: float
+                 ) -> tuple[torch.Tensor, float, int]:
+    """Adam on (ln k/m, ln d/m, f) with truncated backprop inside [lower, upper] until `deadline`
+    (perf_counter seconds) or max_adam_steps -> (best theta (3,), its loss, steps taken)."""
+    best_theta, best_loss = start_theta, start_loss
+    theta = start_theta.clone()
     adam = _Adam(theta, config.learning_rate)
-    dpm_lo = PARAM_RANGES["damping"][0] / m_hi
-    dpm_hi = PARAM_RANGES["damping"][1] / m_lo
-    lower = torch.tensor([bracket[0], math.log(dpm_lo), PARAM_RANGES["friction"][0]], device=device)
-    upper = torch.tensor([bracket[1], math.log(dpm_hi), PARAM_RANGES["friction"][1]], device=device)
-    adam_steps, step_time = 0, 0.0
-    while adam_steps < config.max_adam_steps:
-        if time.perf_counter() - start + step_time > config.budget_s:
-            break
+    steps, step_time = 0, 0.0
+    while steps < config.max_adam_steps and time.perf_counter() + step_time <= deadline:
         ts = time.perf_counter()
         leaf = theta.clone().requires_grad_(True)
         loss = loss_fn(paper_from_ratios(leaf[None], mass), truncated=True)[0]
         loss.backward()
-        if adam_steps == 0:
+        if steps == 0:
             best_loss = min(best_loss, float(loss.detach()))
         elif float(loss.detach()) < best_loss:  # the loss of the parameters before this update
             best_loss, best_theta = float(loss.detach()), theta.clone()
         theta = torch.minimum(torch.maximum(adam.step(theta, leaf.grad), lower), upper)
-        adam_steps += 1
+        steps += 1
         step_time = time.perf_counter() - ts
-    timings["adam"] = time.perf_counter() - t0
-    if adam_steps == 0:
-        notes.append("no Adam refinement step fitted in the time budget: sweep result only")
+    return best_theta, best_loss, steps
 
-    log_kpm, log_dpm, friction = (float(v) for v in best_theta)
-    kpm, dpm = math.exp(log_kpm), math.exp(log_dpm)
 
-    # Uncertainty (module docstring)
+def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np.ndarray, best: int, step: float,
+                               bounds: _Bounds, mass_given: bool, config: RefineConfig, notes: list
+                               ) -> PhysicsEstimate:
+    """The estimate in the paper convention (clamped into its ranges, with notes) and one std per quantity (module
+    docstring)."""
+    log_kpm, log_dpm, friction = (float(v) for v in theta)
+    kpm, dpm, mass = math.exp(log_kpm), math.exp(log_dpm), bounds.mass
     sigma_kpm = _curvature_sigma(grid, losses, best, config.tolerance)
     if sigma_kpm is None:
         near = grid[losses <= losses[best] * (1 + config.tolerance) + 1e-12]
@@ -405,7 +388,7 @@ def estimate_physics(
     sigma_kpm = max(sigma_kpm, 0.1 * step)
     if best in (0, len(grid) - 1):
         notes.append(f"sweep minimum at the edge of the k/m range ({kpm:.3g} 1/s^2): estimate may be bounded")
-    sigma_dpm = _log_uniform_sigma(dpm_lo, dpm_hi)
+    sigma_dpm = _log_uniform_sigma(*bounds.dpm)
     sigma_f = (PARAM_RANGES["friction"][1] - PARAM_RANGES["friction"][0]) / math.sqrt(12.0)
     sigma_m = 0.0 if mass_given else _log_uniform_sigma(*PARAM_RANGES["mass"])
 
@@ -423,6 +406,65 @@ def estimate_physics(
         "stiffness_per_mass": kpm * sigma_kpm,
         "damping_per_mass": dpm * sigma_dpm,
     }
-    estimate = PhysicsEstimate(PhysicsParams(**values), std, mass_given).validate()
+    return PhysicsEstimate(PhysicsParams(**values), std, mass_given).validate()
+
+
+def estimate_physics(
+    gaussians: GaussianCloud,
+    masks: np.ndarray,
+    camera: Camera,
+    object_id: str,
+    initial_velocity=(0.0, 0.0, 0.0),
+    fps: float = 30.0,
+    known_mass: float | None = None,
+    initial_guess: PhysicsParams | None = None,
+    config: RefineConfig = RefineConfig(),
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> RefineResult:
+    """Estimate physics from observed masks: bounds, sweep, Adam, uncertainty.
+
+    gaussians: the object at frame 0 in world coordinates (e.g. from mask inflation).
+    masks: (T, H, W) observed masks, object > 0, T >= 3, same size as `camera`.
+    initial_velocity: (3,) m/s of the object at frame 0 (see initial_motion.py).
+    initial_guess: a learned prediction to refine (the sweep then spans +-sweep_span in ln(k/m) around it).
+    Returns a RefineResult whose estimate is in the paper convention and inside the paper ranges."""
+    start = time.perf_counter()
+    config.validate()
+    device = str(device)
+    masks = np.asarray(masks)
+    velocity = _check_inputs(masks, camera, fps, initial_velocity)
+    mass, mass_given = mass_prior(known_mass)
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+
+    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
+    timings["setup"] = time.perf_counter() - start
+    bounds = _search_bounds(mass, mass_given, initial_guess, config.sweep_span)
+    dpm0 = DAMPING_PER_MASS_PRIOR if initial_guess is None else initial_guess.damping_per_mass
+    f0 = FRICTION_PRIOR if initial_guess is None else initial_guess.friction
+
+    t0 = time.perf_counter()
+    grid, losses, best, step = _sweep(loss_fn, bounds, dpm0, f0, config, device, notes)
+    timings["sweep"] = time.perf_counter() - t0
+
+    # Adam starts at the vertex of the parabola through the sweep minimum and its neighbours, inside their bracket
+    # (this keeps k/m above the collapse plateau); the vertex's own loss is not simulated: it lies at or below its
+    # neighbours'.
+    t0 = time.perf_counter()
+    start_theta = torch.tensor([_parabola_vertex(grid, losses, best), math.log(dpm0), f0], dtype=torch.float32,
+                               device=device)
+    bracket = (float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)]))
+    lower = torch.tensor([bracket[0], math.log(bounds.dpm[0]), PARAM_RANGES["friction"][0]], device=device)
+    upper = torch.tensor([bracket[1], math.log(bounds.dpm[1]), PARAM_RANGES["friction"][1]], device=device)
+    theta, best_loss, adam_steps = _adam_refine(loss_fn, start_theta, float(losses[best]), lower, upper, mass, config,
+                                                start + config.budget_s)
+    timings["adam"] = time.perf_counter() - t0
+    if adam_steps == 0:
+        notes.append("no Adam refinement step fitted in the time budget: sweep result only")
+
+    estimate = _estimate_with_uncertainty(theta, grid, losses, best, step, bounds, mass_given, config, notes)
     timings["total"] = time.perf_counter() - start
-    return RefineResult(estimate, best_loss, np.exp(grid), losses, adam_steps, kpm, dpm, notes, timings)
+    return RefineResult(estimate, best_loss, np.exp(grid), losses, adam_steps, math.exp(float(theta[0])),
+                        math.exp(float(theta[1])), notes, timings)
