@@ -119,6 +119,34 @@ def inflate_mask(
     Returns:
         GaussianCloud with identity rotations, isotropic scales from the pixel footprint, pixel colours.
     """
+    _check_options(layer_axis, profile, thickness, opacity, max_gaussians)
+    rgb, object_pixels = validate_frame_inputs(image, mask, camera)
+    depth = estimate_depth(object_pixels, camera, depth_prior)
+    if not (np.isfinite(depth) and depth > 0):
+        raise ValueError(f"the object's depth must be positive and finite, got {depth}")
+    distance = _boundary_distance(object_pixels)  # (H, W) pixels
+    half = _half_thickness(distance, profile) * float(thickness)  # (H, W) pixels
+    u, v, layers, spacing = _fit_layout(distance, half, int(max_gaussians), max(object_pixels.shape))
+    world, z, pixel, metres_per_px = _place_layers(u, v, layers, half, camera, depth, layer_axis)
+
+    n = world.shape[0]
+    sigma = SIGMA_PER_SPACING * spacing * z * (metres_per_px / depth)  # (N,) footprint grows with depth
+    log_scales = np.repeat(np.log(sigma)[:, None], 3, axis=1)
+    quats = np.zeros((n, 4))
+    quats[:, 0] = 1.0
+    colors = rgb[v[pixel], u[pixel]]
+    logit = np.log(opacity / (1.0 - opacity))
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+    return GaussianCloud(
+        means=t(world), log_scales=t(log_scales), quats=t(quats), colors=t(colors),
+        opacity_logits=t(np.full(n, logit)),
+    ).validate()
+
+
+def _check_options(layer_axis: str, profile: str, thickness: float, opacity: float, max_gaussians: int) -> None:
     if layer_axis not in ("ray", "horizontal"):
         raise ValueError(f"layer_axis must be 'ray' or 'horizontal', got {layer_axis!r}")
     if profile not in PROFILES:
@@ -129,23 +157,26 @@ def inflate_mask(
         raise ValueError(f"opacity must lie in (0, 1), got {opacity}")
     if int(max_gaussians) < 1:
         raise ValueError(f"max_gaussians must be >= 1, got {max_gaussians}")
-    rgb, object_pixels = validate_frame_inputs(image, mask, camera)
-    depth = estimate_depth(object_pixels, camera, depth_prior)
-    if not (np.isfinite(depth) and depth > 0):
-        raise ValueError(f"the object's depth must be positive and finite, got {depth}")
-    distance = _boundary_distance(object_pixels)  # (H, W) pixels
-    half = _half_thickness(distance, profile) * float(thickness)  # (H, W) pixels
 
+
+def _fit_layout(distance: np.ndarray, half: np.ndarray, max_gaussians: int, max_spacing: int):
+    """The finest sampling grid whose layers hold at most `max_gaussians` -> u, v (P,) pixels, layers (P,) per
+    pixel, grid spacing (px)."""
     spacing = 1
     u, v, layers = _sample_layout(distance, half, spacing)
-    while layers.sum() > max_gaussians and spacing < max(object_pixels.shape):
+    while layers.sum() > max_gaussians and spacing < max_spacing:
         spacing += 1
         u, v, layers = _sample_layout(distance, half, spacing)
     if layers.sum() > max_gaussians:  # a huge budget cut: keep one layer on the coarsest grid
         layers = np.ones_like(layers)
-        keep = np.linspace(0, u.size - 1, min(int(max_gaussians), u.size)).astype(np.int64)
+        keep = np.linspace(0, u.size - 1, min(max_gaussians, u.size)).astype(np.int64)
         u, v, layers = u[keep], v[keep], layers[keep]
+    return u, v, layers, spacing
 
+
+def _place_layers(u, v, layers, half: np.ndarray, camera: Camera, depth: float, layer_axis: str):
+    """Sampled pixels and their layer counts -> world centres (N, 3), camera depths (N,), the sampled pixel of each
+    Gaussian (N,), metres per pixel at the object's depth."""
     K, rot, trans = camera_arrays(camera)
     metres_per_px = depth / (0.5 * (K[0, 0] + K[1, 1]))
     pixel = np.repeat(np.arange(u.size), layers)  # (N,) which sampled pixel each Gaussian belongs to
@@ -168,19 +199,4 @@ def inflate_mask(
         axis = axis / norm if norm > 1e-6 else rot[2]
         world = mid + offset[:, None] * axis
         z = (world @ rot.T + trans)[:, 2]
-
-    n = world.shape[0]
-    sigma = SIGMA_PER_SPACING * spacing * z * (metres_per_px / depth)  # (N,) footprint grows with depth
-    log_scales = np.repeat(np.log(sigma)[:, None], 3, axis=1)
-    quats = np.zeros((n, 4))
-    quats[:, 0] = 1.0
-    colors = rgb[v[pixel], u[pixel]]
-    logit = np.log(opacity / (1.0 - opacity))
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-
-    return GaussianCloud(
-        means=t(world), log_scales=t(log_scales), quats=t(quats), colors=t(colors),
-        opacity_logits=t(np.full(n, logit)),
-    ).validate()
+    return world, z, pixel, metres_per_px
