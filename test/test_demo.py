@@ -90,7 +90,7 @@ def test_bag_reads_with_our_typestore(demo_run):
 
 
 def test_summary_figures_are_sensible(demo_run):
-    from reconphys_ros.report.summary import SUMMARY_KEYS
+    from reconphys_ros.demo.report.summary import SUMMARY_KEYS
     out, _, summary = demo_run
     assert set(SUMMARY_KEYS) <= set(summary)
     future = summary["psnr"]["future"]
@@ -129,7 +129,7 @@ def test_failed_stage_exits_nonzero_with_its_name(tmp_path):
 
 
 def test_bad_arguments_are_refused():
-    from reconphys_ros.demo import parse_args
+    from reconphys_ros.demo.cli import parse_args
     with pytest.raises(SystemExit):
         parse_args(["--rate", "0"])
     with pytest.raises(SystemExit):

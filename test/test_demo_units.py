@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from reconphys_ros.core.render import focal_from_fov, look_at
-from reconphys_ros.demo import closed_spans, sim_render_view
-from reconphys_ros.demo_evaluation import centroid_heights, composite, estimate_background
-from reconphys_ros.report import strips
-from reconphys_ros.report.summary import write_summary
+from reconphys_ros.demo.cli import closed_spans, sim_render_view
+from reconphys_ros.core.compositing import composite, estimate_background
+from reconphys_ros.demo.evaluation import centroid_heights
+from reconphys_ros.demo.report import strips
+from reconphys_ros.demo.report.summary import write_summary
 
 torch.set_num_threads(1)
 
@@ -118,7 +119,7 @@ def test_mp4_round_trip(tmp_path):
 
 
 def test_summary_refuses_an_incomplete_summary_and_writes_no_nan(tmp_path):
-    from reconphys_ros.report.summary import _finite
+    from reconphys_ros.demo.report.summary import _finite
     with pytest.raises(ValueError, match="lacks"):
         write_summary(str(tmp_path), {"example": "x"})
     assert json.loads(json.dumps(_finite({"a": float("nan"), "b": [1.0, float("inf")]}))) == {"a": None,

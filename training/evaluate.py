@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
+from reconphys_ros.core.compositing import composite, estimate_background
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
@@ -49,7 +50,6 @@ from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
 from reconphys_ros.core.render import Camera, render_sequence
 from reconphys_ros.core.segment import make_segmenter
-from reconphys_ros.demo_evaluation import composite, estimate_background
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
 from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_params,

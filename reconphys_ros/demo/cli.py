@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from reconphys_ros.demo_graph import DemoGraph, GraphSettings, StageFailed
+from reconphys_ros.demo.graph import DemoGraph, GraphSettings, StageFailed
 from reconphys_ros.memory import limit_malloc_arenas
 
 DEFAULT_OUT = os.path.join("out", "demo")
@@ -204,7 +204,7 @@ def interaction_frames(graph: DemoGraph, settings: GraphSettings, loaded_at: flo
     """Up to `count` sim/image frames spread over the interaction, shown over the clip's estimated `background`
     (the render camera is the clip's) with the gripper target marked, + captions; and all frames for a video."""
     from reconphys_ros.core.render import focal_from_fov, look_at
-    from reconphys_ros.report.strips import draw_marker, over_background
+    from reconphys_ros.demo.report.strips import draw_marker, over_background
     import torch
 
     rc = settings.render_camera
@@ -319,10 +319,10 @@ def run(args) -> dict:
     import torch
 
     from reconphys_ros.core.render import Camera
-    from reconphys_ros.demo_evaluation import evaluate_prediction
+    from reconphys_ros.demo.evaluation import evaluate_prediction
     from reconphys_ros.examples import example_path, load_example
-    from reconphys_ros.report import plots, strips
-    from reconphys_ros.report.summary import write_summary
+    from reconphys_ros.demo.report import plots, strips
+    from reconphys_ros.demo.report.summary import write_summary
 
     torch.set_flush_denormal(True)  # denormals from blob tails slow CPU rendering and physics 10x
     torch.set_num_threads(1)  # the nodes share 2 cores; more torch threads only contend (measured 4x slower)
