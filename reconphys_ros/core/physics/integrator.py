@@ -45,6 +45,7 @@ class _WarpModel:
         self.spring_object = wp.from_torch(model.spring_object.contiguous(), dtype=wp.int32)
         self.anchor_object = wp.from_torch(model.anchor_object.contiguous(), dtype=wp.int32)
         self.gravity = wp.vec3(*model.gravity)
+        self.contact = kernels.contact_struct(model.contact)  # one struct instead of six kernel arguments
         self.no_grip_anchor = wp.empty(0, dtype=wp.int32, device=self.device)  # "no gripper" for the serial kernel
         self.no_grip_target = wp.empty(0, dtype=wp.vec3, device=self.device)
 
@@ -73,7 +74,6 @@ class WarpFrameRunner:
 
     def substep(self, x, v, m, k, d, f, force, x_out, v_out, alpha: float):
         model, arr, dev = self.model, self.arrays, self.arrays.device
-        contact = model.contact
         wp.launch(kernels.spring_force_kernel, dim=model.num_springs, device=dev,
                   inputs=[x, v, arr.springs, arr.rest, arr.spring_object, k, d, float(model.spring_exponent)],
                   outputs=[force])
@@ -84,15 +84,13 @@ class WarpFrameRunner:
                               float(c.stiffness), float(c.damping), float(c.max_force_per_anchor)],
                       outputs=[force])
         wp.launch(kernels.integrate_kernel, dim=model.num_anchors, device=dev,
-                  inputs=[x, v, force, arr.anchor_object, m, f, arr.gravity, float(self.dt), contact.mode_id,
-                          float(contact.restitution), float(contact.stiffness_per_mass),
-                          float(contact.damping_per_mass), float(contact.width), float(contact.friction_velocity)],
+                  inputs=[x, v, force, arr.anchor_object, m, f, arr.gravity, float(self.dt), arr.contact],
                   outputs=[x_out, v_out])
 
     def run_serial(self, xa, va, m, k, d, f) -> None:
         """The whole frame in one CPU launch (kernels.serial_frame_kernel), in place on xa, va."""
         model, arr, dev = self.model, self.arrays, self.arrays.device
-        contact, c = model.contact, self.control
+        c = self.control
         if c is not None:
             grip = [self.c_anchor, self.c_start, self.c_end, 1.0 / c.frame_dt, float(c.stiffness), float(c.damping),
                     float(c.max_force_per_anchor)]
@@ -102,8 +100,7 @@ class WarpFrameRunner:
         wp.launch(kernels.serial_frame_kernel, dim=1, device=dev,
                   inputs=[xa, va, force, arr.springs, arr.rest, arr.spring_object, arr.anchor_object, m, k, d, f,
                           float(model.spring_exponent), *grip, arr.gravity, float(self.dt), self.substeps,
-                          contact.mode_id, float(contact.restitution), float(contact.stiffness_per_mass),
-                          float(contact.damping_per_mass), float(contact.width), float(contact.friction_velocity)])
+                          arr.contact])
 
     def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward only: one launch per frame on CPU; on CUDA ping-pong buffers, no allocation per substep."""

@@ -9,8 +9,8 @@ import warp as wp
 
 from ..files import user_cache_dir
 
-CONTACT_HARD = 0
-CONTACT_SMOOTH = 1
+CONTACT_HARD = wp.constant(0)
+CONTACT_SMOOTH = wp.constant(1)
 
 _initialised = False
 
@@ -31,6 +31,18 @@ def init_warp(cache_dir: str | None = None) -> None:
     wp.config.quiet = True
     wp.init()
     _initialised = True
+
+
+@wp.struct
+class Contact:
+    """Ground contact settings (model.ContactSettings on the device; see there for units)."""
+
+    mode: int  # CONTACT_HARD | CONTACT_SMOOTH
+    restitution: float
+    stiffness: float  # per unit mass, 1/s^2
+    damping: float  # per unit mass, 1/s
+    width: float  # m
+    friction_velocity: float  # m/s
 
 
 @wp.func
@@ -114,12 +126,7 @@ def integrate_anchor(
     friction: wp.array(dtype=float),
     gravity: wp.vec3,
     dt: float,
-    contact_mode: int,
-    restitution: float,
-    contact_stiffness: float,
-    contact_damping: float,
-    contact_width: float,
-    friction_velocity: float,
+    contact: Contact,
     x_out: wp.array(dtype=wp.vec3),
     v_out: wp.array(dtype=wp.vec3),
 ):
@@ -129,25 +136,25 @@ def integrate_anchor(
     p = x[a]
     vel = v[a]
     acc = force[a] / mass[obj] + gravity
-    if contact_mode == 1:
+    if contact.mode == CONTACT_SMOOTH:
         # smooth penalty contact, per unit mass (so mass stays unidentifiable, as with the hard boundary)
-        depth = contact_width * stable_softplus(-p[2] / contact_width)
-        weight = stable_sigmoid(-p[2] / contact_width)
-        normal = contact_stiffness * depth - contact_damping * weight * vel[2]
+        depth = contact.width * stable_softplus(-p[2] / contact.width)
+        weight = stable_sigmoid(-p[2] / contact.width)
+        normal = contact.stiffness * depth - contact.damping * weight * vel[2]
         vt = wp.vec3(vel[0], vel[1], 0.0)
-        vt_norm = wp.sqrt(wp.dot(vt, vt) + friction_velocity * friction_velocity)
+        vt_norm = wp.sqrt(wp.dot(vt, vt) + contact.friction_velocity * contact.friction_velocity)
         acc = acc + wp.vec3(0.0, 0.0, normal) - (mu * wp.abs(normal) / vt_norm) * vt
     new_v = vel + dt * acc
     new_x = p + dt * new_v
-    if contact_mode == 0:
+    if contact.mode == CONTACT_HARD:
         if new_x[2] < 0.0:
             vn = new_v[2]
             vx = new_v[0]
             vy = new_v[1]
             vz = vn
             if vn < 0.0:
-                dvn = -(1.0 + restitution) * vn
-                vz = -restitution * vn
+                dvn = -(1.0 + contact.restitution) * vn
+                vz = -contact.restitution * vn
                 speed = wp.sqrt(vx * vx + vy * vy)
                 if speed > 0.0:
                     # Coulomb: the tangential impulse is at most f times the normal impulse
@@ -203,17 +210,11 @@ def integrate_kernel(
     friction: wp.array(dtype=float),
     gravity: wp.vec3,
     dt: float,
-    contact_mode: int,
-    restitution: float,
-    contact_stiffness: float,
-    contact_damping: float,
-    contact_width: float,
-    friction_velocity: float,
+    contact: Contact,
     x_out: wp.array(dtype=wp.vec3),
     v_out: wp.array(dtype=wp.vec3),
 ):
-    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, gravity, dt, contact_mode, restitution,
-                     contact_stiffness, contact_damping, contact_width, friction_velocity, x_out, v_out)
+    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, gravity, dt, contact, x_out, v_out)
 
 
 @wp.kernel
@@ -240,12 +241,7 @@ def serial_frame_kernel(
     gravity: wp.vec3,
     dt: float,
     substeps: int,
-    contact_mode: int,
-    restitution: float,
-    contact_stiffness: float,
-    contact_damping: float,
-    contact_width: float,
-    friction_velocity: float,
+    contact: Contact,
 ):
     """A whole frame (all substeps) in one launch of dim 1, updating x and v in place: the CPU path. Warp runs CPU
     kernels serially anyway, so this does the same arithmetic in the same order as the per-substep kernels while
@@ -264,5 +260,16 @@ def serial_frame_kernel(
             add_gripper_force(g, x, v, grip_anchor, grip_start, grip_end, alpha, inv_frame_dt, grip_stiffness,
                               grip_damping, grip_max_force, force)
         for a in range(num_anchors):
-            integrate_anchor(a, x, v, force, anchor_object, mass, friction, gravity, dt, contact_mode, restitution,
-                             contact_stiffness, contact_damping, contact_width, friction_velocity, x, v)
+            integrate_anchor(a, x, v, force, anchor_object, mass, friction, gravity, dt, contact, x, v)
+
+
+def contact_struct(settings) -> Contact:
+    """model.ContactSettings -> the kernels' Contact struct."""
+    c = Contact()
+    c.mode = CONTACT_HARD if settings.mode == "hard" else CONTACT_SMOOTH
+    c.restitution = float(settings.restitution)
+    c.stiffness = float(settings.stiffness_per_mass)
+    c.damping = float(settings.damping_per_mass)
+    c.width = float(settings.width)
+    c.friction_velocity = float(settings.friction_velocity)
+    return c
