@@ -10,11 +10,18 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.physics.params import PhysicsParams
 
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+# Physical plausibility of an asset, beyond finiteness: outside these bounds the simulation or the render is
+# meaningless (an all-white render from 1e34 m Gaussians, Gaussians that follow anchors metres away).
+MAX_BINDING_POWER = 16.0  # IDW falloff p_b (the paper uses 2); above ~16 a Gaussian follows its nearest anchor only
+GAUSSIAN_SCALE_RANGE_M = (1e-9, 10.0)
+MAX_BINDING_REACH = 3.0  # Gaussians lie within this many object sizes of the anchors' bounding box
 
 # Keys of PhysicsEstimate.std: the four paper parameters and the identifiable pair.
 STD_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
@@ -90,8 +97,36 @@ class SimAsset:
             raise ValueError(f"SimAsset.rest_lengths must have shape ({springs.shape[0]},), got {rest.shape}")
         if not (np.isfinite(rest).all() and (rest > 0).all()):
             raise ValueError("SimAsset.rest_lengths must be finite and > 0")
-        if self.binding_neighbors < 1 or not (math.isfinite(self.binding_power) and self.binding_power > 0):
-            raise ValueError(f"SimAsset binding needs n_b >= 1 and p_b > 0, got {self.binding_neighbors}, "
-                             f"{self.binding_power}")
+        if self.binding_neighbors < 1 or not (math.isfinite(self.binding_power) and
+                                              0 < self.binding_power <= MAX_BINDING_POWER):
+            raise ValueError(f"SimAsset binding needs n_b >= 1 and 0 < p_b <= {MAX_BINDING_POWER:g}, got "
+                             f"{self.binding_neighbors}, {self.binding_power}")
+        self._check_gaussian_scales()
+        self._check_gaussians_near_anchors()
         self.physics.validate()
         return self
+
+    def _check_gaussian_scales(self) -> None:
+        low, high = GAUSSIAN_SCALE_RANGE_M
+        log_scales = self.gaussians.log_scales.detach()
+        bad = (log_scales < math.log(low)) | (log_scales > math.log(high))
+        if bad.any():
+            first = int(bad.any(dim=1).nonzero()[0, 0])
+            raise ValueError(f"SimAsset Gaussian {first} has scales {log_scales[first].exp().tolist()} m, outside "
+                             f"the plausible {low:g}..{high:g} m (log_scales hold the natural log of the scale)")
+
+    def _check_gaussians_near_anchors(self) -> None:
+        """Gaussians follow the anchors: one far outside the lattice would be dragged by anchors metres away.
+        The anchors' bounding box plus a margin is a cheap stand-in for the distance to the nearest anchor."""
+        low, high = self.anchors.min(axis=0), self.anchors.max(axis=0)
+        size = float(np.linalg.norm(high - low))
+        margin = MAX_BINDING_REACH * size
+        means = self.gaussians.means.detach()
+        box_low = torch.as_tensor(low - margin, dtype=means.dtype, device=means.device)
+        box_high = torch.as_tensor(high + margin, dtype=means.dtype, device=means.device)
+        outside = ((means < box_low) | (means > box_high)).any(dim=1)
+        if outside.any():
+            first = int(outside.nonzero()[0, 0])
+            raise ValueError(f"SimAsset Gaussian {first} at {means[first].tolist()} m is more than "
+                             f"{MAX_BINDING_REACH:g} object sizes ({margin:.3g} m) outside the anchors' bounding box "
+                             f"{low.tolist()}..{high.tolist()} m: Gaussians and anchors do not describe one object")

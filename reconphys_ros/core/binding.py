@@ -27,7 +27,11 @@ def _as_points(name: str, value) -> np.ndarray:
 
 def compute_binding(gaussian_means, anchors, n_neighbors: int = 8, power: float = 2.0,
                     eps: float = 1e-12) -> Binding:
-    """Weights w_ij = 1 / d_ij^p over the n_b nearest anchors at rest, normalised per Gaussian."""
+    """Weights w_ij = 1 / d_ij^p over the n_b nearest anchors at rest, normalised per Gaussian.
+
+    Computed as (d_nearest / d_ij)^p, the same weights after normalisation: every term is in [0, 1] and the
+    nearest is 1, so a large p or far Gaussians cannot overflow d^p into inf / inf = NaN. Distances are floored
+    at eps (m): a Gaussian on an anchor follows that anchor alone."""
     means = _as_points("gaussian_means", gaussian_means)
     anc = _as_points("anchors", anchors)
     if int(n_neighbors) < 1:
@@ -37,7 +41,8 @@ def compute_binding(gaussian_means, anchors, n_neighbors: int = 8, power: float 
     nb = min(int(n_neighbors), len(anc))
     dist, idx = cKDTree(anc).query(means, k=nb)
     dist, idx = dist.reshape(len(means), nb), idx.reshape(len(means), nb)
-    w = 1.0 / (dist**power + eps)
+    dist = np.maximum(dist, eps)
+    w = (dist[:, :1] / dist) ** power  # the query sorts by distance: column 0 is the nearest anchor
     w /= w.sum(1, keepdims=True)
     device = gaussian_means.device if isinstance(gaussian_means, torch.Tensor) else "cpu"
     return Binding(torch.as_tensor(idx, dtype=torch.long, device=device),

@@ -4,10 +4,13 @@ Subscribes with raw=True and writes the serialized CDR bytes unchanged; the type
 the custom message definitions so `ros2 bag info` and Foxglove decode them. Topics are subscribed once a publisher
 appears, with a QoS compatible with it (TRANSIENT_LOCAL when every publisher is, so latched assets are recorded).
 A recording is a folder <output_dir>/<prefix>_<date>/ holding one bag per split (part_000, part_001, ...), each a
-complete rosbag2 that any reader opens. SIGINT / SIGTERM close the current bag properly.
+complete rosbag2 that any reader opens. SIGINT / SIGTERM close the current bag properly. A write error (disk
+full, storage gone) stops the recording with an error on the log and closes what it can; the node stays up, so
+the rest of the graph goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
@@ -15,12 +18,12 @@ import time
 from datetime import datetime
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.asset import validate_object_id
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.spin import run_node
 
@@ -52,7 +55,7 @@ def message_class(type_name: str):
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
-class BagRecorderNode(Node):
+class BagRecorderNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
@@ -68,6 +71,7 @@ class BagRecorderNode(Node):
         self.counts: dict[str, int] = {t: 0 for t in self.topics}
         self.bag_paths: list[str] = []
         self._writer: Writer | None = None
+        self.write_error: str | None = None  # why recording stopped early, if it did
         self._open_part()
         self._group = MutuallyExclusiveCallbackGroup()
         self._recording_subs = {}
@@ -81,13 +85,38 @@ class BagRecorderNode(Node):
     # ------------------------------------------------------------------ bag files
     def _open_part(self) -> None:
         path = os.path.join(self.recording_dir, f"part_{len(self.bag_paths):03d}")
-        self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
+        self._writer = None  # until the new part is open: a failed open leaves nothing half-usable behind
+        writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        self._writer = writer
         self.bag_paths.append(path)
         self._part_bytes = 0
         self._part_start = time.monotonic()
         self._connections = {topic: self._writer.add_connection(topic, msgtype, typestore=self.typestore)
                              for topic, msgtype in self._types.items()}
+
+    def _finish_bag(self, writer: Writer) -> bool:
+        """Close a bag (index, metadata.yaml); on failure release its file and say how to recover it."""
+        try:
+            writer.close()
+            return True
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                writer.abort()
+            self.get_logger().error(f"could not finish {self.bag_paths[-1]}: {type(exc).__name__}: {exc}; recover "
+                                    f"its messages with `reconphys-from-bags {self.bag_paths[-1]} --recover --out DIR`")
+            return False
+
+    def _stop_recording(self, action: str, exc: OSError) -> None:
+        """After a write error (disk full, storage gone): log it, close what can be closed, record nothing more.
+        Called with self._lock held."""
+        self.write_error = f"{action} failed: {type(exc).__name__}: {exc}"
+        self.get_logger().error(f"stopped recording: {self.write_error}; {self.recording_dir} keeps what was "
+                                f"written before ({sum(self.counts.values())} messages)")
+        self.discovery_timer.cancel()  # nothing more will be recorded: stop looking for topics
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._finish_bag(writer)
 
     def _split_due(self) -> bool:
         size, duration = self.params["split_size_mb"], self.params["split_duration_s"]
@@ -120,8 +149,14 @@ class BagRecorderNode(Node):
                              reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             with self._lock:
+                if self._writer is None:
+                    return  # closed, or stopped after a write error
+                try:
+                    self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+                except OSError as exc:
+                    self._stop_recording(f"adding {topic}", exc)
+                    return
                 self._types[topic] = msgtype
-                self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
             self._recording_subs[topic] = self.create_subscription(
                 cls, topic, lambda data, t=topic: self.on_message(t, data), qos, raw=True,
                 callback_group=self._group)
@@ -130,20 +165,23 @@ class BagRecorderNode(Node):
     def on_message(self, topic: str, data: bytes) -> None:
         with self._lock:
             if self._writer is None:
-                return  # closed
-            if self._split_due():
-                self._writer.close()
-                self._open_part()
-            self._writer.write(self._connections[topic], self.get_clock().now().nanoseconds, data)
+                return  # closed, or stopped after a write error
+            try:
+                if self._split_due():
+                    self._writer.close()
+                    self._open_part()
+                self._writer.write(self._connections[topic], self.get_clock().now().nanoseconds, data)
+            except OSError as exc:
+                self._stop_recording(f"writing {topic}", exc)
+                return
             self._part_bytes += len(data)
             self.counts[topic] += 1
 
     def close(self) -> None:
         """Finish the current bag (writes its metadata.yaml); safe to call twice."""
         with self._lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            writer, self._writer = self._writer, None
+            if writer is not None and self._finish_bag(writer):
                 self.get_logger().info(f"closed {self.bag_paths[-1]}: {sum(self.counts.values())} messages")
 
 

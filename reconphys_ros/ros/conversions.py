@@ -17,6 +17,7 @@ from std_msgs.msg import Header
 from reconphys_ros.core.asset import STD_KEYS, PhysicsEstimate, SimAsset, validate_object_id
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
+from reconphys_ros.core.physics.control import unit_quaternion
 from reconphys_ros.core.physics.params import PhysicsParams
 from reconphys_ros.msg import GaussianAsset
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
@@ -235,12 +236,10 @@ def asset_from_msg(msg: GaussianAsset, device: str | torch.device = "cpu") -> Si
 
 
 def pose_to_numpy(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
-    """geometry_msgs/Pose -> (position (3,), unit quaternion wxyz (4,)) float64. Rejects NaN and zero quaternions."""
+    """geometry_msgs/Pose -> (position (3,), unit quaternion wxyz (4,)) float64. Rejects NaN and zero quaternions;
+    huge finite ones (1e300) are normalised without overflow."""
     p = np.array([pose.position.x, pose.position.y, pose.position.z], dtype=np.float64)
     q = np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z], dtype=np.float64)
     if not (np.isfinite(p).all() and np.isfinite(q).all()):
         raise ValueError(f"pose contains NaN or Inf: position {p.tolist()}, orientation {q.tolist()}")
-    norm = np.linalg.norm(q)
-    if norm < 1e-6:
-        raise ValueError("pose orientation is a zero-length quaternion")
-    return p, q / norm
+    return p, unit_quaternion(q, "pose orientation")

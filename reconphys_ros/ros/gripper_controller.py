@@ -10,13 +10,12 @@ import math
 import time
 
 import numpy as np
-from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import PointCloud2
 
 from reconphys_ros.msg import GripperCommand
 from reconphys_ros.ros.conversions import points_from_pointcloud2
-from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import command_qos
 from reconphys_ros.ros.spin import run_node
@@ -42,11 +41,10 @@ SCRIPT = (("wait_landed", 0.0), ("approach", 2.5), ("descend", 1.0), ("close", "
           ("shake", "shake_s"), ("release", "hold_s"))
 
 
-class GripperControllerNode(Node):
+class GripperControllerNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
-        self.dropped = DroppedInputLog(self.get_logger())
         self.command_pub = self.create_publisher(GripperCommand, "gripper/command", command_qos())
         self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, QoSProfile(depth=2))
         self.timer = self.create_timer(1.0 / self.params["rate"], self.tick)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -30,7 +29,7 @@ from reconphys_ros.core.render import Camera, look_at
 from reconphys_ros.msg import GaussianAsset, PhysicsParams
 from reconphys_ros.ros.conversions import (asset_to_msg, camera_info_to_k, image_to_numpy, physics_to_msg,
                                            pose_to_numpy)
-from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import image_qos, latched_qos
 from reconphys_ros.ros.spin import run_node
@@ -107,13 +106,12 @@ def clip_fps(stamps: np.ndarray, fps_param: float) -> float:
     return 1.0 / interval
 
 
-class ReconstructionNode(Node):
+class ReconstructionNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
         p = self.params
         self.pipeline = build_pipeline(p)
-        self.dropped = DroppedInputLog(self.get_logger())
         self.detector = DropDetector(num_frames=p["num_frames"], min_drop_px=p["min_drop_px"])
         self.pairer = StampPairer(p["pair_window"])
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconstruction")

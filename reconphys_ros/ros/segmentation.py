@@ -1,12 +1,11 @@
 """segmentation: camera/image_raw -> mask (mono8, 255 = object, same header as the image)."""
 from __future__ import annotations
 
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from reconphys_ros.core.segment import SEGMENTER_BACKENDS, make_segmenter
 from reconphys_ros.ros.conversions import image_to_numpy, numpy_to_image
-from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import image_qos
 from reconphys_ros.ros.spin import run_node
@@ -34,7 +33,7 @@ def build_segmenter(p: dict):
     return make_segmenter("opencv", **opencv)
 
 
-class SegmentationNode(Node):
+class SegmentationNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME)
@@ -42,7 +41,6 @@ class SegmentationNode(Node):
             self.segmenter = build_segmenter(self.params)
         except (ImportError, FileNotFoundError) as exc:  # sam backend without package / checkpoint
             raise ValueError(str(exc)) from None
-        self.dropped = DroppedInputLog(self.get_logger())
         self.mask_pub = self.create_publisher(Image, "mask", image_qos())
         self.create_subscription(Image, "camera/image_raw", self.on_image, image_qos())
         self.masks_published = 0

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
@@ -23,7 +22,7 @@ from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
 from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
 from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
-from reconphys_ros.ros.input_warnings import DroppedInputLog
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
 from reconphys_ros.ros.spin import run_node
@@ -60,7 +59,7 @@ PARAMS = [
 ]
 
 
-class SimulationNode(Node):
+class SimulationNode(GuardedNode):
     executor_threads = 2  # inputs and services stay responsive while the physics group steps
 
     def __init__(self, **node_kwargs):
@@ -68,7 +67,6 @@ class SimulationNode(Node):
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
         p = self.params
         self.lattice = lattice_for(p["lattice"], p["device"])
-        self.dropped = DroppedInputLog(self.get_logger())
         self.lock = threading.Lock()  # guards self.sim (timer, commands, services, asset loads)
         self.sim: AssetSimulator | None = None
         self.render_camera = look_at(p["render_camera_position"], p["render_camera_look_at"],

@@ -16,9 +16,12 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.logging import get_logger
 from rclpy.signals import SignalHandlerOptions
 
 from reconphys_ros.memory import limit_malloc_arenas
+from reconphys_ros.ros.guarded_node import describe_exception
+from reconphys_ros.ros.input_warnings import DroppedInputLog
 
 
 def stop_on_signals() -> threading.Event:
@@ -31,6 +34,9 @@ def stop_on_signals() -> threading.Event:
 
 def init_without_signal_handlers(args=None, context=None) -> None:
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+
+
+MAX_QUEUED_ERRORS = 100  # callback errors waiting for spin_once; later ones are dropped until it catches up
 
 
 class IsolatedExecutor:
@@ -74,7 +80,8 @@ class IsolatedExecutor:
                 if self._stop.is_set() or not self.context.ok():
                     return  # the context went down under us during teardown
                 with self._errors_lock:
-                    if all(exc is not seen for seen in self._seen_errors):  # rclpy may raise one error twice
+                    # rclpy may raise one error twice; a timer failing at its full rate must not grow the queue
+                    if all(exc is not seen for seen in self._seen_errors) and len(self._errors) < MAX_QUEUED_ERRORS:
                         self._errors.append(exc)
                         self._seen_errors = (self._seen_errors + [exc])[-16:]
 
@@ -105,13 +112,29 @@ class IsolatedExecutor:
         self._executors.clear()
 
 
+class CallbackErrorLog(DroppedInputLog):
+    """Callback errors that reached the spin loop (timers; subscriptions and services are guarded in
+    GuardedNode): each distinct error logged once, repeats summarised."""
+
+    message_format = "uncaught exception in a {kind}, the node goes on: {reason}"
+
+
 def spin_nodes(nodes: list, executor, stop: threading.Event | None = None) -> None:
-    """Spin until `stop` is set, Ctrl-C or shutdown, then close() (when a node has one) and destroy every node."""
+    """Spin until `stop` is set, Ctrl-C or shutdown, then close() (when a node has one) and destroy every node.
+
+    A callback that raises is logged and spinning goes on: an error in one node must not stop the others that
+    share the process (reconphys-launch runs them all in one)."""
+    errors = CallbackErrorLog(get_logger("reconphys_ros.spin"))
     for node in nodes:
         executor.add_node(node)
     try:
         while executor.context.ok() and not (stop is not None and stop.is_set()):
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                raise
+            except Exception as exc:
+                errors.drop("callback", describe_exception(exc))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -119,17 +142,28 @@ def spin_nodes(nodes: list, executor, stop: threading.Event | None = None) -> No
 
 
 def shutdown_nodes(nodes: list, executor) -> None:
-    """close() every node that has one (workers, bags), stop the executor, then destroy the nodes."""
+    """close() every node that has one (workers, bags), stop the executor, then destroy the nodes.
+
+    Best effort: a node whose close() raises (a full disk under the bag recorder) is logged and the others are
+    still closed and destroyed."""
     stop_spinning = getattr(executor, "stop_spinning", None)
     if stop_spinning is not None:  # IsolatedExecutor: no callback may run while the nodes close
         stop_spinning()
     for node in nodes:
         close = getattr(node, "close", None)
         if close is not None:
-            close()
+            _best_effort(node, "close", close)
     executor.shutdown()
     for node in nodes:
-        node.destroy_node()
+        _best_effort(node, "destroy", node.destroy_node)
+
+
+def _best_effort(node, action: str, call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        get_logger("reconphys_ros.spin").error(
+            f"{action} of node {node.get_name()} failed, going on with the others: {describe_exception(exc)}")
 
 
 def run_node(factory: Callable[[], object], args=None) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from reconphys_ros.ros.conversions import camera_info_from_k, numpy_to_image
 from reconphys_ros.ros.frame_sources import FrameSource, intrinsics_from_fov, open_source
+from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import image_qos, latched_qos
 from reconphys_ros.ros.spin import run_node
@@ -63,7 +63,7 @@ def matrix_to_pose(cam_to_world: np.ndarray, msg: PoseStamped) -> PoseStamped:
     return msg
 
 
-class VideoSourceNode(Node):
+class VideoSourceNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self.params_changed)

@@ -22,6 +22,28 @@ def test_weights_match_idw_formula():
     assert torch.allclose(torch.gather(b.weights, 1, order).double(), torch.gather(w, 1, torch.argsort(idx, 1)), atol=1e-6)
 
 
+def test_weights_unchanged_on_normal_inputs():
+    """The overflow-safe form gives the weights of the former 1 / (d^p + 1e-12) formula on ordinary assets."""
+    means, anchors = setup(n=2000, na=64, seed=3)
+    means, anchors = means * 0.2, anchors * 0.2  # a 20 cm object
+    for power in (1.0, 2.0):
+        b = compute_binding(means, anchors, n_neighbors=8, power=power)
+        dist = torch.gather(torch.cdist(means.double(), anchors.double()), 1, b.indices)
+        former = 1.0 / (dist**power + 1e-12)
+        former = former / former.sum(1, keepdim=True)
+        torch.testing.assert_close(b.weights.double(), former, atol=1e-6, rtol=0)
+
+
+def test_extreme_power_and_far_gaussians_give_finite_weights():
+    """Issue 18.4: binding_power 1000 with Gaussians 3 m away overflowed d^p to inf, and the weights to 0/0 = NaN."""
+    _, anchors = setup()
+    means = torch.full((5, 3), 3.0) + torch.arange(5.0)[:, None] * 0.01
+    b = compute_binding(means, anchors * 0.2, n_neighbors=8, power=1000.0)
+    assert torch.isfinite(b.weights).all()
+    torch.testing.assert_close(b.weights.sum(1), torch.ones(5))
+    assert (b.weights[:, 0] == b.weights.max(1).values).all()  # the nearest anchor leads
+
+
 def test_rigid_translation_and_rotation_followed():
     means, anchors = setup()
     b = compute_binding(means, anchors, 6, 2.0)

@@ -5,6 +5,7 @@ import torch
 
 from reconphys_ros.core.physics import (COARSE_LATTICE, Gripper, ModelBuilder, PhysicsParams, drop_state, push,
                                         sample_anchors, simulate)
+from reconphys_ros.core.physics.control import quat_to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +61,16 @@ def test_drop_state_pose(model):
     s = drop_state(model, (1.0, 2.0, 3.0), (np.cos(0.5), 0.0, 0.0, np.sin(0.5)))
     assert torch.allclose(s.x.mean(0), torch.tensor([1.0, 2.0, 3.0]), atol=1e-5)
     assert torch.count_nonzero(s.v) == 0
+
+
+def test_huge_finite_quaternion_is_a_rotation_not_an_error(model):
+    """Issue 18.1: the norm of (1e300, 1e300, 0, 0) overflows to inf and q / inf = 0: Gripper.command raised (and the
+    node with it) and quat_to_matrix returned the identity."""
+    q = (1e300, 1e300, 0.0, 0.0)
+    np.testing.assert_allclose(quat_to_matrix(q), [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+    gripper = Gripper(model)
+    gripper.command(orientation=q)
+    np.testing.assert_allclose(gripper.target_orientation, [2**-0.5, 2**-0.5, 0.0, 0.0])
+    for bad in ((0.0, 0.0, 0.0, 0.0), (float("nan"), 1.0, 0.0, 0.0), (float("inf"), 0.0, 0.0, 0.0), (1.0, 0.0, 0.0)):
+        with pytest.raises(ValueError, match="orientation"):
+            gripper.command(orientation=bad)

@@ -15,6 +15,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
 from reconphys_ros.ros.conversions import asset_to_msg, camera_info_from_k, numpy_to_image, pointcloud2_from_points
+from reconphys_ros.ros.input_warnings import MAX_REASONS_PER_KIND
 from reconphys_ros.ros.qos import command_qos
 from test.reliability import fuzz
 from test.ros.helpers import random_asset
@@ -44,13 +45,15 @@ def capture_warnings(node) -> fuzz.RecordingLogger:
     return logger
 
 
-def assert_rate_limited(logger: fuzz.RecordingLogger, counts: dict, elapsed_s: float, period_s: float = 5.0):
-    """One warning per kind at once, then at most one per period: never a flood."""
+def assert_rate_limited(logger: fuzz.RecordingLogger, dropped, elapsed_s: float, period_s: float = 5.0):
+    """One warning per distinct reason of a kind (at most MAX_REASONS_PER_KIND), then at most one summary per
+    period: never a flood."""
     assert all(w.startswith("dropped ") for w in logger.warnings), logger.warnings[:5]
-    for kind in counts:
+    for kind, count in dropped.counts.items():
+        reasons = len(dropped.reason_counts[kind])
+        assert reasons <= MAX_REASONS_PER_KIND + 1, (kind, reasons)  # + the OTHER_REASONS bucket
         n = sum(w.startswith(f"dropped {kind}:") for w in logger.warnings)
-        assert 1 <= n <= 2 + elapsed_s / period_s, (kind, n, counts[kind])
-    assert len(logger.warnings) <= len(counts) * (2 + elapsed_s / period_s)
+        assert 1 <= n <= reasons + 1 + elapsed_s / period_s, (kind, n, count, reasons)
 
 
 def stamp(msg, sec: int):
@@ -68,7 +71,7 @@ def fuzz_segmentation(ctx, examples):
         start = time.monotonic()
         fed = run_fuzz(fuzz.images(), node.on_image, examples)
         assert fed >= examples * 0.95
-        assert_rate_limited(log, node.dropped.counts, time.monotonic() - start)
+        assert_rate_limited(log, node.dropped, time.monotonic() - start)
         assert node.dropped.counts.get("image", 0) > 0
         published = len(node.mask_pub.messages)
         good = stamp(numpy_to_image(np.full((20, 30, 3), 90, np.uint8), "rgb8"), 77)
@@ -113,7 +116,7 @@ def fuzz_reconstruction(ctx, tmp_path, examples):
 
         start = time.monotonic()
         fed = run_fuzz(strategy, feed, examples)
-        assert_rate_limited(log, node.dropped.counts, time.monotonic() - start)
+        assert_rate_limited(log, node.dropped, time.monotonic() - start)
         assert {"image", "mask", "camera info", "camera pose"} <= set(node.dropped.counts)
         # Good input after the fuzz is used: intrinsics, pose, and an image/mask pair that reaches the detector
         # even though the fuzz sent stamps far in the future (a restarted camera or a looping bag does too).
@@ -162,7 +165,7 @@ def fuzz_simulation(ctx, examples):
                              *[st.tuples(st.just("command"), fuzz.gripper_commands())] * 7)
         start = time.monotonic()
         fed = run_fuzz(strategy, feed, examples)
-        assert_rate_limited(log, node.dropped.counts, time.monotonic() - start)
+        assert_rate_limited(log, node.dropped, time.monotonic() - start)
         assert {"asset", "gripper command"} <= set(node.dropped.counts)
         assert worst_tick[0] < 2.0, f"a fuzzed asset made one frame step take {worst_tick[0]:.1f} s"
         for cloud in node.anchor_pub.messages[-50:]:
@@ -239,7 +242,7 @@ def fuzz_gripper_controller(ctx, examples):
 
         start = time.monotonic()
         fed = run_fuzz(fuzz.pointclouds(), feed, examples)
-        assert_rate_limited(log, node.dropped.counts, time.monotonic() - start)
+        assert_rate_limited(log, node.dropped, time.monotonic() - start)
         assert node.dropped.counts.get("anchors", 0) > 0
         for cmd in node.command_pub.messages:
             p = cmd.pose.position

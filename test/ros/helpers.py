@@ -14,7 +14,8 @@ def random_asset(num_gaussians: int, num_anchors: int = 64, seed: int = 0, objec
     quats = rng.normal(size=(num_gaussians, 4)).astype(np.float32)
     quats /= np.linalg.norm(quats, axis=1, keepdims=True)
     gaussians = GaussianCloud(
-        means=torch.from_numpy(rng.normal(size=(num_gaussians, 3)).astype(np.float32)),
+        # around the anchors (+-0.1 m), as in a real asset: Gaussians far off the lattice fail SimAsset.validate
+        means=torch.from_numpy(rng.normal(scale=0.1, size=(num_gaussians, 3)).astype(np.float32)),
         log_scales=torch.from_numpy(rng.uniform(-5, -2, size=(num_gaussians, 3)).astype(np.float32)),
         quats=torch.from_numpy(quats),
         colors=torch.from_numpy(rng.uniform(0, 1, size=(num_gaussians, 3)).astype(np.float32)),

@@ -1,5 +1,8 @@
 """bag_recorder: a 10 s recording holds every published camera frame (split into parts), our custom messages are
 decodable, and training/data/from_bags turns the bag into clips that SyntheticDataset accepts."""
+import errno
+import os
+import pathlib
 import time
 
 import numpy as np
@@ -8,6 +11,7 @@ import rclpy
 from reconphys_ros.ros.spin import IsolatedExecutor
 from rclpy.parameter import Parameter
 from rosbags.highlevel import AnyReader
+from std_msgs.msg import String
 
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.msg import PhysicsParams
@@ -106,3 +110,67 @@ def test_from_bags_makes_clips_the_loader_accepts(recording, tmp_path):
     assert item["rgb"].shape == (30, 3, 128, 128) and item["mask"].shape == (30, 1, 128, 128)
     assert item["mask"].any() and item["K"].shape == (3, 3) and item["world_to_cam"].shape == (4, 4)
     np.testing.assert_allclose(item["rgb"][0].permute(1, 2, 0).numpy() * 255, clip.images[0], atol=0.6)
+
+
+class _Logger:
+    def __init__(self):
+        self.errors, self.infos = [], []
+
+    def error(self, text, **_):
+        self.errors.append(str(text))
+
+    def info(self, text, **_):
+        self.infos.append(str(text))
+
+    warning = info
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("close_fails", [False, True], ids=["space-back-for-close", "close-fails-too"])
+def test_full_disk_stops_the_recording_not_the_node(ros_context, tmp_path, monkeypatch, close_fails):
+    """Issue 18.2: OSError(ENOSPC) escaped on_message and close() and took the whole graph down. Now the recorder
+    logs it, stops recording, finishes the bag as far as it can and keeps running."""
+    recorder = BagRecorderNode(context=ros_context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=["chatter"]),
+        Parameter("discovery_period_s", value=0.05)])
+    talker = rclpy.create_node("talker", context=ros_context)
+    pub = talker.create_publisher(String, "chatter", 10)
+    logger = _Logger()
+    monkeypatch.setattr(recorder, "get_logger", lambda: logger)
+    executor = IsolatedExecutor(ros_context)
+    executor.add_node(recorder)
+    executor.add_node(talker)
+    try:
+        assert spin_until(executor, lambda: recorder._recording_subs.get("/chatter") is not None
+                          and pub.get_subscription_count() > 0, 30.0)
+        pub.publish(String(data="before"))
+        assert spin_until(executor, lambda: recorder.counts["/chatter"] == 1, 30.0)
+        writer = recorder._writer
+        monkeypatch.setattr(writer, "write", _disk_full)
+        if close_fails:
+            monkeypatch.setattr(writer, "close", _disk_full)
+        for i in range(5):
+            pub.publish(String(data=f"after {i}"))
+        # spin_once would raise a callback error that reached the executor
+        assert spin_until(executor, lambda: recorder.write_error is not None, 30.0)
+        assert "No space left on device" in recorder.write_error and recorder.counts["/chatter"] == 1
+        assert any("stopped recording" in e and "No space left" in e for e in logger.errors), logger.errors
+        assert not recorder.dropped.counts, "the error must be handled by the recorder, not the callback guard"
+        pub.publish(String(data="later"))
+        spin_until(executor, lambda: False, 0.5)  # alive: later messages are ignored without an error
+        recorder.close()  # nothing left to close, no error
+        recorder.discover()
+        part = recorder.bag_paths[-1]
+        if close_fails:
+            assert any("--recover" in e for e in logger.errors), logger.errors
+            assert not os.path.exists(os.path.join(part, "metadata.yaml"))
+        else:
+            with AnyReader([pathlib.Path(part)], default_typestore=make_typestore()) as reader:
+                assert [reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages()] == ["before"]
+    finally:
+        executor.shutdown()
+        recorder.destroy_node()
+        talker.destroy_node()

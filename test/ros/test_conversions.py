@@ -124,6 +124,10 @@ def test_asset_roundtrip_exact():
     (lambda m: setattr(m.physics, "mass", 100.0), "mass"),
     (lambda m: setattr(m.physics, "object_id", "../etc/passwd"), "invalid object id"),
     (lambda m: m.positions.__setitem__(0, float("nan")), "finite|NaN"),
+    # finite but implausible (issue 18.4): d**1000 overflowed into NaN weights, e**80 m Gaussians render all white
+    (lambda m: setattr(m, "binding_power", 1000.0), "p_b"),
+    (lambda m: m.scales.__setitem__(4, 80.0), "scales .* outside the plausible"),
+    (lambda m: m.positions.__setitem__(3, 3.0), "outside the anchors' bounding box"),
 ])
 def test_bad_assets_raise_clear_errors(mutate, pattern):
     msg = conv.asset_to_msg(random_asset(20, num_anchors=10))
@@ -161,6 +165,22 @@ def test_pose_validation():
         conv.pose_to_numpy(pose)
     pose.orientation.w, pose.position.x = 1.0, float("nan")
     with pytest.raises(ValueError, match="NaN"):
+        conv.pose_to_numpy(pose)
+
+
+def test_huge_finite_quaternion_keeps_its_rotation():
+    """Issue 18.1: |q| of a 1e300 quaternion overflows to inf; q / inf = 0 once became the identity rotation."""
+    from geometry_msgs.msg import Pose
+
+    from reconphys_ros.ros.reconstruction import pose_matrix
+    pose = Pose()
+    pose.orientation.w = pose.orientation.x = 1e300
+    position, q = conv.pose_to_numpy(pose)
+    np.testing.assert_allclose(q, [2**-0.5, 2**-0.5, 0.0, 0.0])
+    rotation_about_x = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # the 90 degree turn the quaternion describes
+    np.testing.assert_allclose(pose_matrix(position, q)[:3, :3], rotation_about_x, atol=1e-12)
+    pose.orientation.w = pose.orientation.x = 1e-300  # tiny is not a rotation either
+    with pytest.raises(ValueError, match="zero-length"):
         conv.pose_to_numpy(pose)
 
 

@@ -117,6 +117,14 @@ def test_services_and_bad_messages(ros_context):
         h.command([0.0, 0.0, 0.2], closed=True, orientation_w=0.0)  # zero quaternion
         assert h.spin_until(lambda: h.sim.dropped.counts.get("gripper command", 0) >= 3, 30.0)
         assert h.sim.sim.gripper.closed is False
+        # a finite but huge quaternion (issue 18.1): its norm overflows; it once raised out of on_command and
+        # stopped every node of the process. It is the 90 degree turn about x it describes.
+        huge = GripperCommand(position=0.08, grasp_radius=0.1)
+        huge.pose.position.z = 0.3
+        huge.pose.orientation.w = huge.pose.orientation.x = 1e300
+        h.command_pub.publish(huge)
+        assert h.spin_until(lambda: np.allclose(h.sim.sim.gripper.target_orientation, [2**-0.5, 2**-0.5, 0, 0]),
+                            30.0), h.sim.sim.gripper.target_orientation
         future = drop.call_async(Trigger.Request())
         assert h.spin_until(future.done, 20.0) and future.result().success
         assert h.spin_until(lambda: h.anchors[-1][:, 2].min() > 0.4, 10.0), "drop did not lift the object"

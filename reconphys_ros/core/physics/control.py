@@ -27,9 +27,29 @@ class Control:
         return int(self.anchor.shape[0])
 
 
+# A quaternion shorter than this is an unset orientation (all zeros) sent by mistake, not a rotation.
+MIN_QUATERNION_NORM = 1e-6
+
+
+def unit_quaternion(q, name: str = "orientation") -> np.ndarray:
+    """(w, x, y, z) -> the same rotation as a unit quaternion, float64.
+
+    Divides by the largest |component| before taking the norm: the norm of a finite quaternion with a component
+    above ~1e154 overflows to inf, and q / inf = 0 would pass as a rotation. Raises ValueError for a wrong shape,
+    NaN / Inf or a zero-length quaternion."""
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != (4,) or not np.isfinite(q).all():
+        raise ValueError(f"{name} must be 4 finite numbers (w, x, y, z), got {q.tolist()}")
+    largest = float(np.abs(q).max())
+    scaled = q / largest if largest > 0.0 else q
+    if largest * float(np.linalg.norm(scaled)) < MIN_QUATERNION_NORM:
+        raise ValueError(f"{name} is a zero-length quaternion {q.tolist()}")
+    return scaled / np.linalg.norm(scaled)
+
+
 def quat_to_matrix(q) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) -> rotation matrix (3, 3)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    """Quaternion (w, x, y, z), normalised here -> rotation matrix (3, 3). Raises ValueError like unit_quaternion."""
+    w, x, y, z = unit_quaternion(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -85,10 +105,7 @@ class Gripper:
                 raise ValueError(f"Gripper.command: position must be 3 finite numbers, got {position}")
             self.target_position = position
         if orientation is not None:
-            q = np.asarray(orientation, np.float64)
-            if q.shape != (4,) or not np.all(np.isfinite(q)) or np.linalg.norm(q) < 1e-9:
-                raise ValueError(f"Gripper.command: orientation must be a nonzero quaternion wxyz, got {q}")
-            self.target_orientation = q / np.linalg.norm(q)
+            self.target_orientation = unit_quaternion(orientation, "Gripper.command: orientation")
         if grasp_radius is not None:
             if not grasp_radius > 0:
                 raise ValueError("Gripper.command: grasp_radius must be > 0")
