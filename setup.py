@@ -33,7 +33,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "reconphys-launch = reconphys_ros.run:main",
+            "reconphys-launch = reconphys_ros.ros.runner:main",
             "reconphys-demo = reconphys_ros.demo.cli:main",
             "reconphys-video-source = reconphys_ros.ros.video_source:main",
             "reconphys-segmentation = reconphys_ros.ros.segmentation:main",

@@ -1,7 +1,7 @@
 """Node benchmarks (issue 8), measured in one run on this machine:
 
 1. End-to-end latency from the 20th frame of a drop to the published asset: video_source (embedded 128x128 example,
-   looping) -> segmentation -> reconstruction, composed in one process as run.py does; median of 10 drops.
+   looping) -> segmentation -> reconstruction, composed in one process as ros/runner.py does; median of 10 drops.
    Reported twice: inside the reconstruction node (clip complete -> asset published) and end to end (stamp of the
    20th frame -> asset received by a listener node).
 2. Sustained real-time factor of the simulation node at N_A = 1024 (medium lattice) and 512 (coarse), read from
@@ -27,7 +27,7 @@ from reconphys_ros.msg import GaussianAsset, SimStatus
 from reconphys_ros.ros.conversions import asset_to_msg
 from reconphys_ros.ros.graph import selected_nodes
 from reconphys_ros.ros.qos import latched_qos
-from reconphys_ros.run import create_nodes
+from reconphys_ros.ros.runner import create_nodes
 from reconphys_ros.ros.spin import shutdown_nodes
 
 

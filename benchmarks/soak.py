@@ -20,11 +20,11 @@ import time
 
 import rclpy
 import torch
-from reconphys_ros.memory import limit_malloc_arenas
+from reconphys_ros.ros.memory import limit_malloc_arenas
 from reconphys_ros.ros.spin import IsolatedExecutor
 
 from reconphys_ros.ros.graph import selected_nodes
-from reconphys_ros.run import create_nodes
+from reconphys_ros.ros.runner import create_nodes
 
 
 def rss_mb() -> float:

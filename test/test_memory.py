@@ -1,7 +1,7 @@
 """Process memory settings."""
 import platform
 
-from reconphys_ros.memory import limit_malloc_arenas
+from reconphys_ros.ros.memory import limit_malloc_arenas
 
 
 def test_malloc_arenas_can_be_limited_on_glibc():

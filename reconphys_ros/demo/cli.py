@@ -1,7 +1,7 @@
 """The main job: `make demo` / `reconphys-demo` / `python -m reconphys_ros.demo` runs the whole pipeline on an
 embedded example clip and writes what it found.
 
-1. plays the clip's view 0 through the REAL nodes in one process (run.py's machinery; `ros2 launch` is not
+1. plays the clip's view 0 through the REAL nodes in one process (ros/runner.py's machinery; `ros2 launch` is not
    needed): video_source -> segmentation -> reconstruction -> simulation, plus bag_recorder and the scripted
    gripper_controller, which grabs the reconstructed object once it has landed in the simulation, lifts, shakes
    and drops it through gripper/command messages;
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from reconphys_ros.demo.graph import DemoGraph, GraphSettings, StageFailed
-from reconphys_ros.memory import limit_malloc_arenas
+from reconphys_ros.ros.memory import limit_malloc_arenas
 
 DEFAULT_OUT = os.path.join("out", "demo")
 

@@ -1,4 +1,4 @@
-"""The demo's live part: the pipeline's real nodes in one process (run.py's machinery) plus an observer node.
+"""The demo's live part: the pipeline's real nodes in one process (ros/runner.py's machinery) plus an observer node.
 
 video_source -> segmentation -> reconstruction -> simulation (+ bag_recorder, + gripper_controller) are created
 from the shared node list (ros/graph.py) with run.create_nodes; the observer only listens (camera images, masks,
@@ -147,7 +147,7 @@ class DemoGraph:
 
         from reconphys_ros.ros.graph import selected_nodes
         from reconphys_ros.ros.spin import IsolatedExecutor
-        from reconphys_ros.run import create_nodes
+        from reconphys_ros.ros.runner import create_nodes
 
         entries = selected_nodes(use_video=True, record=self.settings.bag_dir is not None, controller=True)
         self._context = rclpy.context.Context()

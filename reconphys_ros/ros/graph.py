@@ -1,4 +1,4 @@
-"""The one list of pipeline nodes, read by launch/pipeline.launch.py and reconphys_ros/run.py alike."""
+"""The one list of pipeline nodes, read by launch/pipeline.launch.py and reconphys_ros/ros/runner.py alike."""
 from __future__ import annotations
 
 import importlib
@@ -10,7 +10,7 @@ class NodeEntry:
     name: str            # node name = section of config/pipeline.yaml = executable in lib/reconphys_ros
     module: str          # python module holding the Node subclass and main()
     class_name: str
-    option: str | None   # None = always started; else the launch argument / run.py flag that enables it
+    option: str | None   # None = always started; else the launch argument / runner flag that enables it
 
     @property
     def executable(self) -> str:

@@ -19,7 +19,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.logging import get_logger
 from rclpy.signals import SignalHandlerOptions
 
-from reconphys_ros.memory import limit_malloc_arenas
+from reconphys_ros.ros.memory import limit_malloc_arenas
 from reconphys_ros.ros.guarded_node import describe_exception
 from reconphys_ros.ros.input_warnings import DroppedInputLog
 

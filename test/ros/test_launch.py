@@ -1,4 +1,4 @@
-"""The launch file, run.py, scripts/ros, setup.py and config/pipeline.yaml agree on one node list and one set of
+"""The launch file, ros/runner.py, scripts/ros, setup.py and config/pipeline.yaml agree on one node list and one set of
 parameter names."""
 import ast
 import importlib
@@ -47,7 +47,7 @@ def test_every_node_has_an_executable_and_console_script():
         assert f"{entry.module}:main" in setup
         module = importlib.import_module(entry.module)
         assert callable(module.main) and entry.node_class().__module__ == entry.module
-    assert "reconphys-launch = reconphys_ros.run:main" in setup
+    assert "reconphys-launch = reconphys_ros.ros.runner:main" in setup
 
 
 def test_params_file_is_the_single_source_of_defaults():

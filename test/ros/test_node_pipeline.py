@@ -1,4 +1,4 @@
-"""The whole graph over loopback DDS, composed as run.py composes it: video_source -> segmentation ->
+"""The whole graph over loopback DDS, composed as ros/runner.py composes it: video_source -> segmentation ->
 reconstruction -> asset + physics (+ files) -> simulation; two drops in a row; bad input to reconstruction."""
 import json
 
@@ -13,7 +13,7 @@ from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, physic
 from reconphys_ros.ros.graph import selected_nodes
 from reconphys_ros.ros.qos import image_qos, latched_qos
 from reconphys_ros.ros.reconstruction import ReconstructionNode
-from reconphys_ros.run import create_nodes
+from reconphys_ros.ros.runner import create_nodes
 from reconphys_ros.ros.spin import shutdown_nodes
 from test.ros.conftest import spin_until
 

@@ -1,4 +1,4 @@
-"""reconphys-launch (run.py): node selection from the shared graph, overrides, and a real run ended by a signal
+"""reconphys-launch (ros/runner.py): node selection from the shared graph, overrides, and a real run ended by a signal
 that leaves a valid bag behind."""
 import signal
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 from rosbags.rosbag2 import Reader
 
 from reconphys_ros.ros.graph import PIPELINE_NODES, selected_nodes
-from reconphys_ros.run import create_nodes, main, parameter_overrides, parse_args
+from reconphys_ros.ros.runner import create_nodes, main, parameter_overrides, parse_args
 
 
 def test_list_prints_the_graph_selection(capsys):
@@ -46,7 +46,7 @@ def test_bad_overrides_are_refused(ros_context):
 def test_runner_stops_on_signal_and_closes_the_bag(tmp_path, python_env, sig):
     env, python = python_env
     bag_dir = tmp_path / "bags"
-    cmd = [python, "-m", "reconphys_ros.run", "pipeline", "--record", "--bag-dir", str(bag_dir),
+    cmd = [python, "-m", "reconphys_ros.ros.runner", "pipeline", "--record", "--bag-dir", str(bag_dir),
            "--output-dir", str(tmp_path / "out"), "-p", "simulation.render_rate=0.0",
            "-p", "bag_recorder.topics=[camera/image_raw, mask]"]
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

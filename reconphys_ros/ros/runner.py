@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         return 0
     overrides = parameter_overrides(args)
     import rclpy
-    from reconphys_ros.memory import limit_malloc_arenas
+    from reconphys_ros.ros.memory import limit_malloc_arenas
     from reconphys_ros.ros.spin import (IsolatedExecutor, exit_after_signal, init_without_signal_handlers, spin_nodes,
                                         stop_on_signals)
     limit_malloc_arenas()
