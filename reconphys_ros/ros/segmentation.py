@@ -22,11 +22,14 @@ PARAMS = [
     ParamSpec("absorb_frames", "int", "OpenCV backend: still foreground becomes background after this many "
               "frames (0 never)", 0, 100000, read_only=True),
     ParamSpec("grabcut", "bool", "OpenCV backend: refine the object with GrabCut", read_only=True),
+    ParamSpec("max_side", "int", "OpenCV backend: larger frames are segmented at this longer side (pixels) and "
+              "the mask scaled back; 0 = native resolution", 0, 100000, read_only=True),
 ]
 
 
 def build_segmenter(p: dict):
-    opencv = dict(threshold=p["threshold"], absorb_frames=p["absorb_frames"], grabcut=p["grabcut"])
+    opencv = dict(threshold=p["threshold"], absorb_frames=p["absorb_frames"], grabcut=p["grabcut"],
+                  max_side=p["max_side"] or None)
     if p["backend"] == "sam":
         return make_segmenter("sam", checkpoint=p["sam_checkpoint"] or None, model_type=p["sam_model_type"],
                               device=p["device"], **opencv)

@@ -321,3 +321,21 @@ def test_sam_is_prompted_with_the_opencv_box(monkeypatch, tmp_path):
     empty = np.full_like(frames[0], 200)
     seg.reset()
     assert seg.segment(empty).max() == 0
+
+
+def test_large_frames_are_segmented_at_a_bounded_working_size():
+    """A 4x camera (512^2 here) segmented at max_side 128 gives the native 128^2 masks scaled up: the cost no
+    longer grows with the camera, and frames at or below max_side take the native path unchanged."""
+    frames, truth = drop_video(sky_and_floor_background())
+    big = [cv2.resize(f, (4 * W, 4 * H), interpolation=cv2.INTER_NEAREST) for f in frames]
+    bounded = OpenCvSegmenter(max_side=max(H, W))
+    assert bounded.working_size(4 * W, 4 * H) == (W, H) and bounded.working_size(W, H) == (W, H)
+    out = run(bounded, big)
+    for i, (m, t) in enumerate(zip(out, truth)):
+        assert m.shape == (4 * H, 4 * W) and set(np.unique(m)) <= {0, 255}
+        up = cv2.resize(t.astype(np.uint8), (4 * W, 4 * H), interpolation=cv2.INTER_NEAREST) > 0
+        assert iou(m, up) >= 0.85, f"frame {i}: IoU {iou(m, up):.3f}"
+    native = run(OpenCvSegmenter(max_side=None), frames)
+    assert all(np.array_equal(a, b) for a, b in zip(run(OpenCvSegmenter(), frames), native))
+    with pytest.raises(ValueError, match="max_side"):
+        OpenCvSegmenter(max_side=8)

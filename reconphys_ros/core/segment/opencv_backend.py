@@ -59,6 +59,43 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
+INPAINT_MAX_SIDE = 128  # the first frame's hidden background is inpainted at most at this size (Telea's cost
+# grows with hole area x radius^2: at 512^2 it stalled the first frame for up to 0.9 s)
+
+
+def _bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    longer = max(width, height)
+    if longer <= max_side:
+        return width, height
+    scale = max_side / longer
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _downsample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average `image` to `size` (w, h); far larger frames are first decimated by striding to at most twice
+    the size, since INTER_AREA over a 4000^2 frame alone took 70 ms."""
+    stride = max(1, min(image.shape[1] // (2 * size[0]), image.shape[0] // (2 * size[1])))
+    if stride > 1:
+        image = np.ascontiguousarray(image[::stride, ::stride])
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _inpaint_background(frame: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """The background hidden behind `holes` (H, W) uint8 in a float32 frame (H, W, 3), inpainted (Telea) at most
+    at INPAINT_MAX_SIDE and scaled back into the holes only; the rest of the frame is kept."""
+    h, w = holes.shape
+    frame_u8 = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    size = _bounded_size(w, h, INPAINT_MAX_SIDE)
+    if size == (w, h):
+        radius = max(3, int(round(0.02 * min(h, w))))
+        return cv2.inpaint(frame_u8, holes, radius, cv2.INPAINT_TELEA).astype(np.float32)
+    small_holes = cv2.resize(holes, size, interpolation=cv2.INTER_AREA) > 0  # any covered share is a hole
+    small = cv2.inpaint(cv2.resize(frame_u8, size, interpolation=cv2.INTER_AREA), small_holes.astype(np.uint8),
+                        max(3, int(round(0.02 * min(size)))), cv2.INPAINT_TELEA)
+    filled = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return np.where(holes[..., None] > 0, filled, frame.astype(np.float32))
+
+
 class OpenCvSegmenter(Segmenter):
     """Default backend: no model weights, a few milliseconds per 128x128 frame.
 
@@ -80,6 +117,8 @@ class OpenCvSegmenter(Segmenter):
             the background restarts from the current frame and the mask is empty.
         plain_border_fraction: share of border pixels that must match the median border colour for the
             background to be treated as plain.
+        max_side: frames whose longer side exceeds this many pixels are segmented at this size (area-averaged)
+            and the mask is scaled back, so no step's cost grows with the camera's resolution; None = native.
     """
 
     def __init__(
@@ -96,6 +135,7 @@ class OpenCvSegmenter(Segmenter):
         grabcut_iterations: int = 2,
         max_foreground_fraction: float = 0.9,
         plain_border_fraction: float = 0.85,
+        max_side: int | None = 256,
     ) -> None:
         if not np.isfinite(threshold) or threshold <= 0:
             raise ValueError(f"threshold must be a positive RGB distance, got {threshold}")
@@ -117,6 +157,8 @@ class OpenCvSegmenter(Segmenter):
             raise ValueError(f"max_foreground_fraction must lie in (0, 1], got {max_foreground_fraction}")
         if not 0.0 < plain_border_fraction <= 1.0:
             raise ValueError(f"plain_border_fraction must lie in (0, 1], got {plain_border_fraction}")
+        if max_side is not None and int(max_side) < 32:
+            raise ValueError(f"max_side must be >= 32 pixels or None, got {max_side}")
         self.threshold = float(threshold)
         self.noise_factor = float(noise_factor)
         self.blur_size = int(blur_size)
@@ -129,6 +171,7 @@ class OpenCvSegmenter(Segmenter):
         self.grabcut_iterations = int(grabcut_iterations)
         self.max_foreground_fraction = float(max_foreground_fraction)
         self.plain_border_fraction = float(plain_border_fraction)
+        self.max_side = None if max_side is None else int(max_side)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -187,9 +230,7 @@ class OpenCvSegmenter(Segmenter):
         unlike = (self._palette_distance(frame, palette) > self.threshold).astype(np.uint8)
         unlike = cv2.dilate(unlike, self._kernel(), iterations=2)
         if unlike.any():
-            frame_u8 = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
-            radius = max(3, int(round(0.02 * min(h, w))))
-            self._background = cv2.inpaint(frame_u8, unlike, radius, cv2.INPAINT_TELEA).astype(np.float32)
+            self._background = _inpaint_background(frame, unlike)
         self._initial_background = self._background.copy()
         self._palette = palette
         self._guessed = unlike > 0
@@ -242,8 +283,25 @@ class OpenCvSegmenter(Segmenter):
         return max(self.threshold, self.noise_factor * sigma)
 
     # ------------------------------------------------------------------ main
+    def working_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) at which a frame of this size is segmented."""
+        if self.max_side is None:
+            return width, height
+        return _bounded_size(width, height, self.max_side)
+
     def segment(self, image_rgb: np.ndarray) -> np.ndarray:
         image = validate_rgb_image(image_rgb, "image_rgb")
+        height, width = image.shape[:2]
+        size = self.working_size(width, height)
+        if size == (width, height):
+            return self._segment_working(image)
+        mask = self._segment_working(_downsample(image, size))
+        # Linear upsampling of the 0/255 mask, cut at half: edges land between the working pixels' centres.
+        up = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+        return cv2.threshold(up, 127, 255, cv2.THRESH_BINARY)[1]
+
+    def _segment_working(self, image: np.ndarray) -> np.ndarray:
+        """segment() at the working resolution: image (h, w, 3) uint8 -> (h, w) uint8 mask."""
         frame = self._blur(image)
         if self._shape != image.shape[:2]:
             self._initialise(frame)  # first frame, or a new stream with another resolution
