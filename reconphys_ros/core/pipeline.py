@@ -42,6 +42,7 @@ FALL_TRACK_FRAMES = 20  # frames whose centroids may fix the depth by free fall 
 BELOW_GROUND_TOLERANCE_M = 0.05  # a free-fall depth that sinks the frame-0 object deeper than this is rejected
 
 
+FPS_RANGE = (5.0, 500.0)  # Hz: real cameras run at 15-120; outside this a frame rate is a unit or stamp error
 GAUSSIAN_MODELS = ("auto", "learned", "inflation")
 PHYSICS_MODELS = ("auto", "learned", "simulation")
 
@@ -134,8 +135,9 @@ def validate_clip(frames, masks, camera: Camera, fps: float) -> tuple[np.ndarray
     if empty.size:
         raise ValueError(f"mask of frame {int(empty[0])} is empty ({empty.size} empty masks): the object must be "
                          "visible in every frame handed to the pipeline")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if not (math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]):
+        raise ValueError(f"fps must be a camera frame rate within {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} Hz, got {fps} "
+                         "(check the fps parameter or the image stamps)")
     return frames, np.where(masks > 0, 255, 0).astype(np.uint8)
 
 
@@ -216,11 +218,11 @@ class ReconstructionPipeline:
         springs, rest = knn_springs(anchors, self.lattice.k_neighbors)
         timings["lattice"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        learned_estimate = getattr(self.physics_predictor, "predict_estimate", None)
-        if learned_estimate is not None and not cfg.refine:
+        if self.physics_predictor is not None and not cfg.refine:
             # The learned prediction as it is, with the network's own uncertainty: a simulation check around it
             # costs time and did not improve it (weights/MODEL_CARD.md, "Measurements behind the defaults").
-            estimate, physics_loss = learned_estimate(frames, masks, cfg.known_mass), float("nan")
+            estimate = self.physics_predictor.predict_estimate(frames, masks, cfg.known_mass)
+            physics_loss = float("nan")
             notes.append(f"physics from the learned predictor ({self.physics_predictor.name})")
         else:
             guess = None

@@ -122,3 +122,10 @@ def test_rigid_velocities_and_spin_in_predict_future(result):
     moved = (spin.anchors[1] - still.anchors[1])[:, :2]  # (N_A, 2) the spin's horizontal displacement
     expected = np.cross([0, 0, 3.0], x0)[:, :2] / 30.0
     assert np.median(np.linalg.norm(moved - expected, axis=1)) < 0.2 * np.median(np.linalg.norm(expected, axis=1))
+
+
+@pytest.mark.parametrize("fps", [1e-9, 1.0, 4.9, 501.0, 1e9, float("nan")])
+def test_frame_rates_outside_real_cameras_are_refused(clip, tmp_path, fps):
+    pipe = ReconstructionPipeline(PipelineConfig(num_frames=5, sweep_points=3, weights_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="frame rate within 5-500 Hz"):
+        pipe.run(clip.frames[:5], clip.masks[:5], clip.camera, "a", fps=fps)
