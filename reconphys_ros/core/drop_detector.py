@@ -5,6 +5,9 @@ by at least `min_drop_px` in total. The clip begins at the last frame before tha
 frame, or the frame where the object appeared already falling), so a short look-back buffer is kept. After a
 clip is returned the detector re-arms once the object has been gone or still for `rearm_frames` frames (it
 landed, left the view, or was picked up again), or on `reset()`. Memory is bounded by `num_frames` frames.
+
+`StreamRestartDetector` tells when stamps jump back far enough to mean a new stream (a restarted camera, a looping
+bag): then the caller starts pairing and drop detection again instead of refusing every later frame as out of order.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DropClip", "DropDetector"]
+__all__ = ["DropClip", "DropDetector", "STREAM_RESTART_NS", "StreamRestartDetector"]
 
 
 @dataclass
@@ -213,3 +216,32 @@ class DropDetector:
         if self._quiet_count >= self.rearm_frames:
             self._armed = True
             self._quiet_count = 0
+
+
+# A stamp this far behind the newest one starts a new stream (camera restarted, bag looped, a peer once sent a
+# stamp from the far future): without the reset every later frame would be dropped as out of order, forever.
+STREAM_RESTART_NS = 1_000_000_000
+
+
+class StreamRestartDetector:
+    """The newest stamp of each input stream ("image", "mask", ...: inputs that lag each other, such as masks
+    behind their images, are kept apart so that lag is not taken for a restart). `observe(stream, stamp_ns)` returns
+    None for a stamp of the current stream, or the newest stamp seen before when `stamp_ns` lies more than
+    `restart_ns` behind it: a new stream, which forgets every stream's newest stamp."""
+
+    def __init__(self, restart_ns: int = STREAM_RESTART_NS) -> None:
+        if int(restart_ns) < 0:
+            raise ValueError(f"restart_ns must be >= 0, got {restart_ns}")
+        self.restart_ns = int(restart_ns)
+        self._newest_ns: dict[str, int] = {}
+
+    def observe(self, stream: str, stamp_ns: int) -> int | None:
+        newest = self._newest_ns.get(stream)
+        restarted = newest is not None and stamp_ns < newest - self.restart_ns
+        if restarted:
+            self._newest_ns = {}
+        self._newest_ns[stream] = max(stamp_ns, self._newest_ns.get(stream, stamp_ns))
+        return newest if restarted else None
+
+    def reset(self) -> None:
+        self._newest_ns = {}

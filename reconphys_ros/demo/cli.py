@@ -14,7 +14,6 @@ Exits non-zero with the failing stage named when a stage fails or times out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -258,7 +257,7 @@ def closed_spans(commands: list, origin: float) -> list[tuple[float, float]]:
 def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, progress: Progress,
               outputs: dict) -> dict:
     from reconphys_ros.core.physics.params import PARAM_RANGES
-    ph = record["physics"]
+    physics = record.physics
     names = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
     truth = dict(clip["params"])
     truth["stiffness_per_mass"] = truth["stiffness"] / truth["mass"]
@@ -275,13 +274,14 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
     future_total = comparison.truth.shape[0]
     return {
         "example": args.example,
-        "object_id": record["object_id"],
-        "params": {"estimate": {k: float(ph[k]) for k in names}, "std": {k: float(v) for k, v in ph["std"].items()},
-                   "truth": truth, "mass_given": bool(ph["mass_given"]),
+        "object_id": record.object_id,
+        "params": {"estimate": {k: float(getattr(physics.params, k)) for k in names},
+                   "std": {k: float(v) for k, v in physics.std.items()},
+                   "truth": truth, "mass_given": bool(physics.mass_given),
                    "paper_ranges": {k: list(v) for k, v in PARAM_RANGES.items()}},
         "latency_s": {"segmentation_per_frame": float(np.median(seg)) if seg.size else None,
-                      "reconstruction_last_frame_to_asset": float(record["latency_s"]),
-                      **{f"pipeline_{k}": float(v) for k, v in record["timings"].items()},
+                      "reconstruction_last_frame_to_asset": float(record.latency_s),
+                      **{f"pipeline_{k}": float(v) for k, v in record.timings.items()},
                       "simulation_frame_step": last.step_time_ms / 1000.0 if last else None,
                       "simulation_render": last.render_time_ms / 1000.0 if last and last.render_time_ms else None},
         "psnr": {**comparison.psnr, "future_frames": int(comparison.num_future),
@@ -309,7 +309,7 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
         "outputs": outputs,
         "wall_time_s": time.monotonic() - progress.start,
         "stage_times_s": dict(progress.stage_times),
-        "notes": list(record.get("notes", [])),
+        "notes": list(record.notes),
     }
 
 
@@ -318,7 +318,7 @@ def run(args) -> dict:
     """The whole demo; returns the summary (raises StageFailed)."""
     import torch
 
-    from reconphys_ros.core.render import Camera
+    from reconphys_ros.core.asset_record import read_asset_record
     from reconphys_ros.demo.evaluation import evaluate_prediction
     from reconphys_ros.examples import example_path, load_example
     from reconphys_ros.demo.report import plots, strips
@@ -354,20 +354,16 @@ def run(args) -> dict:
     recon_result = graph.nodes["reconstruction"].last_result
     object_id = recon_result.asset.object_id
     json_path = os.path.join(settings.asset_dir, f"{object_id}.json")
-    with open(json_path) as f:
-        record = json.load(f)
+    record = read_asset_record(json_path)
 
     progress.begin("evaluate", "re-simulate the asset, render from the clip camera, compare with the clip")
-    start = drop_start_index(graph, rgb, record["frame_stamps"][0])
-    observed = len(record["frame_stamps"])
+    start = drop_start_index(graph, rgb, record.frame_stamps[0])
+    observed = len(record.frame_stamps)
     if start + observed >= rgb.shape[0]:
         raise StageFailed("evaluate", f"the drop was detected at clip frame {start + 1}: no frames are left after "
                           f"the {observed} observed ones to compare a prediction with")
-    cam = record["camera"]
-    camera = Camera(torch.tensor(cam["K"], dtype=torch.float32), torch.tensor(cam["world_to_cam"],
-                    dtype=torch.float32), cam["width"], cam["height"])
-    comparison = evaluate_prediction(recon_result.asset, recon_result.initial_velocity, camera, rgb, masks, start,
-                                     observed, observed_masks(graph, record["frame_stamps"]), clip["fps"],
+    comparison = evaluate_prediction(recon_result.asset, recon_result.initial_velocity, record.camera, rgb, masks,
+                                     start, observed, observed_masks(graph, record.frame_stamps), clip["fps"],
                                      true_anchors=clip["anchors"])
     fut = comparison.psnr["future"]
     progress.end(f"future PSNR {fut['prediction']['full']:.2f} dB (hold last frame "

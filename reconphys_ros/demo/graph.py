@@ -61,14 +61,13 @@ class Observations:
 
 def _make_observer(context, obs: Observations, closed_width: float):
     from rclpy.node import Node
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
     from reconphys_ros.msg import GripperCommand, PhysicsParams, SimStatus
     from reconphys_ros.ros.conversions import image_to_numpy, points_from_pointcloud2
-    from reconphys_ros.ros.qos import latched_qos
+    from reconphys_ros.ros.qos import latched_qos, recording_qos
 
-    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    deep = recording_qos()
     node = Node("demo_observer", context=context)
 
     def stamp_ns(msg) -> int:

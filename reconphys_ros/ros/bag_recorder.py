@@ -18,13 +18,14 @@ import time
 from datetime import datetime
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.asset import validate_object_id
 from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
+from reconphys_ros.ros.qos import recording_qos
 from reconphys_ros.ros.spin import run_node
 
 def _check_prefix(value: str) -> str | None:
@@ -145,9 +146,7 @@ class BagRecorderNode(GuardedNode):
             latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
                                           for i in infos)
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            qos = QoSProfile(depth=100,
-                             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            qos = recording_qos(reliable, latched)
             with self._lock:
                 if self._writer is None:
                     return  # closed, or stopped after a write error

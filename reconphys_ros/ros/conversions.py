@@ -16,8 +16,8 @@ from std_msgs.msg import Header
 
 from reconphys_ros.core.asset import STD_KEYS, PhysicsEstimate, SimAsset, validate_object_id
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.geometry import unit_quaternion
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
-from reconphys_ros.core.physics.control import unit_quaternion
 from reconphys_ros.core.physics.params import PhysicsParams
 from reconphys_ros.msg import GaussianAsset
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg

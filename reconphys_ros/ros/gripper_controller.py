@@ -10,14 +10,13 @@ import math
 import time
 
 import numpy as np
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import PointCloud2
 
 from reconphys_ros.msg import GripperCommand
 from reconphys_ros.ros.conversions import points_from_pointcloud2
 from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
-from reconphys_ros.ros.qos import command_qos
+from reconphys_ros.ros.qos import cloud_qos, command_qos
 from reconphys_ros.ros.spin import run_node
 
 NAME = "gripper_controller"
@@ -34,6 +33,7 @@ PARAMS = [
     ParamSpec("settle_speed", "float", "the object has landed when its anchors move slower than this, m/s",
               1e-4, 10.0),
     ParamSpec("repeat", "bool", "start again after the next landing"),
+    ParamSpec("world_frame", "str", "frame id of gripper/command", read_only=True),
 ]
 
 # (phase, minimum duration in s or a parameter name); 'wait_landed' ends on landing instead.
@@ -46,7 +46,7 @@ class GripperControllerNode(GuardedNode):
         super().__init__(NAME, **node_kwargs)
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
         self.command_pub = self.create_publisher(GripperCommand, "gripper/command", command_qos())
-        self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, QoSProfile(depth=2))
+        self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, cloud_qos())
         self.timer = self.create_timer(1.0 / self.params["rate"], self.tick)
         self.phase_index = 0
         self.phase_start = time.monotonic()
@@ -113,7 +113,7 @@ class GripperControllerNode(GuardedNode):
     def publish_command(self, position: np.ndarray, closed: bool) -> None:
         msg = GripperCommand()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "world"
+        msg.header.frame_id = self.params["world_frame"]
         msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
         msg.pose.orientation.w = 1.0
         msg.position = 0.0 if closed else self.params["open_width"]

@@ -23,6 +23,12 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}{where}: {exc}"
 
 
+def format_traceback(exc: BaseException) -> str:
+    """The full traceback of `exc`, as Python prints it: for errors in worker threads, which have no caller to
+    raise to and must reach the node's log whole."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
 class GuardedNode(Node):
     """A Node whose subscription and service callbacks turn exceptions into dropped inputs with a warning."""
 

@@ -2,34 +2,35 @@
 
 Images and masks pair by stamp. A DropDetector (core) finds the drop and buffers `num_frames` frames; the
 pipeline then runs in a worker thread so the executor keeps serving (clips that complete while it is busy are
-ignored). Results: `asset` (GaussianAsset) and `physics` (PhysicsParams), both TRANSIENT_LOCAL, plus
-<object_id>.ply and <object_id>.json in output_dir. The camera is the last camera/camera_info with the last
-camera/pose (camera optical frame in the world), or the camera_position / camera_look_at parameters.
+ignored). Results: `asset` (GaussianAsset) and `physics` (PhysicsParams), both TRANSIENT_LOCAL in `world_frame`,
+plus <object_id>.ply and <object_id>.json (core/asset_record.py) in output_dir. The camera is the last
+camera/camera_info with the last camera/pose (camera optical frame in the world), or the camera_position /
+camera_look_at parameters (core/render/camera.py: camera_from_calibration). Stamps that jump back start a new
+stream (core/drop_detector.py: StreamRestartDetector).
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from reconphys_ros.core.asset import validate_object_id
-from reconphys_ros.core.drop_detector import DropClip, DropDetector
+from reconphys_ros.core.asset_record import AssetRecord, write_asset_record
+from reconphys_ros.core.drop_detector import DropClip, DropDetector, StreamRestartDetector
 from reconphys_ros.core.gaussians import write_ply
-from reconphys_ros.core.physics.control import quat_to_matrix
-from reconphys_ros.core.render import Camera, look_at
+from reconphys_ros.core.geometry import pose_matrix
+from reconphys_ros.core.render import Camera, camera_from_calibration
 from reconphys_ros.msg import GaussianAsset, PhysicsParams
 from reconphys_ros.ros.conversions import (asset_to_msg, camera_info_to_k, image_to_numpy, physics_to_msg,
                                            pose_to_numpy)
-from reconphys_ros.ros.guarded_node import GuardedNode
+from reconphys_ros.ros.guarded_node import GuardedNode, describe_exception, format_traceback
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
 from reconphys_ros.ros.qos import image_qos, latched_qos
 from reconphys_ros.ros.spin import run_node
@@ -68,20 +69,8 @@ PARAMS = [
               read_only=True),
     ParamSpec("pair_window", "int", "unpaired images / masks kept while waiting for their partner", 1, 1000,
               read_only=True),
+    ParamSpec("world_frame", "str", "frame id of asset and physics", read_only=True),
 ]
-
-
-# A stamp this far behind the newest one starts a new stream (camera restarted, bag looped, a peer once sent a
-# stamp from the far future): without the reset every later frame would be dropped as out of order, forever.
-STREAM_RESTART_NS = 1_000_000_000
-
-
-def pose_matrix(position: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
-    """(4, 4) transform of a pose (camera optical frame in the world = camera -> world)."""
-    m = np.eye(4)
-    m[:3, :3] = quat_to_matrix(quat_wxyz)
-    m[:3, 3] = position
-    return m
 
 
 PIPELINE_PARAMS = {"refine", "known_mass"}  # writable parameters read by build_pipeline
@@ -119,7 +108,7 @@ class ReconstructionNode(GuardedNode):
         self._lock = threading.Lock()  # pairer, detector, camera
         self._camera_info: tuple[np.ndarray, int, int] | None = None
         self._cam_to_world: np.ndarray | None = None
-        self._newest_stamp_ns: dict[str, int] = {}  # per side: masks lag images by the segmentation time
+        self.stream_clock = StreamRestartDetector()  # per side: masks lag images by the segmentation time
         self.stream_restarts = 0
         self.drops_done = 0
         self.clips_ignored = 0
@@ -174,21 +163,20 @@ class ReconstructionNode(GuardedNode):
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
-            newest = self._newest_stamp_ns.get(side)
-            if newest is not None and stamp_ns < newest - STREAM_RESTART_NS:
+            newest = self.stream_clock.observe(side, stamp_ns)
+            if newest is not None:
                 self._restart_stream(side, stamp_ns, newest)
-            self._newest_stamp_ns[side] = max(stamp_ns, self._newest_stamp_ns.get(side, stamp_ns))
             for stamp, image, mask in self.pairer.add(side, stamp_ns, array):
                 self._feed(stamp, image, mask)
 
     def _restart_stream(self, side: str, stamp_ns: int, newest_ns: int) -> None:
         self.dropped.drop("stream restart", f"{side} stamp {stamp_ns * 1e-9:.3f} s is more than "
-                          f"{STREAM_RESTART_NS * 1e-9:g} s before the newest {side} ({newest_ns * 1e-9:.3f} s): "
-                          "treating it as a new stream (pairing and drop detection start again)")
+                          f"{self.stream_clock.restart_ns * 1e-9:g} s before the newest {side} "
+                          f"({newest_ns * 1e-9:.3f} s): treating it as a new stream (pairing and drop detection "
+                          "start again)")
         self.stream_restarts += 1
         self.pairer = StampPairer(self.params["pair_window"])
         self.detector.reset()
-        self._newest_stamp_ns = {}
 
     def _feed(self, stamp_ns: int, image: np.ndarray, mask: np.ndarray) -> None:
         if image.shape[:2] != mask.shape:
@@ -214,19 +202,15 @@ class ReconstructionNode(GuardedNode):
         object_id = f"{self.params['object_id_prefix']}_{self.drops_done:03d}"
         self.drops_done += 1
         self._busy.set()
-        self.worker.submit(self._reconstruct, clip, camera, object_id, time.monotonic())
+        future = self.worker.submit(self._reconstruct, clip, camera, object_id, time.monotonic())
+        future.add_done_callback(self._log_worker_failure)
 
     def _camera(self, width: int, height: int) -> Camera:
         if self._camera_info is None:
             raise ValueError("no camera/camera_info received yet: cannot reconstruct without intrinsics")
         k, info_w, info_h = self._camera_info
-        if (info_w, info_h) != (width, height):
-            raise ValueError(f"camera_info is {info_w}x{info_h} but the images are {width}x{height}")
-        if self._cam_to_world is not None:
-            w2c = np.linalg.inv(self._cam_to_world)
-        else:
-            w2c = look_at(self.params["camera_position"], self.params["camera_look_at"]).world_to_cam.numpy()
-        return Camera(torch.as_tensor(k), torch.as_tensor(w2c, dtype=torch.float32), width, height)
+        return camera_from_calibration(k, (info_w, info_h), (width, height), self._cam_to_world,
+                                       self.params["camera_position"], self.params["camera_look_at"])
 
     # ------------------------------------------------------------------ worker thread
     def _reconstruct(self, clip: DropClip, camera: Camera, object_id: str, start: float) -> None:
@@ -234,7 +218,7 @@ class ReconstructionNode(GuardedNode):
             fps = clip_fps(clip.stamps, self.params["fps"])
             result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps)
             asset = result.asset
-            header = Header(stamp=self.get_clock().now().to_msg(), frame_id="world")
+            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
             self.asset_pub.publish(asset_to_msg(asset, header))
             self.physics_pub.publish(physics_to_msg(asset.physics, asset.object_id, header))
             latency = time.monotonic() - start
@@ -247,9 +231,18 @@ class ReconstructionNode(GuardedNode):
                 f"m={p.mass:.3g} k={p.stiffness:.4g} d={p.damping:.3g} f={p.friction:.2f}; "
                 f"latency {latency * 1000:.0f} ms from the last frame to the published asset")
         except Exception as exc:  # keep serving: one failed drop must not end the node
-            self.get_logger().error(f"reconstruction of {object_id} failed: {type(exc).__name__}: {exc}")
+            self.get_logger().error(f"reconstruction of {object_id} failed: {type(exc).__name__}: {exc}\n"
+                                    f"{format_traceback(exc)}")
         finally:
             self._busy.clear()
+
+    def _log_worker_failure(self, future) -> None:
+        """Whatever escaped _reconstruct (its own handler failing) reaches the log instead of vanishing in the
+        future."""
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            self.get_logger().error(f"reconstruction worker failed: {describe_exception(exc)}\n"
+                                    f"{format_traceback(exc)}")
 
     def _write_outputs(self, asset, camera: Camera, clip: DropClip, result, latency: float) -> None:
         folder = self.params["output_dir"]
@@ -262,28 +255,9 @@ class ReconstructionNode(GuardedNode):
         finally:
             if os.path.exists(ply_path + ".tmp"):
                 os.remove(ply_path + ".tmp")
-        physics = asset.physics
-        record = {
-            "object_id": asset.object_id,
-            "physics": {**physics.params.to_dict(), "std": dict(physics.std), "mass_given": physics.mass_given,
-                        "stiffness_per_mass": physics.params.stiffness_per_mass,
-                        "damping_per_mass": physics.params.damping_per_mass,
-                        "convention": "paper: mass per anchor, k and d per spring, reference lattice 2048/K=256"},
-            "num_gaussians": asset.gaussians.num_gaussians,
-            "num_anchors": asset.num_anchors,
-            "num_springs": asset.num_springs,
-            "binding": {"neighbors": asset.binding_neighbors, "power": asset.binding_power},
-            "camera": {"K": camera.K.tolist(), "world_to_cam": camera.world_to_cam.tolist(),
-                       "width": camera.width, "height": camera.height},
-            "frame_stamps": clip.stamps.tolist(),
-            "latency_s": latency,
-            "notes": list(getattr(result, "notes", [])),
-            "timings": dict(getattr(result, "timings", {}) or {}),
-        }
-        path = os.path.join(folder, f"{asset.object_id}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True, default=float)
-        os.replace(path + ".tmp", path)
+        record = AssetRecord.of_asset(asset, camera, clip.stamps, latency, getattr(result, "notes", []),
+                                      getattr(result, "timings", None))
+        write_asset_record(os.path.join(folder, f"{asset.object_id}.json"), record)
 
     def close(self) -> None:
         self.worker.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -22,9 +21,9 @@ from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
 from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
 from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
-from reconphys_ros.ros.guarded_node import GuardedNode
+from reconphys_ros.ros.guarded_node import GuardedNode, format_traceback
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
-from reconphys_ros.ros.qos import command_qos, image_qos, latched_qos
+from reconphys_ros.ros.qos import cloud_qos, command_qos, image_qos, latched_qos, status_qos
 from reconphys_ros.ros.spin import run_node
 
 # Gripper targets are clamped into this box (world, m): a far-off target (a unit mix-up, a bad teleop message)
@@ -74,11 +73,10 @@ class SimulationNode(GuardedNode):
                                      width=p["render_width"], height=p["render_height"])
         inputs = MutuallyExclusiveCallbackGroup()
         physics = MutuallyExclusiveCallbackGroup()
-        cloud_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        self.anchor_pub = self.create_publisher(PointCloud2, "sim/anchors", cloud_qos)
-        self.gaussian_pub = self.create_publisher(PointCloud2, "sim/gaussians", cloud_qos)
+        self.anchor_pub = self.create_publisher(PointCloud2, "sim/anchors", cloud_qos())
+        self.gaussian_pub = self.create_publisher(PointCloud2, "sim/gaussians", cloud_qos())
         self.image_pub = self.create_publisher(Image, "sim/image", image_qos())
-        self.status_pub = self.create_publisher(SimStatus, "sim/status", QoSProfile(depth=10))
+        self.status_pub = self.create_publisher(SimStatus, "sim/status", status_qos())
         self.create_subscription(GaussianAsset, "asset", self.on_asset, latched_qos(), callback_group=inputs)
         self.create_subscription(GripperCommand, "gripper/command", self.on_command, command_qos(),
                                  callback_group=inputs)
@@ -219,8 +217,8 @@ class SimulationNode(GuardedNode):
             if not self._closing:
                 self.image_pub.publish(numpy_to_image(rgb, "rgb8", header))
         except Exception as exc:  # a failed render must not take the node down; physics goes on
-            self.get_logger().error(f"sim/image render failed: {type(exc).__name__}: {exc}",
-                                    throttle_duration_sec=10.0)
+            self.get_logger().error(f"sim/image render failed: {type(exc).__name__}: {exc}\n"
+                                    f"{format_traceback(exc)}", throttle_duration_sec=10.0)
         self._render_times = (self._render_times + [time.perf_counter() - start])[-20:]
 
     def close(self) -> None:

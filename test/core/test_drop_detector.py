@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from reconphys_ros.core.drop_detector import DropClip, DropDetector
+from reconphys_ros.core.drop_detector import STREAM_RESTART_NS, DropClip, DropDetector, StreamRestartDetector
 
 H, W = 96, 80
 FPS = 30.0
@@ -145,3 +145,21 @@ def test_upward_jump_rearms_for_a_looping_video():
         if found is not None:
             starts.append(round(found.stamps[0] * 30))
     assert starts == [0, 30, 60]
+
+
+def test_stream_restart_is_a_jump_back_beyond_the_limit_per_stream():
+    clock = StreamRestartDetector()
+    assert clock.restart_ns == STREAM_RESTART_NS
+    s = 1_000_000_000
+    assert clock.observe("image", 100 * s) is None
+    assert clock.observe("mask", 97 * s) is None  # masks lag their images: another stream, not a restart
+    assert clock.observe("image", 99 * s + 1) is None  # slightly out of order: not a restart
+    assert clock.observe("mask", 97 * s + 5) is None
+    assert clock.observe("image", 98 * s) == 100 * s  # more than 1 s behind the newest image: a new stream
+    # the restart forgot every stream: the old masks' newest stamp no longer counts
+    assert clock.observe("mask", 2 * s) is None
+    assert clock.observe("image", 98 * s - 1) is None  # within 1 s of the new newest (98 s)
+    clock.reset()
+    assert clock.observe("image", 0) is None
+    with pytest.raises(ValueError):
+        StreamRestartDetector(-1)

@@ -5,7 +5,7 @@ import torch
 
 from reconphys_ros.core.physics import (COARSE_LATTICE, Gripper, ModelBuilder, PhysicsParams, drop_state, push,
                                         sample_anchors, simulate)
-from reconphys_ros.core.physics.control import quat_to_matrix
+from reconphys_ros.core.geometry import quat_to_matrix
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from reconphys_ros.core.render import Camera, dataset_views, focal_from_fov, look_at, orbit_cameras
+from reconphys_ros.core.render import (Camera, camera_from_calibration, dataset_views, focal_from_fov, look_at,
+                                       orbit_cameras)
 
 
 def test_look_at_follows_opencv_convention():
@@ -50,6 +51,20 @@ def test_from_camera_info_accepts_flat_k():
     assert torch.equal(cam.world_to_cam, torch.eye(4))
     w2c = look_at((1, 1, 1), (0, 0, 0)).world_to_cam.numpy()
     assert np.allclose(Camera.from_camera_info(np.array(k).reshape(3, 3), 640, 480, w2c).world_to_cam.numpy(), w2c)
+
+
+def test_camera_from_calibration_uses_the_pose_else_the_look_at_fallback():
+    k = np.array([[40.0, 0.0, 16.0], [0.0, 41.0, 12.0], [0.0, 0.0, 1.0]])
+    pose = look_at((1.0, -2.0, 0.5), (0.0, 0.0, 0.2)).cam_to_world.double().numpy()
+    cam = camera_from_calibration(k, (32, 24), (32, 24), pose, eye=(9.0, 9.0, 9.0), target=(0.0, 0.0, 0.0))
+    assert (cam.width, cam.height) == (32, 24) and torch.equal(cam.K, torch.as_tensor(k, dtype=torch.float32))
+    np.testing.assert_allclose(cam.world_to_cam.numpy(), np.linalg.inv(pose), atol=1e-6)
+    fallback = camera_from_calibration(k, (32, 24), (32, 24), None, eye=(2.1, 0.0, 1.1), target=(0.0, 0.0, 0.4))
+    assert torch.equal(fallback.world_to_cam, look_at((2.1, 0.0, 1.1), (0.0, 0.0, 0.4)).world_to_cam)
+    with pytest.raises(ValueError, match="32x24 but the images are 64x48"):
+        camera_from_calibration(k, (32, 24), (64, 48), pose)
+    with pytest.raises(ValueError, match="eye and target"):
+        camera_from_calibration(k, (32, 24), (32, 24))
 
 
 def test_camera_errors():

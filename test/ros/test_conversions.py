@@ -172,7 +172,7 @@ def test_huge_finite_quaternion_keeps_its_rotation():
     """Issue 18.1: |q| of a 1e300 quaternion overflows to inf; q / inf = 0 once became the identity rotation."""
     from geometry_msgs.msg import Pose
 
-    from reconphys_ros.ros.reconstruction import pose_matrix
+    from reconphys_ros.core.geometry import pose_matrix
     pose = Pose()
     pose.orientation.w = pose.orientation.x = 1e300
     position, q = conv.pose_to_numpy(pose)

@@ -6,7 +6,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from reconphys_ros.ros.graph import PIPELINE_NODES
-from reconphys_ros.ros.guarded_node import GuardedNode
+from reconphys_ros.ros.guarded_node import GuardedNode, format_traceback
 
 
 class Logger:
@@ -60,3 +60,16 @@ def test_callback_exceptions_become_dropped_inputs(ros_context):
         assert node.dropped.counts["~/poke request"] == 1
     finally:
         node.destroy_node()
+
+
+def test_format_traceback_keeps_every_frame():
+    """Worker threads have no caller to raise to: their errors are logged with the whole traceback."""
+    def inner():
+        raise ValueError("deep down")
+
+    try:
+        inner()
+    except ValueError as exc:
+        text = format_traceback(exc)
+    assert text.startswith("Traceback (most recent call last):") and text.endswith("ValueError: deep down")
+    assert "in inner" in text and "in test_format_traceback_keeps_every_frame" in text

@@ -29,7 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.drop_detector import DropDetector
-from reconphys_ros.core.physics.control import quat_to_matrix
+from reconphys_ros.core.geometry import pose_matrix
 from reconphys_ros.core.images import image_to_numpy
 from training.data.dataset import GAUSSIAN_FIELDS, PARAM_ORDER
 from training.data.storage import MANIFEST_FILE, write_json, write_sample
@@ -99,10 +99,7 @@ def read_recording(path: str | os.PathLike, topics: dict | None = None) -> _Reco
                 rec.K = np.asarray(msg.k, np.float64).reshape(3, 3)
             elif conn.topic == topics["pose"]:
                 p, q = msg.pose.position, msg.pose.orientation
-                cam_to_world = np.eye(4)
-                cam_to_world[:3, :3] = quat_to_matrix([q.w, q.x, q.y, q.z])
-                cam_to_world[:3, 3] = [p.x, p.y, p.z]
-                rec.world_to_cam = np.linalg.inv(cam_to_world)
+                rec.world_to_cam = np.linalg.inv(pose_matrix([p.x, p.y, p.z], [q.w, q.x, q.y, q.z]))
             elif conn.topic == topics["physics"]:
                 rec.physics.append((timestamp * 1e-9, {n: float(getattr(msg, n)) for n in PARAM_ORDER}))
     finally:

@@ -4,11 +4,11 @@
 A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
 `reconphys_ros.core.models.<name>` with `load(path, device)` returning an object with the matching `predict`:
 - gaussian_predictor: `predict(image (H, W, 3) uint8, mask (H, W), camera, depth_prior) -> GaussianCloud`
-- physics_predictor: `predict(frames (T, H, W, 3) uint8, masks (T, H, W), camera, gaussians) -> PhysicsParams`
+- physics_predictor: `predict(frames (T, H, W, 3) uint8, masks (T, H, W), camera, gaussians) -> PhysicsParams` and
+  `predict_estimate(frames, masks, known_mass) -> PhysicsEstimate` (the same with one standard deviation each)
 
 Shipped: `physics_predictor.pt` (models/physics_predictor.py: CNN + temporal attention -> k/m, d/m, f with
-uncertainty; its `predict_estimate(frames, masks, known_mass)` also gives the PhysicsEstimate with standard
-deviations) and `gaussian_predictor.pt` (models/gaussian_predictor.py: a Splatter-Image-style U-Net; better shape
+uncertainty) and `gaussian_predictor.pt` (models/gaussian_predictor.py: a Splatter-Image-style U-Net; better shape
 and volume than mask inflation, blurrier texture; weights/MODEL_CARD.md has the numbers).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..asset import PhysicsEstimate
 from ..files import package_dir
 from ..gaussians import GaussianCloud
 from ..physics import PhysicsParams
@@ -45,6 +46,11 @@ class PhysicsPredictor(Protocol):
     name: str
 
     def predict(self, frames: np.ndarray, masks: np.ndarray, camera: Camera, gaussians: GaussianCloud) -> PhysicsParams:
+        ...
+
+    def predict_estimate(self, frames: np.ndarray, masks: np.ndarray, known_mass: float | None) -> PhysicsEstimate:
+        """The prediction with one standard deviation per quantity, scaled to `known_mass` (kg per anchor) when
+        given; the pipeline uses it as the physics unless test-time refinement is on."""
         ...
 
 

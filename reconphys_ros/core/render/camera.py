@@ -9,9 +9,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["Camera", "look_at", "orbit_cameras", "dataset_views", "focal_from_fov"]
+__all__ = ["Camera", "look_at", "orbit_cameras", "dataset_views", "focal_from_fov", "camera_from_calibration"]
 
 
 def _as_tensor(value, shape: tuple[int, ...], name: str, device=None) -> torch.Tensor:
@@ -133,6 +134,29 @@ def look_at(
     w2c[:3, :3] = rot
     w2c[:3, 3] = -rot @ eye_t
     return Camera(_intrinsics(fx, fy, width, height, cx, cy), w2c.float(), width, height)
+
+
+def camera_from_calibration(
+    K,
+    calibrated_size: tuple[int, int],
+    image_size: tuple[int, int],
+    cam_to_world=None,
+    eye: Sequence[float] | None = None,
+    target: Sequence[float] | None = None,
+) -> Camera:
+    """The camera that took (width, height) = `image_size` images: intrinsics K (3x3, calibrated at
+    `calibrated_size`), placed by `cam_to_world` (4x4, the camera optical frame in the world, e.g. a camera pose)
+    when known, else at `eye` looking at `target`. Raises ValueError when the sizes differ (K would not fit)."""
+    (info_w, info_h), (width, height) = calibrated_size, image_size
+    if (info_w, info_h) != (width, height):
+        raise ValueError(f"camera_info is {info_w}x{info_h} but the images are {width}x{height}")
+    if cam_to_world is not None:
+        w2c = np.linalg.inv(cam_to_world)
+    elif eye is not None and target is not None:
+        w2c = look_at(eye, target).world_to_cam.numpy()
+    else:
+        raise ValueError("camera_from_calibration needs cam_to_world, or eye and target")
+    return Camera.from_camera_info(K, width, height, w2c)
 
 
 def orbit_cameras(

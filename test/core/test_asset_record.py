@@ -1,0 +1,98 @@
+"""The asset record (<object_id>.json): one writer, one reader, stable keys, and a clear error on a broken file."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
+from reconphys_ros.core.asset_record import (PHYSICS_CONVENTION, RECORD_KEYS, AssetRecord, read_asset_record,
+                                             write_asset_record)
+from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.render import look_at
+
+
+def small_asset() -> SimAsset:
+    rng = np.random.default_rng(3)
+    n = 12
+    quats = torch.zeros(n, 4)
+    quats[:, 0] = 1.0
+    gaussians = GaussianCloud(means=torch.from_numpy(rng.normal(scale=0.05, size=(n, 3)).astype(np.float32)),
+                              log_scales=torch.full((n, 3), -4.0), quats=quats, colors=torch.full((n, 3), 0.5),
+                              opacity_logits=torch.zeros(n))
+    anchors = rng.uniform(-0.05, 0.05, size=(6, 3)).astype(np.float32)
+    springs = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], np.int64)
+    rest = np.linalg.norm(anchors[springs[:, 0]] - anchors[springs[:, 1]], axis=1).astype(np.float32)
+    physics = PhysicsEstimate(PhysicsParams(1.5, 300.0, 0.8, 0.4),
+                              {"mass": 0.3, "stiffness": 50.0, "damping": 0.1, "friction": 0.05,
+                               "stiffness_per_mass": 20.0, "damping_per_mass": 0.05}, mass_given=True)
+    return SimAsset("obj_7", gaussians, anchors, springs, rest, lattice_neighbors=2, binding_neighbors=4,
+                    binding_power=2.0, physics=physics).validate()
+
+
+def small_record() -> AssetRecord:
+    camera = look_at((1.3, -0.2, 0.7), (0.0, 0.0, 0.3), fx=41.7, width=40, height=30)
+    return AssetRecord.of_asset(small_asset(), camera, np.arange(20) / 30.0 + 12.5, 0.4321,
+                                notes=["frame-0 Gaussians given"], timings={"gaussians": 0.1, "total": 0.3})
+
+
+def test_round_trip(tmp_path):
+    record = small_record()
+    path = tmp_path / "obj_7.json"
+    write_asset_record(path, record)
+    assert os.listdir(tmp_path) == ["obj_7.json"], "temporary file left behind"
+    back = read_asset_record(path)
+    assert back.object_id == "obj_7" and back.physics == record.physics
+    assert (back.num_gaussians, back.num_anchors, back.num_springs) == (12, 6, 5)
+    assert (back.binding_neighbors, back.binding_power) == (4, 2.0)
+    assert torch.equal(back.camera.K, record.camera.K)
+    assert torch.equal(back.camera.world_to_cam, record.camera.world_to_cam)
+    assert (back.camera.width, back.camera.height) == (40, 30)
+    assert back.frame_stamps == record.frame_stamps and back.latency_s == 0.4321
+    assert back.notes == record.notes and back.timings == record.timings
+    # written again, the same bytes: nothing is lost or rounded on the way
+    write_asset_record(tmp_path / "again.json", back)
+    assert (tmp_path / "again.json").read_bytes() == path.read_bytes()
+
+
+def test_keys_users_read(tmp_path):
+    path = tmp_path / "obj_7.json"
+    write_asset_record(path, small_record())
+    data = json.loads(path.read_text())
+    assert set(data) == set(RECORD_KEYS)
+    physics = data["physics"]
+    assert physics["mass"] == 1.5 and physics["stiffness_per_mass"] == 200.0 and physics["mass_given"] is True
+    assert physics["damping_per_mass"] == pytest.approx(0.8 / 1.5) and physics["convention"] == PHYSICS_CONVENTION
+    assert physics["std"]["stiffness"] == 50.0
+    assert data["binding"] == {"neighbors": 4, "power": 2.0}
+    assert set(data["camera"]) == {"K", "world_to_cam", "width", "height"}
+    assert len(data["frame_stamps"]) == 20 and data["latency_s"] == 0.4321
+
+
+def test_truncated_or_corrupt_file_names_the_file(tmp_path):
+    path = tmp_path / "obj_7.json"
+    write_asset_record(path, small_record())
+    text = path.read_bytes()
+    path.write_bytes(text[: len(text) // 2])  # a copy that stopped half way
+    with pytest.raises(ValueError, match=f"{path}.*truncated or corrupt"):
+        read_asset_record(path)
+    path.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(ValueError, match=str(path)):
+        read_asset_record(path)
+    data = json.loads(text)
+    del data["camera"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{path}.*missing key.*camera"):
+        read_asset_record(path)
+    data = json.loads(text)
+    data["physics"]["mass"] = "heavy"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=str(path)):
+        read_asset_record(path)
+    data = json.loads(text)
+    data["camera"]["K"] = [[1.0, 0.0], [0.0, 1.0]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{path}.*shape"):
+        read_asset_record(path)
