@@ -12,7 +12,7 @@ import tempfile
 
 import torch
 
-from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
 

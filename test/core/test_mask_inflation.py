@@ -201,7 +201,7 @@ def test_free_fall_track_from_masks_places_the_cloud():
 def test_free_fall_depth_of_a_drop_clip_stops_at_the_impact():
     """20 frames of a synthetic drop (impact near frame 8): the fit uses the flight only (5-frame fits were off by
     up to 10% on the example clips; the impact-aware prefix measured within 4%)."""
-    from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+    from reconphys_ros.testing.synthetic_drop import make_drop_clip
     from reconphys_ros.core.physics import PhysicsParams
     drop = make_drop_clip(PhysicsParams(1.0, 200.0, 1.0, 0.5))
     track = FallTrack.from_masks(drop.masks[:20], np.arange(20) / drop.fps)
@@ -217,7 +217,7 @@ def test_horizontal_layers_keep_an_upright_object_unsheared():
     """layer_axis='horizontal': a pixel's depth layers differ only along the horizontal viewing direction (an upright
     object seen from above is not sheared down along the rays), so the coordinates across that direction (sideways,
     height) repeat once per layer; with 'ray' layers (downward rays) every Gaussian has its own height."""
-    from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+    from reconphys_ros.testing.synthetic_drop import make_drop_clip
     from reconphys_ros.core.physics import PhysicsParams
     drop = make_drop_clip(PhysicsParams(1.0, 200.0, 1.0, 0.5))
     w2c = drop.camera.world_to_cam.double().numpy()

@@ -8,7 +8,7 @@ import torch
 from reconphys_ros.core.models.initial_motion import estimate_initial_velocity
 from reconphys_ros.core.models.physics_by_simulation import (MASS_PRIOR, RefineConfig, _stiffest_near_minimum,
                                                       estimate_physics)
-from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
 
 TRUTH = PhysicsParams(1.0, 200.0, 1.0, 0.5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reconphys_ros.core.asset import SimAsset
-from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future, rigid_velocities
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconphys_ros.core.models.synthetic_drop import make_drop_clip
+from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline
 from reconphys_ros.core.render import Camera

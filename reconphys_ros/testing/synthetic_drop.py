@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..binding import apply_binding, compute_binding
-from ..gaussians import GaussianCloud
-from ..images import to_uint8
-from ..physics import COARSE_LATTICE, LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
-from ..render import Camera, look_at, render_sequence
+from reconphys_ros.core.binding import apply_binding, compute_binding
+from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.images import to_uint8
+from reconphys_ros.core.physics import COARSE_LATTICE, LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
+from reconphys_ros.core.render import Camera, look_at, render_sequence
 
 __all__ = ["DropClip", "make_drop_clip"]
 
