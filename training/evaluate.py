@@ -392,7 +392,9 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
                "by_size": {label: {"clips": len(group), "table": _table(group)}
                            for _, _, label in SIZE_BUCKETS
                            if (group := [r for r in rows if r["size_bucket"] == label])},
-               "pairs": pair_ordering(rows)}
+               "pairs": pair_ordering(rows),
+               # the per-scene baseline runs on the first clips only: every method on those same clips (paired)
+               "per_scene_clips": _table([r for r in rows if "per-scene" in r["scores"]])}
     with_truth = [r for r in rows if "param_errors" in r]
     if with_truth:
         summary["params"] = {name: {k: _mean(r["param_errors"][name][k] for r in with_truth
@@ -444,6 +446,8 @@ def markdown_report(summary: dict) -> str:
         lines += _psnr_table(summary["moving"], "Clips still moving in frames 20-29")
     for label, group in summary["by_size"].items():
         lines += _psnr_table(group["table"], f"Objects {label} ({group['clips']} clips)")
+    if summary["per_scene_clips"]:
+        lines += _psnr_table(summary["per_scene_clips"], "On the per-scene baseline's clips (paired)")
     if "params" in summary:
         lines += ["**Parameters** (mean absolute error; SI first, then the paper's convention)", "",
                   "| method | n | total mass (kg) | k/m (1/s²) | d/m (1/s) | f | abs ln k/m | abs ln d/m | "
