@@ -8,6 +8,9 @@ Stages (timed in `PipelineResult.timings`, seconds):
 - physics: learned physics predictor when weights ship (then refined through the simulator if `refine`), else
   the non-learned estimate (sweep over k/m, Adam steps when `refine`), models/physics_by_simulation.py;
 - asset: SimAsset assembly and validation.
+Clips that cannot give a trustworthy asset are refused with the reason (ReconstructionRefused, a ValueError): masks
+that cover the image or show no fall (check_drop_observed), and reconstructions of implausible size, depth or height
+(check_reconstruction).
 `predict_future` re-simulates an asset from its initial state and renders the frames (observed vs
 re-simulated vs future comparisons).
 """
@@ -33,13 +36,27 @@ from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, 
 from .physics import simulate
 from .render import Camera, render_sequence
 
-__all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "FuturePrediction", "predict_future",
-           "rigid_velocities", "validate_clip", "GAUSSIAN_MODELS", "PHYSICS_MODELS"]
+__all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "ReconstructionRefused", "FuturePrediction",
+           "predict_future", "rigid_velocities", "validate_clip", "check_drop_observed", "check_reconstruction",
+           "GAUSSIAN_MODELS", "PHYSICS_MODELS"]
 
 FALL_TRACK_FRAMES = 20  # frames whose centroids may fix the depth by free fall (the fit stops at the impact)
 
 
-BELOW_GROUND_TOLERANCE_M = 0.05  # a free-fall depth that sinks the frame-0 object deeper than this is rejected
+BELOW_GROUND_TOLERANCE_M = 0.05  # a frame-0 object deeper underground than this is rejected (fit), then refused
+
+# Plausibility of a reconstruction (ReconstructionRefused outside): the largest side of the frame-0 Gaussian centres'
+# bounding box, and the camera-frame depth of their centroid. Objects this package is made for are 2 cm - 3 m across
+# (the paper's objects are about 1 m; the real-sizes work targets 10-30 cm soft bodies).
+OBJECT_SIZE_RANGE_M = (0.02, 3.0)
+MAX_OBJECT_DEPTH_M = 50.0
+# A drop clip must show the object falling: the mask centroid moves down the image (from its highest point, so a
+# tossed object may rise first) by at least max(MIN_FALL_PX, MIN_FALL_IMAGE_FRACTION x image height); static
+# objects gave assets with an upward velocity of +1 m/s. Masks covering more than MAX_MASK_COVERAGE of the image
+# are not an object (full-image masks gave an object 0.16 m underground).
+MIN_FALL_PX = 2.0
+MIN_FALL_IMAGE_FRACTION = 0.005
+MAX_MASK_COVERAGE = 0.9
 
 
 FPS_RANGE = (5.0, 500.0)  # Hz: real cameras run at 15-120; outside this a frame rate is a unit or stamp error
@@ -141,6 +158,72 @@ def validate_clip(frames, masks, camera: Camera, fps: float) -> tuple[np.ndarray
     return frames, np.where(masks > 0, 255, 0).astype(np.uint8)
 
 
+class ReconstructionRefused(ValueError):
+    """The clip cannot give a trustworthy asset (no fall observed, the mask is the whole image, an implausible size or
+    depth, the object underground); the message says why. Nothing is published for it."""
+
+
+def _image_gravity(camera: Camera, u: float, v: float) -> np.ndarray:
+    """(2,) image direction in which a point seen at pixel (u, v) moves when it falls (world -z), scaled by how
+    much of the fall the image shows (0 when the camera looks along gravity). Independent of the point's depth."""
+    K = camera.K.detach().cpu().double().numpy()
+    rot = camera.world_to_cam[:3, :3].detach().cpu().double().numpy()
+    vel = rot @ np.array([0.0, 0.0, -1.0])  # (3,) the fall in the camera frame
+    xn, yn = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    return np.array([K[0, 0] * (vel[0] - xn * vel[2]), K[1, 1] * (vel[1] - yn * vel[2])]) / max(K[0, 0], K[1, 1])
+
+
+def check_drop_observed(masks: np.ndarray, camera: Camera) -> None:
+    """Refuse (ReconstructionRefused) masks (T, H, W) that show no falling object: a mask covering more than
+    MAX_MASK_COVERAGE of the image, or a centroid that never moves in the image direction of gravity (down the
+    image for a level camera) by the minimum fall, counted from its highest point so far (a tossed object rises
+    first). Not checked where the camera looks (nearly) along gravity: a fall then barely moves the centroid."""
+    masks = np.asarray(masks) > 0
+    coverage = masks.mean(axis=(1, 2))  # (T,)
+    worst = int(np.argmax(coverage))
+    if coverage[worst] > MAX_MASK_COVERAGE:
+        raise ReconstructionRefused(
+            f"mask covers the whole image ({100 * coverage[worst]:.0f}% of frame {worst}, more than "
+            f"{100 * MAX_MASK_COVERAGE:.0f}%): the segmentation did not isolate an object")
+    area = np.maximum(masks.sum(axis=(1, 2)), 1).astype(np.float64)  # (T,)
+    cols = (masks.sum(axis=1) @ np.arange(masks.shape[2])) / area + 0.5  # (T,) centroid u
+    rows = (masks.sum(axis=2) @ np.arange(masks.shape[1])) / area + 0.5  # (T,) centroid v
+    down = _image_gravity(camera, float(cols[0]), float(rows[0]))
+    if np.linalg.norm(down) < 0.2:  # gravity within ~11 degrees of the line of sight: the image cannot tell
+        return
+    along = np.stack([cols, rows], 1) @ (down / np.linalg.norm(down))  # (T,) px along the image's "down"
+    fall = float(np.max(along - np.minimum.accumulate(along)))
+    needed = max(MIN_FALL_PX, MIN_FALL_IMAGE_FRACTION * masks.shape[1])
+    if fall < needed:
+        raise ReconstructionRefused(
+            f"no fall observed: the mask centroid moves down the image by {fall:.1f} px over the {len(along)} frames "
+            f"(a drop needs >= {needed:.1f} px); a static or rising object has no physics to estimate")
+
+
+def check_reconstruction(means: np.ndarray, camera: Camera) -> None:
+    """Refuse (ReconstructionRefused) frame-0 Gaussian centres (N, 3, world) whose size, depth or height is not that
+    of a real dropped object: largest bounding-box side outside OBJECT_SIZE_RANGE_M, centroid behind the camera or
+    deeper than MAX_OBJECT_DEPTH_M, or lowest point more than BELOW_GROUND_TOLERANCE_M under the ground."""
+    means = np.asarray(means, dtype=np.float64)
+    size = float(np.ptp(means, axis=0).max())
+    w2c = camera.world_to_cam.detach().cpu().double().numpy()
+    depth = float((w2c[:3, :3] @ means.mean(0) + w2c[:3, 3])[2])
+    bottom = float(means[:, 2].min())
+    lo, hi = OBJECT_SIZE_RANGE_M
+    if not (np.isfinite(size) and lo <= size <= hi):
+        raise ReconstructionRefused(
+            f"implausible object size: the reconstruction is {size:.3g} m across (expected {lo:g}-{hi:g} m); check "
+            "the camera intrinsics (K, image size) and the camera pose")
+    if not (np.isfinite(depth) and 0.0 < depth <= MAX_OBJECT_DEPTH_M):
+        raise ReconstructionRefused(
+            f"implausible object depth: the reconstruction lies {depth:.3g} m from the camera along its axis "
+            f"(expected 0-{MAX_OBJECT_DEPTH_M:g} m); check the camera intrinsics and pose")
+    if bottom < -BELOW_GROUND_TOLERANCE_M:
+        raise ReconstructionRefused(
+            f"the reconstruction reaches {-bottom:.2f} m below the ground plane (z = 0) even with the default depth "
+            "prior: check the camera pose (camera/pose or camera_position / camera_look_at) and the masks")
+
+
 class ReconstructionPipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = (config or PipelineConfig()).validate()
@@ -193,6 +276,7 @@ class ReconstructionPipeline:
             frames, masks = frames[:cfg.num_frames], masks[:cfg.num_frames]
         elif frames.shape[0] < cfg.num_frames:
             notes.append(f"only {frames.shape[0]} of {cfg.num_frames} frames given")
+        check_drop_observed(masks, camera)
         camera = camera.to(cfg.device)
         timings: dict[str, float] = {}
         tick = time.perf_counter()
@@ -208,6 +292,7 @@ class ReconstructionPipeline:
         timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
 
         means = gaussians.means.detach().cpu().numpy()
+        check_reconstruction(means, camera)
         bottom = float(means[:, 2].min())
         if bottom < 0:
             notes.append(f"reconstruction reaches {-bottom:.3f} m below the ground plane")

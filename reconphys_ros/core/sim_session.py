@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.asset import SimAsset
-from reconphys_ros.core.binding import apply_binding, compute_binding
+from reconphys_ros.core.binding import Binding, apply_binding, compute_binding
 from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, SimulationDiverged, State,
                                         drop_state, lattice_from_name, object_seed, simulate)
 from reconphys_ros.core.physics.anchors import farthest_point_sampling
@@ -50,7 +50,8 @@ def thin_anchors(anchors: np.ndarray, lattice: LatticeConfig, object_id: str) ->
 
 class AssetSimulator:
     def __init__(self, asset: SimAsset, lattice: LatticeConfig, fps: float = 30.0, substeps: int = 20,
-                 device: str = "cpu", gripper: GripperSettings | None = None, drop_height: float = 0.3):
+                 device: str = "cpu", gripper: GripperSettings | None = None, drop_height: float = 0.3,
+                 max_view_gaussians: int = 0):
         asset.validate()
         if not fps > 0 or int(substeps) < 1:
             raise ValueError(f"need fps > 0 and substeps >= 1, got {fps}, {substeps}")
@@ -68,9 +69,25 @@ class AssetSimulator:
         self.gaussians = asset.gaussians.to(self.device).detach()
         self.binding = compute_binding(self.gaussians.means, self.model.rest_positions,
                                        asset.binding_neighbors, asset.binding_power)
+        self.set_view_limit(max_view_gaussians)
         self.divergences = 0
         self.step_times: list[float] = []
         self.drop()
+
+    def set_view_limit(self, max_gaussians: int) -> None:
+        """Gaussians that view_means() / view_gaussians give (point clouds and renders): all of them (0), or a
+        uniform subset of `max_gaussians` (every N/max-th in index order) when the asset has more. Physics and the
+        full gaussian_means() are unaffected."""
+        n, m = self.gaussians.num_gaussians, int(max_gaussians)
+        if m < 0:
+            raise ValueError(f"max_gaussians must be >= 0, got {max_gaussians}")
+        if m == 0 or n <= m:
+            self.view_index, self.view_gaussians, self._view_binding = None, self.gaussians, self.binding
+            return
+        index = torch.arange(m, dtype=torch.long, device=self.gaussians.means.device) * n // m  # (m,) unique
+        self.view_index = index
+        self.view_gaussians = self.gaussians.subset(index)
+        self._view_binding = Binding(self.binding.indices[index], self.binding.weights[index])
 
     # ------------------------------------------------------------------ state changes
     def _new_gripper(self) -> Gripper:
@@ -128,6 +145,9 @@ class AssetSimulator:
 
     def gaussian_means(self) -> torch.Tensor:  # (N, 3)
         return apply_binding(self.binding, self.state.x, self.model.rest_positions, self.gaussians.means)
+
+    def view_means(self) -> torch.Tensor:  # (M, 3) centres of view_gaussians
+        return apply_binding(self._view_binding, self.state.x, self.model.rest_positions, self.view_gaussians.means)
 
     @property
     def anchors_grasped(self) -> int:

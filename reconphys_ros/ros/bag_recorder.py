@@ -2,7 +2,10 @@
 
 Subscribes with raw=True and writes the serialized CDR bytes unchanged; the typestore (reconphys_ros.bags) embeds
 the custom message definitions so `ros2 bag info` and Foxglove decode them. Topics are subscribed once a publisher
-appears, with a QoS compatible with it (TRANSIENT_LOCAL when every publisher is, so latched assets are recorded).
+appears (a subscriber alone, e.g. the reconstruction node's on camera/pose, is not enough), with a QoS compatible
+with its publishers: TRANSIENT_LOCAL when every publisher is, so latched assets and a camera pose published once are
+recorded. When the publishers change so that another QoS fits (a latched publisher replaces a volatile one), the
+topic is subscribed again with it; a latched message the old subscription already recorded is not written twice.
 A recording is a folder <output_dir>/<prefix>_<date>/ holding one bag per split (part_000, part_001, ...), each a
 complete rosbag2 that any reader opens. SIGINT / SIGTERM close the current bag properly. A write error (disk
 full, storage gone) stops the recording with an error on the log and closes what it can; the node stays up, so
@@ -76,6 +79,10 @@ class BagRecorderNode(GuardedNode):
         self._open_part()
         self._group = MutuallyExclusiveCallbackGroup()
         self._recording_subs = {}
+        self._sub_qos: dict[str, tuple[bool, bool]] = {}  # topic -> (reliable, latched) of its subscription
+        self._last_data: dict[str, bytes] = {}  # topic -> last message written
+        self._skip_repeat: set[str] = set()  # re-subscribed latched topics: skip the re-delivered last message
+        self.resubscriptions = 0
         self.discovery_timer = self.create_timer(p["discovery_period_s"], self.discover)
         self.discover()
         self.get_logger().info(f"recording {self.topics} to {self.recording_dir}")
@@ -125,7 +132,22 @@ class BagRecorderNode(GuardedNode):
                 (duration > 0 and time.monotonic() - self._part_start >= duration))
 
     # ------------------------------------------------------------------ subscriptions
+    def _publisher_qos(self, topic: str) -> tuple[bool, bool] | None:
+        """(reliable, latched) that matches every current publisher of `topic`; None while it has none."""
+        infos = self.get_publishers_info_by_topic(topic)
+        if not infos:
+            return None
+        latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        return reliable, latched
+
     def discover(self) -> None:
+        if self._writer is None:
+            return  # closed, or stopped after a write error
+        for topic, sub in list(self._recording_subs.items()):  # publishers changed: subscribe again to fit them
+            wanted = None if sub is None else self._publisher_qos(topic)
+            if wanted is not None and wanted != self._sub_qos.get(topic):
+                self._subscribe(topic, self._types[topic], wanted, resubscribe=True)
         missing = [t for t in self.topics if t not in self._recording_subs]
         if not missing:
             return
@@ -134,19 +156,17 @@ class BagRecorderNode(GuardedNode):
             types = available.get(topic)
             if not types:
                 continue
+            wanted = self._publisher_qos(topic)
+            if wanted is None:
+                continue  # only subscribers so far: the first publisher decides the QoS (latched or not)
             msgtype = types[0]
             try:
-                cls = message_class(msgtype)
+                message_class(msgtype)
                 self.typestore.types[msgtype]  # noqa: B018 (raises KeyError for types the bag cannot describe)
             except (ImportError, AttributeError, KeyError, ValueError):
                 self.get_logger().warning(f"cannot record {topic}: unknown message type {msgtype}")
                 self._recording_subs[topic] = None
                 continue
-            infos = self.get_publishers_info_by_topic(topic)
-            latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                                          for i in infos)
-            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            qos = recording_qos(reliable, latched)
             with self._lock:
                 if self._writer is None:
                     return  # closed, or stopped after a write error
@@ -156,15 +176,36 @@ class BagRecorderNode(GuardedNode):
                     self._stop_recording(f"adding {topic}", exc)
                     return
                 self._types[topic] = msgtype
-            self._recording_subs[topic] = self.create_subscription(
-                cls, topic, lambda data, t=topic: self.on_message(t, data), qos, raw=True,
-                callback_group=self._group)
-            self.get_logger().info(f"recording {topic} ({msgtype}{', latched' if latched else ''})")
+            self._subscribe(topic, msgtype, wanted)
+
+    def _subscribe(self, topic: str, msgtype: str, qos_flags: tuple[bool, bool], resubscribe: bool = False) -> None:
+        """(Re-)subscribe `topic` with (reliable, latched) = qos_flags."""
+        reliable, latched = qos_flags
+        old = self._recording_subs.get(topic)
+        if old is not None:
+            self.destroy_subscription(old)
+            self.resubscriptions += 1
+        with self._lock:
+            if latched and topic in self._last_data:
+                self._skip_repeat.add(topic)  # the publisher re-delivers what the old subscription recorded
+            else:
+                self._skip_repeat.discard(topic)
+        self._sub_qos[topic] = qos_flags
+        self._recording_subs[topic] = self.create_subscription(
+            message_class(msgtype), topic, lambda data, t=topic: self.on_message(t, data),
+            recording_qos(reliable, latched), raw=True, callback_group=self._group)
+        what = "re-subscribed" if resubscribe else "recording"
+        self.get_logger().info(f"{what} {topic} ({msgtype}{', latched' if latched else ''}"
+                               f"{'' if reliable else ', best effort'})")
 
     def on_message(self, topic: str, data: bytes) -> None:
         with self._lock:
             if self._writer is None:
                 return  # closed, or stopped after a write error
+            if topic in self._skip_repeat:
+                self._skip_repeat.discard(topic)
+                if data == self._last_data.get(topic):
+                    return  # re-delivered by the latched publisher after a re-subscription: already in the bag
             try:
                 if self._split_due():
                     self._writer.close()
@@ -175,6 +216,7 @@ class BagRecorderNode(GuardedNode):
                 return
             self._part_bytes += len(data)
             self.counts[topic] += 1
+            self._last_data[topic] = data  # (a reference) to recognise a latched re-delivery after re-subscribing
 
     def close(self) -> None:
         """Finish the current bag (writes its metadata.yaml); safe to call twice."""

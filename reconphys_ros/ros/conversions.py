@@ -19,6 +19,7 @@ from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.geometry import unit_quaternion
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
 from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.render.camera import check_intrinsics
 from reconphys_ros.msg import GaussianAsset
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
 
@@ -74,10 +75,9 @@ def numpy_to_image(image: np.ndarray, encoding: str, header: Header | None = Non
 def camera_info_to_k(msg: CameraInfo) -> tuple[np.ndarray, int, int]:
     """CameraInfo -> (K (3, 3) float32, width, height)."""
     k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
-        raise ValueError(f"CameraInfo.k is not a valid intrinsic matrix: {k.tolist()}")
     if msg.width <= 0 or msg.height <= 0:
         raise ValueError(f"CameraInfo has no image size: {msg.width}x{msg.height}")
+    check_intrinsics(k, int(msg.width), int(msg.height), "CameraInfo.k")  # pinhole, plausible field of view
     return k.astype(np.float32), int(msg.width), int(msg.height)
 
 

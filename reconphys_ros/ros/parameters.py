@@ -7,6 +7,7 @@ of range makes the node refuse to start with a clear message).
 """
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from rclpy.parameter import Parameter
 
 PACKAGE = "reconphys_ros"
 CONFIG_NAME = "pipeline.yaml"
+# Parameters rclpy itself reads on every node: never "unknown", though no params file section lists them.
+ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 
 _TYPES = {
     "float": (float, ParameterType.PARAMETER_DOUBLE),
@@ -105,19 +108,53 @@ def default_config_path() -> Path:
     raise FileNotFoundError(f"cannot find {CONFIG_NAME}; looked in {[str(c) for c in candidates]}")
 
 
+def _flatten(params: dict, prefix: str = "") -> dict:
+    """Nested parameter mappings -> dotted names, as ROS reads a params file ({a: {b: 1}} -> {'a.b': 1})."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where ('line 3, column 7')."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def load_params_file(path: str | Path | None = None) -> dict[str, dict]:
-    """ROS params file -> {node_name: {param: value}}. Accepts `/**` (all nodes) sections, merged under each node."""
+    """ROS params file -> {node_name: {param: value}}. Accepts `/**` (all nodes) sections, merged under each node;
+    nested parameter mappings become dotted names. Raises ValueError (one line) for a file that cannot be read,
+    is not YAML (or uses tags such as !!python: safe_load refuses them), or is not a ROS params file."""
     path = Path(path) if path is not None else default_config_path()
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the params file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not a valid params file: {yaml_error_text(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc.reason})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a ROS params file maps node names to {{ros__parameters: ...}}")
+        raise ValueError(f"{path}: a ROS params file maps node names to {{ros__parameters: ...}}, got a "
+                         f"{type(data).__name__}")
     nodes: dict[str, dict] = {}
     common = {}
     for node_name, section in data.items():
         if not isinstance(section, dict) or "ros__parameters" not in section:
             raise ValueError(f"{path}: section {node_name!r} has no 'ros__parameters' mapping")
         params = section["ros__parameters"] or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: {node_name}.ros__parameters must map parameter names to values, got a "
+                             f"{type(params).__name__}")
+        params = _flatten({str(k): v for k, v in params.items()})
         if node_name == "/**":
             common = params
         else:
@@ -125,11 +162,45 @@ def load_params_file(path: str | Path | None = None) -> dict[str, dict]:
     return {name: {**common, **params} for name, params in nodes.items()}
 
 
+def unknown_name_text(name: str, known) -> str:
+    """'name' plus the nearest known name when one is close (difflib): "'substepz' (did you mean 'substeps'?)"."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return repr(name) + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def check_parameter_names(overrides: dict[str, dict], path: str | Path | None = None) -> None:
+    """Raise ValueError naming every node and parameter in `overrides` ({node: {param: value}}) that the params file
+    `path` (default config/pipeline.yaml, the single source of defaults) does not list, with the nearest names."""
+    defaults = load_params_file(path)
+    problems = []
+    for node, params in overrides.items():
+        if node not in defaults:
+            problems.append(f"unknown node {unknown_name_text(node, defaults)}")
+            continue
+        known = list(defaults[node]) + list(ROS_BUILTIN_PARAMETERS)
+        problems += [f"{node} has no parameter {unknown_name_text(name, known)}" for name in params
+                     if name not in known]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def node_defaults(node_name: str, path: str | Path | None = None) -> dict:
     nodes = load_params_file(path)
     if node_name not in nodes:
         raise ValueError(f"params file has no section for node {node_name!r}; it has {sorted(nodes)}")
     return nodes[node_name]
+
+
+def _warn_unknown(node, by_name: dict, defaults: dict, section: str) -> None:
+    """Warn (with the nearest name) about parameters that reach this node but that it does not have: keys of its
+    params file section and overrides (--ros-args -p / --params-file, parameter_overrides). rclpy ignores them."""
+    known = list(by_name) + list(ROS_BUILTIN_PARAMETERS)
+    given = {f"{CONFIG_NAME} section {section!r}": list(defaults),
+             "the overrides": list(getattr(node, "_parameter_overrides", {}) or {})}
+    for where, names in given.items():
+        unknown = [unknown_name_text(n, known) for n in names if n not in known]
+        if unknown:
+            node.get_logger().warning(f"ignoring unknown parameter(s) in {where}: {', '.join(unknown)}")
 
 
 def declare_parameters(node, specs: list[ParamSpec], defaults_section: str,
@@ -144,6 +215,7 @@ def declare_parameters(node, specs: list[ParamSpec], defaults_section: str,
     if missing:
         raise ValueError(f"{default_config_path()}: node {defaults_section!r} lacks defaults for {missing}")
     by_name = {s.name: s for s in specs}
+    _warn_unknown(node, by_name, defaults, defaults_section)
     values = {}
     for spec in specs:
         default = spec.coerce(defaults[spec.name])

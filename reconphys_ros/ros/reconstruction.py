@@ -111,6 +111,7 @@ class ReconstructionNode(GuardedNode):
         self.stream_clock = StreamRestartDetector()  # per side: masks lag images by the segmentation time
         self.stream_restarts = 0
         self.drops_done = 0
+        self.drops_refused = 0  # drops the pipeline refused (ValueError: a reason on the log)
         self.clips_ignored = 0
         self.latencies: list[float] = []
         self.last_result = None
@@ -215,8 +216,13 @@ class ReconstructionNode(GuardedNode):
     # ------------------------------------------------------------------ worker thread
     def _reconstruct(self, clip: DropClip, camera: Camera, object_id: str, start: float) -> None:
         try:
-            fps = clip_fps(clip.stamps, self.params["fps"])
-            result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps)
+            try:
+                fps = clip_fps(clip.stamps, self.params["fps"])
+                result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps)
+            except ValueError as exc:  # the clip is refused (no fall, implausible size, ...): a reason, no traceback
+                self.drops_refused += 1
+                self.dropped.drop("drop clip", f"{object_id} not reconstructed: {exc}")
+                return
             asset = result.asset
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
             self.asset_pub.publish(asset_to_msg(asset, header))

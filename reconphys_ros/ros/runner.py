@@ -41,10 +41,29 @@ def node_options(args: argparse.Namespace) -> dict[str, bool]:
     return {"use_video": not args.no_video, "record": args.record, "controller": args.controller}
 
 
+def _check_value(where: str, value) -> None:
+    """ValueError unless `value` can be a ROS parameter value."""
+    from rclpy.parameter import Parameter
+    problem = value is None
+    if not problem:
+        try:
+            Parameter("value", value=value)
+        except (TypeError, ValueError):
+            problem = True
+    if problem:
+        raise ValueError(f"{where}: {value!r} is not a ROS parameter value (a bool, int, float, string or a list of "
+                         "one of these)")
+
+
 def parameter_overrides(args: argparse.Namespace) -> dict[str, dict]:
-    """{node: {param: value}} from --params-file, the shortcut flags and -p, in that order."""
-    from reconphys_ros.ros.parameters import load_params_file
+    """{node: {param: value}} from --params-file, the shortcut flags and -p, in that order. Raises ValueError (one
+    line) for an unreadable params file, bad YAML, a value that is no parameter value, or a node or parameter name
+    config/pipeline.yaml does not know (with the nearest name)."""
+    from reconphys_ros.ros.parameters import check_parameter_names, load_params_file, yaml_error_text
     overrides: dict[str, dict] = load_params_file(args.params_file) if args.params_file else {}
+    for node, params in overrides.items():
+        for name, value in params.items():
+            _check_value(f"{args.params_file}: {node}.{name}", value)
     shortcuts = {("video_source", "source"): args.source, ("reconstruction", "output_dir"): args.output_dir,
                  ("bag_recorder", "output_dir"): args.bag_dir}
     for (node, name), value in shortcuts.items():
@@ -54,8 +73,14 @@ def parameter_overrides(args: argparse.Namespace) -> dict[str, dict]:
         key, sep, text = item.partition("=")
         node, dot, name = key.partition(".")
         if not (sep and dot and node and name):
-            raise SystemExit(f"error: -p expects NODE.NAME=VALUE, got {item!r}")
-        overrides.setdefault(node, {})[name] = yaml.safe_load(text)
+            raise ValueError(f"-p expects NODE.NAME=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"-p {key}: the value {text!r} is not valid YAML: {yaml_error_text(exc)}") from None
+        _check_value(f"-p {key}", value)
+        overrides.setdefault(node, {})[name] = value
+    check_parameter_names(overrides)
     return overrides
 
 
@@ -85,7 +110,11 @@ def main(argv=None) -> int:
     if args.list:
         print("\n".join(e.name for e in entries))
         return 0
-    overrides = parameter_overrides(args)
+    try:
+        overrides = parameter_overrides(args)
+    except ValueError as exc:  # one line, no traceback: a typo or a bad value is the user's to fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     import rclpy
     from reconphys_ros.ros.memory import limit_malloc_arenas
     from reconphys_ros.ros.spin import (IsolatedExecutor, exit_after_signal, init_without_signal_handlers, spin_nodes,

@@ -1,13 +1,17 @@
 """simulation: steps the latest `asset` in Warp at a fixed rate and lets `gripper/command` grab, lift and drop it.
 
 Outputs: sim/anchors and sim/gaussians (PointCloud2), sim/image (rendered at a lower rate in a worker thread;
-skipped whenever the previous render is still running or physics is behind, so physics keeps its rate),
-sim/status (SimStatus). Services ~/reset (object at rest on the ground) and ~/drop (release it again from
-drop_height). Physics is never slowed silently: when a frame step takes longer than the frame period the status
-says keeping_up = false and a warning is logged.
+skipped whenever the previous render is still running or the last frame overran its period, so physics keeps its
+rate), sim/status (SimStatus). Services ~/reset (object at rest on the ground) and ~/drop (release it again from
+drop_height). Clouds and renders use at most max_render_gaussians Gaussians (a uniform subset of bigger assets, with
+a warning). Physics is never slowed silently: keeping_up measures the whole frame (physics step, binding, point
+clouds, and the renders' share), and is false, with a warning, when that exceeds the frame period or the simulation
+runs below REAL_TIME_MIN x real time. sim/status has its own timer and callback group and never waits for the
+physics lock, so a big asset cannot silence it.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -29,6 +33,10 @@ from reconphys_ros.ros.spin import run_node
 # Gripper targets are clamped into this box (world, m): a far-off target (a unit mix-up, a bad teleop message)
 # would otherwise fling a grasped object kilometres away and wreck the float32 state.
 GRIPPER_WORKSPACE_M = ((-5.0, -5.0, 0.0), (5.0, 5.0, 5.0))
+# keeping_up also needs this real-time factor over a status window of at least REAL_TIME_WINDOW_S (a shorter window
+# is too noisy to judge: one late frame in 0.1 s is 30%).
+REAL_TIME_MIN = 0.9
+REAL_TIME_WINDOW_S = 0.5
 
 NAME = "simulation"
 PARAMS = [
@@ -43,7 +51,7 @@ PARAMS = [
     ParamSpec("cloud_rate", "float", "sim/anchors and sim/gaussians per second", 0.0, 1000.0),
     ParamSpec("render_width", "int", "sim/image width, px", 8, 4096, read_only=True),
     ParamSpec("render_height", "int", "sim/image height, px", 8, 4096, read_only=True),
-    ParamSpec("render_fov_deg", "float", "sim/image horizontal field of view, degrees", 1.0, 179.0,
+    ParamSpec("render_fov_deg", "float", "sim/image horizontal field of view, degrees", 1.0, 170.0,
               read_only=True),
     ParamSpec("render_camera_position", "float_list", "sim/image camera eye (world, m)", length=3, read_only=True),
     ParamSpec("render_camera_look_at", "float_list", "point the sim/image camera looks at (world, m)", length=3,
@@ -54,12 +62,14 @@ PARAMS = [
     ParamSpec("gripper_max_speed", "float", "gripper speed limit, m/s", 1e-3, 100.0, read_only=True),
     ParamSpec("home_position", "float_list", "gripper position after reset (world, m)", length=3, read_only=True),
     ParamSpec("status_period_s", "float", "sim/status period, s", 0.05, 60.0, read_only=True),
+    ParamSpec("max_render_gaussians", "int", "Gaussians used for sim/gaussians and sim/image (a uniform subset of "
+              "bigger assets; physics uses all); 0 = all", 0, 100_000_000),
     ParamSpec("world_frame", "str", "frame id of the outputs", read_only=True),
 ]
 
 
 class SimulationNode(GuardedNode):
-    executor_threads = 2  # inputs and services stay responsive while the physics group steps
+    executor_threads = 3  # inputs / services and sim/status stay responsive while the physics group steps
 
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
@@ -73,6 +83,7 @@ class SimulationNode(GuardedNode):
                                      width=p["render_width"], height=p["render_height"])
         inputs = MutuallyExclusiveCallbackGroup()
         physics = MutuallyExclusiveCallbackGroup()
+        status = MutuallyExclusiveCallbackGroup()  # its own thread: never waits behind a long physics frame
         self.anchor_pub = self.create_publisher(PointCloud2, "sim/anchors", cloud_qos())
         self.gaussian_pub = self.create_publisher(PointCloud2, "sim/gaussians", cloud_qos())
         self.image_pub = self.create_publisher(Image, "sim/image", image_qos())
@@ -83,7 +94,7 @@ class SimulationNode(GuardedNode):
         self.create_service(Trigger, "~/reset", self.on_reset, callback_group=inputs)
         self.create_service(Trigger, "~/drop", self.on_drop, callback_group=inputs)
         self.timer = self.create_timer(1.0 / p["fps"], self.tick, callback_group=physics)
-        self.status_timer = self.create_timer(p["status_period_s"], self.publish_status, callback_group=physics)
+        self.status_timer = self.create_timer(p["status_period_s"], self.publish_status, callback_group=status)
         self._render_thread: threading.Thread | None = None
         self._closing = False
         self._render_times: list[float] = []
@@ -93,10 +104,18 @@ class SimulationNode(GuardedNode):
         self._divergences_seen = 0
         self._last_cloud = self._last_render = 0.0
         self._window = (time.monotonic(), 0.0)  # (wall time, sim time) at the start of the status window
+        self._frame_times: collections.deque = collections.deque(maxlen=100)  # whole tick, s
+        self._window_render_s = 0.0  # render seconds since the start of the status window
+        self._window_frames = 0  # frames stepped since the start of the status window
+        self._stats_lock = threading.Lock()  # the counters above; never held while stepping
         self._event = "waiting for an asset"
 
     def _params_changed(self, changed: dict) -> None:
         self.params.update(changed)
+        if "max_render_gaussians" in changed:
+            with self.lock:
+                if self.sim is not None:  # the asset being simulated too, not only the next one
+                    self.sim.set_view_limit(changed["max_render_gaussians"])
 
     # ------------------------------------------------------------------ inputs
     def on_asset(self, msg: GaussianAsset) -> None:
@@ -109,14 +128,19 @@ class SimulationNode(GuardedNode):
         grip = GripperSettings(home_position=tuple(p["home_position"]), max_effort=p["max_effort"],
                                stiffness=p["grasp_stiffness"], max_speed=p["gripper_max_speed"])
         try:
-            sim = AssetSimulator(asset, self.lattice, p["fps"], p["substeps"], p["device"], grip, p["drop_height"])
+            sim = AssetSimulator(asset, self.lattice, p["fps"], p["substeps"], p["device"], grip, p["drop_height"],
+                                 max_view_gaussians=p["max_render_gaussians"])
         except ValueError as exc:
             self.dropped.drop("asset", f"cannot simulate {asset.object_id!r}: {exc}")
             return
+        if sim.view_index is not None:  # once per asset
+            self.get_logger().warning(
+                f"{asset.object_id} has {asset.gaussians.num_gaussians} Gaussians: sim/gaussians and sim/image use "
+                f"a uniform subset of {sim.view_gaussians.num_gaussians} (max_render_gaussians); physics uses all")
         with self.lock:
             self.sim = sim
             self._divergences_seen = 0
-            self._window = (time.monotonic(), 0.0)
+            self._reset_window()
         note = "" if sim.substeps == sim.requested_substeps else \
             f" (substeps raised from {sim.requested_substeps} to {sim.substeps} for stability)"
         self._event = f"loaded {asset.object_id}"
@@ -158,7 +182,7 @@ class SimulationNode(GuardedNode):
                 response.success, response.message = False, "no asset loaded yet"
                 return response
             getattr(self.sim, action)()
-            self._window = (time.monotonic(), 0.0)
+            self._reset_window()
         self._event = f"{action} {self.sim.asset.object_id}"
         response.success, response.message = True, self._event
         return response
@@ -170,15 +194,32 @@ class SimulationNode(GuardedNode):
         return self._service("drop", response)
 
     # ------------------------------------------------------------------ stepping and outputs
+    def _reset_window(self) -> None:
+        """Start a new status window (after a load, reset or drop: sim time starts again at 0)."""
+        with self._stats_lock:
+            self._window = (time.monotonic(), 0.0)
+            self._window_render_s, self._window_frames = 0.0, 0
+            self._frame_times.clear()
+
     def _header(self) -> Header:
         return Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
 
     def tick(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._tick()
+        finally:
+            if self.sim is not None:
+                with self._stats_lock:
+                    self._frame_times.append(time.perf_counter() - start)
+                    self._window_frames += 1
+
+    def _tick(self) -> None:
         with self.lock:
             sim = self.sim
             if sim is None:
                 return
-            step_time = sim.step()
+            sim.step()
             self.frames_stepped += 1
             if sim.divergences != self._divergences_seen:
                 self._divergences_seen = sim.divergences
@@ -191,19 +232,20 @@ class SimulationNode(GuardedNode):
             if not (cloud_due or render_due):
                 return
             anchors = sim.anchors.detach().cpu().numpy().copy()
-            means = sim.gaussian_means().detach()
+            means = sim.view_means().detach()
         header = self._header()
         if cloud_due:
             self._last_cloud = now
             self.anchor_pub.publish(pointcloud2_from_points(anchors, header=header))
-            colors = sim.gaussians.colors.detach().cpu().numpy()
+            colors = sim.view_gaussians.colors.detach().cpu().numpy()
             self.gaussian_pub.publish(pointcloud2_from_points(means.cpu().numpy(), colors, header))
         if render_due:
             self._last_render = now
             busy = self._render_thread is not None and self._render_thread.is_alive()
             if self._closing:
                 return
-            if busy or step_time > 1.0 / self.params["fps"]:
+            behind = bool(self._frame_times) and self._frame_times[-1] > 1.0 / self.params["fps"]
+            if busy or behind:
                 self.renders_skipped += 1  # keep real time: physics first
             else:
                 self._render_thread = threading.Thread(target=self._render, args=(sim, means, header), daemon=True)
@@ -212,14 +254,17 @@ class SimulationNode(GuardedNode):
     def _render(self, sim: AssetSimulator, means, header: Header) -> None:
         start = time.perf_counter()
         try:
-            out = render(sim.gaussians.with_means(means), self.render_camera.to(means.device))
+            out = render(sim.view_gaussians.with_means(means), self.render_camera.to(means.device))
             rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to("cpu").numpy().astype(np.uint8)
             if not self._closing:
                 self.image_pub.publish(numpy_to_image(rgb, "rgb8", header))
         except Exception as exc:  # a failed render must not take the node down; physics goes on
             self.get_logger().error(f"sim/image render failed: {type(exc).__name__}: {exc}\n"
                                     f"{format_traceback(exc)}", throttle_duration_sec=10.0)
-        self._render_times = (self._render_times + [time.perf_counter() - start])[-20:]
+        elapsed = time.perf_counter() - start
+        self._render_times = (self._render_times + [elapsed])[-20:]
+        with self._stats_lock:
+            self._window_render_s += elapsed
 
     def close(self) -> None:
         """Stop stepping and wait for a running render (call before destroy_node)."""
@@ -230,27 +275,41 @@ class SimulationNode(GuardedNode):
             self._render_thread.join(timeout=30.0)
 
     def publish_status(self) -> None:
+        """sim/status. Reads the simulator without its lock (a frame in progress must not delay the status): the
+        numbers are those of the last finished frame."""
         msg = SimStatus(header=self._header())
-        with self.lock:
-            sim = self.sim
-            now = time.monotonic()
-            if sim is not None:
-                wall0, sim0 = self._window
-                msg.real_time_factor = (sim.sim_time - sim0) / max(now - wall0, 1e-9)
-                self._window = (now, sim.sim_time)
-                msg.object_id, msg.sim_time = sim.asset.object_id, sim.sim_time
-                msg.step_time_ms = 1000.0 * float(np.mean(sim.step_times)) if sim.step_times else 0.0
-                msg.substeps, msg.num_anchors = sim.substeps, sim.model.num_anchors
-                msg.num_springs, msg.anchors_grasped = sim.model.num_springs, sim.anchors_grasped
-                msg.divergences = sim.divergences
+        sim = self.sim
+        period = 1.0 / self.params["fps"]
+        now = time.monotonic()
+        frame_ms = window_s = 0.0
+        if sim is not None:
+            sim_time = sim.sim_time
+            with self._stats_lock:
+                (wall0, sim0), frames, render_s = self._window, self._window_frames, self._window_render_s
+                tick_s = float(np.mean(self._frame_times)) if self._frame_times else 0.0
+                self._window, self._window_render_s, self._window_frames = (now, sim_time), 0.0, 0
+            window_s = now - wall0
+            msg.real_time_factor = max(sim_time - sim0, 0.0) / max(window_s, 1e-9)
+            # the whole frame: physics, binding and point clouds (the tick) plus the renders' share per frame
+            frame_ms = 1000.0 * (tick_s + (render_s / frames if frames else 0.0))
+            msg.object_id, msg.sim_time = sim.asset.object_id, sim_time
+            step_times = list(sim.step_times)
+            msg.step_time_ms = 1000.0 * float(np.mean(step_times)) if step_times else 0.0
+            msg.substeps, msg.num_anchors = sim.substeps, sim.model.num_anchors
+            msg.num_springs, msg.anchors_grasped = sim.model.num_springs, sim.anchors_grasped
+            msg.divergences = sim.divergences
         msg.render_time_ms = 1000.0 * float(np.mean(self._render_times)) if self._render_times else 0.0
         msg.frames_stepped, msg.renders_skipped = self.frames_stepped, self.renders_skipped
-        msg.keeping_up = sim is None or msg.step_time_ms <= 1000.0 / self.params["fps"]
+        judged = sim is not None and window_s >= REAL_TIME_WINDOW_S
+        slow_frame = sim is not None and frame_ms > 1000.0 * period
+        slow_clock = judged and msg.real_time_factor < REAL_TIME_MIN
+        msg.keeping_up = not (slow_frame or slow_clock)
         msg.message = self._event
         if not msg.keeping_up:
-            msg.message = (f"cannot keep real time: a frame step takes {msg.step_time_ms:.1f} ms > "
-                           f"{1000.0 / self.params['fps']:.1f} ms (real-time factor {msg.real_time_factor:.2f}); "
-                           "lower substeps or use a coarser lattice")
+            msg.message = (f"cannot keep real time: a whole frame (physics {msg.step_time_ms:.1f} ms, plus binding, "
+                           f"point clouds and renders) takes {frame_ms:.1f} ms for a {1000.0 * period:.1f} ms period; "
+                           f"real-time factor {msg.real_time_factor:.2f}. Lower substeps, cloud_rate, render_rate or "
+                           "max_render_gaussians, or use a coarser lattice")
             self.get_logger().warning(msg.message, throttle_duration_sec=10.0)
         self.status_pub.publish(msg)
 

@@ -36,7 +36,7 @@ PARAMS = [
     ParamSpec("output_height", "int", "publish frames resized to this height, px; 0 = the source's own size",
               0, 8192, read_only=True),
     ParamSpec("fov_deg", "float", "horizontal field of view for sources without intrinsics, degrees",
-              1.0, 179.0, read_only=True),
+              1.0, 170.0, read_only=True),
 ]
 
 

@@ -6,7 +6,8 @@ import torch
 from reconphys_ros.core.asset import SimAsset
 from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
-from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future, rigid_velocities
+from reconphys_ros.core.pipeline import (PipelineConfig, ReconstructionPipeline, ReconstructionRefused,
+                                        check_drop_observed, predict_future, rigid_velocities)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,55 @@ def test_frame_rates_outside_real_cameras_are_refused(clip, tmp_path, fps):
     pipe = ReconstructionPipeline(PipelineConfig(num_frames=5, sweep_points=3, weights_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="frame rate within 5-500 Hz"):
         pipe.run(clip.frames[:5], clip.masks[:5], clip.camera, "a", fps=fps)
+
+
+# ------------------------------------------------------------------ refusals (issue 18.5, 18.9)
+def _disk_masks(rows, size=96, radius=10.0, col=48.0):
+    yy, xx = np.mgrid[:size, :size]
+    return np.stack([(((yy - r) ** 2 + (xx - col) ** 2) <= radius ** 2) * 255 for r in rows]).astype(np.uint8)
+
+
+def test_static_objects_and_full_image_masks_are_refused(clip, tmp_path):
+    """A static object gave k/m 705 and +1 m/s upward; full-image masks an object 0.16 m underground."""
+    pipe = ReconstructionPipeline(PipelineConfig(num_frames=8, sweep_points=3, weights_dir=str(tmp_path)))
+    static_frames, static_masks = np.repeat(clip.frames[:1], 8, 0), np.repeat(clip.masks[:1], 8, 0)
+    with pytest.raises(ReconstructionRefused, match="no fall observed"):
+        pipe.run(static_frames, static_masks, clip.camera, "static")
+    full = np.full_like(clip.masks[:8], 255)
+    with pytest.raises(ReconstructionRefused, match="mask covers the whole image"):
+        pipe.run(clip.frames[:8], full, clip.camera, "full")
+
+
+def test_fall_check_accepts_tossed_objects_and_refuses_jitter_and_rising(clip):
+    cam = clip.camera  # a level side view of the synthetic drop: "down" in the image is +v
+    check_drop_observed(_disk_masks([40, 41, 43, 46, 50, 55]), cam)        # falls
+    check_drop_observed(_disk_masks([40, 37, 35, 34, 34, 35, 37, 40]), cam)  # tossed: rises first, then falls
+    check_drop_observed(_disk_masks([30, 35, 60, 60, 60]), cam)            # lands within the clip and rests
+    for rows in ([40, 41, 40, 41, 40, 41], [40, 37, 35, 33, 32, 31]):      # segmentation jitter; rising only
+        with pytest.raises(ReconstructionRefused, match="no fall observed"):
+            check_drop_observed(_disk_masks(rows), cam)
+
+
+def test_implausible_reconstructions_are_refused_with_the_measured_reason(clip, result, tmp_path, monkeypatch):
+    pipe = ReconstructionPipeline(PipelineConfig(num_frames=8, sweep_points=3, weights_dir=str(tmp_path)))
+    frames, masks, cam = clip.frames[:8], clip.masks[:8], clip.camera
+    g = result.asset.gaussians
+    centre = g.means.mean(0)
+    cases = [
+        (g.with_means((g.means - centre) * 20 + centre), r"implausible object size: the reconstruction is \d"),
+        (g.with_means((g.means - centre) * 0.02 + centre), "implausible object size"),
+        (g.with_means(g.means + cam.cam_to_world[:3, 2] * 100.0), "implausible object depth"),
+        (g.with_means(g.means - cam.cam_to_world[:3, 2] * 10.0), "implausible object depth"),  # behind the camera
+    ]
+    for given, pattern in cases:
+        with pytest.raises(ReconstructionRefused, match=pattern):
+            pipe.run(frames, masks, cam, "odd", gaussians=given)
+    # the fall depth fails and the default depth prior puts the object underground too: refused, not a note
+    sunk = g.with_means(g.means - torch.tensor([0.0, 0.0, 0.5]))
+    monkeypatch.setattr(pipe, "_gaussians", lambda *args: sunk)
+    with pytest.raises(ReconstructionRefused, match="below the ground plane"):
+        pipe.run(frames, masks, cam, "sunk")
+
+
+def test_refusals_are_value_errors():
+    assert issubclass(ReconstructionRefused, ValueError)  # callers that catch ValueError keep working

@@ -80,3 +80,31 @@ def test_camera_errors():
         look_at((0, 0, 5), (0, 0, 0))
     with pytest.raises(ValueError, match="field of view"):
         focal_from_fov(190.0, 100)
+
+
+@pytest.mark.parametrize("k, pattern", [
+    ([[100.0, 0, 64], [0, 100.0, 60], [5, 5, 1]], "pinhole"),
+    ([[100.0, 0, 64], [0.5, 100.0, 60], [0, 0, 1]], "pinhole"),
+    ([[100.0, 0, 1e30], [0, 100.0, 60], [0, 0, 1]], "principal point"),
+    ([[100.0, 0, 64], [0, 100.0, -400], [0, 0, 1]], "principal point"),
+    ([[1e-3, 0, 64], [0, 1e-3, 60], [0, 0, 1]], "field of view of 180"),
+    ([[100.0, 0, 64], [0, 1e5, 60], [0, 0, 1]], "vertical field of view"),
+    ([[100.0, 3.0, 64], [0, 100.0, 60], [0, 0, 1]], "skew"),
+    ([[0.0, 0, 64], [0, 100.0, 60], [0, 0, 1]], "positive"),
+])
+def test_implausible_intrinsics_are_refused_where_k_enters(k, pattern):
+    from reconphys_ros.core.render import camera_from_calibration, check_intrinsics
+    with pytest.raises(ValueError, match=pattern):
+        check_intrinsics(np.array(k), 128, 120)
+    with pytest.raises(ValueError, match=pattern):
+        Camera(torch.tensor(k), torch.eye(4), 128, 120)
+    with pytest.raises(ValueError, match=pattern):
+        camera_from_calibration(k, (128, 120), (128, 120), np.eye(4))
+
+
+def test_plausible_intrinsics_pass():
+    from reconphys_ros.core.render import check_intrinsics, focal_from_fov
+    for fov in (1.5, 40.0, 60.0, 120.0, 165.0):
+        f = focal_from_fov(fov, 640)
+        check_intrinsics([[f, 0, 320], [0, f, 240], [0, 0, 1]], 640, 480)
+    check_intrinsics([[500.0, 0, -300], [0, 500.0, 900], [0, 0, 1]], 640, 480)  # off-centre crop: allowed

@@ -174,3 +174,80 @@ def test_full_disk_stops_the_recording_not_the_node(ros_context, tmp_path, monke
         executor.shutdown()
         recorder.destroy_node()
         talker.destroy_node()
+
+
+def _bag_strings(part):
+    with AnyReader([pathlib.Path(part)], default_typestore=make_typestore()) as reader:
+        return [reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages()]
+
+
+def test_a_latched_message_published_once_is_recorded_though_a_subscriber_came_first(ros_context, tmp_path,
+                                                                                     python_env):
+    """Issue 18.7: the reconstruction node's subscription to camera/pose made the recorder subscribe VOLATILE before
+    any publisher existed, so a pose published once, TRANSIENT_LOCAL, by another process never reached the bag."""
+    import subprocess
+    recorder = BagRecorderNode(context=ros_context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=["pose_once"]),
+        Parameter("discovery_period_s", value=0.05)])
+    listener = rclpy.create_node("pose_listener", context=ros_context)  # like the reconstruction node
+    listener.create_subscription(String, "pose_once", lambda m: None, latched_qos())
+    executor = IsolatedExecutor(ros_context)
+    executor.add_node(recorder)
+    executor.add_node(listener)
+    child = None
+    try:
+        assert spin_until(executor, lambda: "/pose_once" in dict(recorder.get_topic_names_and_types()), 30.0)
+        spin_until(executor, lambda: False, 0.3)  # several discovery rounds with a subscriber and no publisher
+        env, python = python_env
+        child = subprocess.Popen([python, "-m", "test.ros.publish_once_process", "pose_once", "pose"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert spin_until(executor, lambda: recorder.counts["/pose_once"] == 1 or child.poll() is not None, 60.0)
+        assert recorder.counts["/pose_once"] == 1, child.stdout.read() if child.poll() is not None else ""
+        recorder.close()
+        assert _bag_strings(recorder.bag_paths[-1]) == ["pose"]
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+        executor.shutdown()
+        for node in (recorder, listener):
+            node.destroy_node()
+
+
+def test_the_subscription_follows_its_publishers_durability(ros_context, tmp_path):
+    """Subscribed VOLATILE while a volatile publisher existed; once only a latched publisher is left, the recorder
+    subscribes again TRANSIENT_LOCAL (a message that publisher sent once is recorded), without writing twice a
+    latched message it already has."""
+    from rclpy.qos import DurabilityPolicy
+    recorder = BagRecorderNode(context=ros_context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=["pose_mixed"]),
+        Parameter("discovery_period_s", value=0.05)])
+    executor = IsolatedExecutor(ros_context)
+    executor.add_node(recorder)
+    other = rclpy.context.Context()
+    rclpy.init(context=other)
+    volatile_node = rclpy.create_node("volatile_talker", context=other)
+    latched_node = rclpy.create_node("latched_talker", context=other)
+    try:
+        volatile_pub = volatile_node.create_publisher(String, "pose_mixed", 10)
+        latched_pub = latched_node.create_publisher(String, "pose_mixed", latched_qos())
+        assert spin_until(executor, lambda: recorder._recording_subs.get("/pose_mixed") is not None
+                          and latched_pub.get_subscription_count() > 0, 30.0)
+        volatile = recorder._recording_subs["/pose_mixed"]
+        assert volatile.qos_profile.durability == DurabilityPolicy.VOLATILE  # mixed publishers: volatile fits both
+        latched_pub.publish(String(data="first"))
+        assert spin_until(executor, lambda: recorder.counts["/pose_mixed"] == 1, 30.0), recorder.counts
+        volatile_node.destroy_publisher(volatile_pub)
+        assert spin_until(executor, lambda: recorder._recording_subs["/pose_mixed"] is not volatile, 30.0)
+        latched_pub.publish(String(data="second"))  # right away: possibly before the new subscription matched
+        assert spin_until(executor, lambda: recorder.counts["/pose_mixed"] == 2, 30.0), recorder.counts
+        spin_until(executor, lambda: False, 0.5)  # a re-delivered "second" would show up here
+        assert recorder.counts["/pose_mixed"] == 2
+        assert recorder._recording_subs["/pose_mixed"].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        recorder.close()
+        assert _bag_strings(recorder.bag_paths[-1]) == ["first", "second"]
+    finally:
+        executor.shutdown()
+        for node in (recorder, volatile_node, latched_node):
+            node.destroy_node()
+        rclpy.shutdown(context=other)

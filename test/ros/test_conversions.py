@@ -92,6 +92,20 @@ def test_camera_info_roundtrip_and_validation():
         conv.camera_info_to_k(msg)
 
 
+@pytest.mark.parametrize("k, pattern", [
+    ([[100.0, 0, 64], [0, 100.0, 60], [5, 5, 1]], "pinhole"),         # bottom row [5, 5, 1]: made 3 cm assets
+    ([[100.0, 0, 1e30], [0, 100.0, 60], [0, 0, 1]], "principal point"),  # cx = 1e30: assets 0.00 m across
+    ([[1e-3, 0, 64], [0, 1e-3, 60], [0, 0, 1]], "field of view"),      # fx = 1e-3: assets 600 km across
+    ([[1e6, 0, 64], [0, 1e6, 60], [0, 0, 1]], "field of view"),        # a 0.007 degree telescope
+    ([[100.0, 30.0, 64], [0, 100.0, 60], [0, 0, 1]], "skew"),
+    ([[100.0, 0, 64], [0, -100.0, 60], [0, 0, 1]], "positive"),
+])
+def test_camera_info_that_is_no_plausible_pinhole_camera_is_refused(k, pattern):
+    msg = conv.camera_info_from_k(np.array(k), 128, 120)
+    with pytest.raises(ValueError, match=pattern):
+        conv.camera_info_to_k(msg)
+
+
 def test_pointcloud_roundtrip_with_colors():
     rng = np.random.default_rng(3)
     points = rng.normal(size=(1000, 3)).astype(np.float32)

@@ -121,3 +121,28 @@ def test_parameter_changes_reach_the_pipeline_and_detector(ros_context, tmp_path
     finally:
         node.close() if hasattr(node, "close") else None
         node.destroy_node()
+
+
+def test_a_refused_drop_is_a_dropped_clip_with_its_reason(ros_context, tmp_path):
+    """A static object (issue 18.9) reaches the log as a dropped drop clip with the pipeline's reason, nothing is
+    published or written, and the node goes on."""
+    import os
+    import time
+
+    from rclpy.parameter import Parameter
+
+    from reconphys_ros.core.drop_detector import DropClip
+    from reconphys_ros.testing.synthetic_drop import make_drop_clip
+    clip = make_drop_clip(num_frames=6, resolution=64)
+    node = ReconstructionNode(context=ros_context, parameter_overrides=[Parameter("output_dir", value=str(tmp_path))])
+    try:
+        static = DropClip(np.repeat(clip.frames[:1], 6, 0), np.repeat(clip.masks[:1], 6, 0), np.arange(6) / 30.0)
+        node._busy.set()
+        node._reconstruct(static, clip.camera, "object_000", time.monotonic())
+        assert node.drops_refused == 1 and not node.busy
+        reasons = node.dropped.reason_counts.get("drop clip", {})
+        assert any("no fall observed" in r for r in reasons), reasons
+        assert not os.listdir(tmp_path)
+    finally:
+        node.close()
+        node.destroy_node()

@@ -136,3 +136,66 @@ def test_services_and_bad_messages(ros_context):
         assert h.spin_until(lambda: h.sim.frames_stepped > frames + 5, 10.0), "physics stopped"
     finally:
         h.close()
+
+
+class _WarningRecorder:
+    def __init__(self, logger):
+        self._logger, self.warnings = logger, []
+
+    def warning(self, text, *args, **kwargs):  # recorded, not forwarded (rclpy keys its throttling by caller)
+        self.warnings.append(text)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+
+def test_big_assets_keep_status_alive_and_honest(ros_context):
+    """Issue 18.3: behind a big asset sim/status went silent (its timer waited behind the physics tick), keeping_up
+    counted only the physics step, and clouds carried every Gaussian. 300k Gaussians with clouds at every frame of
+    a 500 fps simulation (2 ms period) cannot keep up on any machine: the status must still arrive on time, and say so;
+    clouds carry the max_render_gaussians subset, with a warning once."""
+    import time
+    h = Harness(ros_context, fps=500.0, cloud_rate=500.0, render_rate=0.0, status_period_s=0.25,
+                max_render_gaussians=50_000)
+    recorder = _WarningRecorder(h.sim.get_logger())
+    h.sim.get_logger = lambda: recorder
+    arrivals = []
+    h.node.create_subscription(SimStatus, "sim/status", lambda m: arrivals.append(time.monotonic()),
+                               QoSProfile(depth=50))
+    try:
+        asset = random_asset(300_000, num_anchors=64, seed=5)
+        h.asset_pub.publish(asset_to_msg(asset))
+        assert h.spin_until(lambda: h.sim.sim is not None, 60.0), "asset not loaded"
+        assert h.spin_until(lambda: len(h.clouds) > 0, 30.0)
+        start, frames0 = time.monotonic(), h.sim.frames_stepped
+        seen = len(h.status)
+        h.spin_until(lambda: False, 3.0)
+        measured_rtf = (h.sim.frames_stepped - frames0) / 500.0 / (time.monotonic() - start)
+        statuses = [s for s in h.status[seen:] if s.object_id == asset.object_id]
+        recent = [t for t in arrivals if t >= start]
+        assert len(statuses) >= 6, f"sim/status starved: {len(statuses)} messages in 3 s at a 0.25 s period"
+        assert max(np.diff(recent)) < 1.0, np.diff(recent)
+        assert measured_rtf < 0.9  # the premise: the whole frame cannot keep up
+        assert not any(s.keeping_up for s in statuses[1:]), [(s.keeping_up, s.message) for s in statuses]
+        assert "whole frame" in statuses[-1].message
+        positions, colors = points_from_pointcloud2(h.clouds[-1])
+        assert positions.shape == (50_000, 3) and colors.shape == (50_000, 3)
+        capped = [w for w in recorder.warnings if "max_render_gaussians" in w and "300000 Gaussians" in w]
+        assert len(capped) == 1, recorder.warnings
+        assert h.sim.set_parameters([Parameter("max_render_gaussians", value=20_000)])[0].successful
+        assert h.spin_until(lambda: points_from_pointcloud2(h.clouds[-1])[0].shape == (20_000, 3), 10.0)
+    finally:
+        h.close()
+
+
+def test_view_subset_is_uniform_and_follows_the_physics():
+    from reconphys_ros.core.sim_session import AssetSimulator, lattice_for
+    asset = random_asset(1000, num_anchors=40, seed=2)
+    sim = AssetSimulator(asset, lattice_for("coarse", "cpu"), max_view_gaussians=300)
+    assert sim.view_gaussians.num_gaussians == 300 and len(set(sim.view_index.tolist())) == 300
+    assert np.diff(sim.view_index.numpy()).max() <= 4  # every 3rd or 4th: spread over the whole asset
+    for _ in range(3):
+        sim.step()
+    np.testing.assert_allclose(sim.view_means().numpy(), sim.gaussian_means()[sim.view_index].numpy(), atol=1e-6)
+    sim.set_view_limit(0)
+    assert sim.view_index is None and sim.view_gaussians.num_gaussians == 1000

@@ -30,8 +30,49 @@ def test_overrides_from_flags_and_params(tmp_path):
     assert overrides["simulation"] == {"substeps": 40, "fps": 60.0}  # -p wins over the file
     assert overrides["reconstruction"] == {"output_dir": "out", "known_mass": 1.5}
     assert overrides["bag_recorder"] == {"topics": ["a", "b"]}
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="NODE.NAME=VALUE"):
         parameter_overrides(parse_args(["pipeline", "-p", "substeps=3"]))
+
+
+def test_misspelt_parameters_are_named_with_the_nearest(tmp_path):
+    """`substepz` used to be ignored without a word (issue 18.10)."""
+    with pytest.raises(ValueError, match="simulation has no parameter 'substepz' \\(did you mean 'substeps'\\?\\)"):
+        parameter_overrides(parse_args(["pipeline", "-p", "simulation.substepz=40"]))
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("reconstruction:\n  ros__parameters:\n    known_mas: 1.0\n    refine: true\n")
+    with pytest.raises(ValueError, match="'known_mas' \\(did you mean 'known_mass'\\?\\)"):
+        parameter_overrides(parse_args(["pipeline", "--params-file", str(extra)]))
+    with pytest.raises(ValueError, match="unknown node 'simulaton' \\(did you mean 'simulation'\\?\\)"):
+        parameter_overrides(parse_args(["pipeline", "-p", "simulaton.substeps=40"]))
+    with pytest.raises(ValueError, match="no parameter 'zzz'$"):  # nothing close: no suggestion
+        parameter_overrides(parse_args(["pipeline", "-p", "simulation.zzz=1"]))
+    ok = parameter_overrides(parse_args(["pipeline", "-p", "simulation.use_sim_time=false"]))
+    assert ok == {"simulation": {"use_sim_time": False}}  # rclpy's own parameters are known
+
+
+@pytest.mark.parametrize("content, argv, pattern", [
+    ("- a\n- b\n", [], "maps node names"),                                                     # not a mapping
+    ("simulation:\n  ros__parameters: !!python/object/apply:os.system [echo pwned]\n", [], "constructor"),
+    ("simulation: [\n", [], "not a valid params file"),                                          # broken YAML
+    ("simulation:\n  ros__parameters: [1, 2]\n", [], "must map parameter names"),
+    (None, ["-p", "simulation.substeps=[1, 2"], "not valid YAML"),
+    (None, ["-p", "simulation.substeps=!!python/object/apply:os.system [echo pwned]"], "not valid YAML"),
+    (None, ["-p", "simulation.fps={a: 1}"], "not a ROS parameter value"),
+    (None, ["-p", "simulation.render_camera_position=[1, a, 2]"], "not a ROS parameter value"),
+    (None, ["-p", "simulation.fps="], "not a ROS parameter value"),
+    (None, ["-p", "simulation.substepz=40"], "did you mean 'substeps'"),
+    (None, ["-p", "substeps"], "NODE.NAME=VALUE"),
+    (None, ["--params-file", "/nonexistent/params.yaml"], "cannot read the params file"),
+])
+def test_bad_configuration_prints_one_line_and_exits_2(tmp_path, capsys, content, argv, pattern):
+    if content is not None:
+        path = tmp_path / "params.yaml"
+        path.write_text(content)
+        argv = ["--params-file", str(path)]
+    assert main(["pipeline", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert pattern in err, err
 
 
 def test_bad_overrides_are_refused(ros_context):

@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 
 from ..gaussians import GaussianCloud
-from .camera import Camera, camera_from_calibration, dataset_views, focal_from_fov, look_at, orbit_cameras
+from .camera import (Camera, camera_from_calibration, check_intrinsics, dataset_views, focal_from_fov, look_at,
+                     orbit_cameras)
 from .gsplat_backend import gsplat_available, rasterize_gsplat
 from .projection import covariances_3d, project_gaussians
 from .rasterize_torch import DEFAULT_MAX_PAIRS, rasterize_pairs
@@ -31,6 +32,7 @@ __all__ = [
     "dataset_views",
     "focal_from_fov",
     "camera_from_calibration",
+    "check_intrinsics",
     "BACKENDS",
 ]
 

@@ -12,7 +12,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["Camera", "look_at", "orbit_cameras", "dataset_views", "focal_from_fov", "camera_from_calibration"]
+__all__ = ["Camera", "look_at", "orbit_cameras", "dataset_views", "focal_from_fov", "camera_from_calibration",
+           "check_intrinsics", "FOV_RANGE_DEG", "PRINCIPAL_POINT_RANGE"]
+
+# Plausible pinhole intrinsics: the full field of view across the image (each axis), degrees, and how far the principal
+# point may lie from the image centre, in image sizes. Outside these a K is a unit, layout or calibration error (cx =
+# 1e30 made assets 0.00 m across, fx = 1e-3 one 600 km across).
+FOV_RANGE_DEG = (1.0, 170.0)
+PRINCIPAL_POINT_RANGE = 2.0
 
 
 def _as_tensor(value, shape: tuple[int, ...], name: str, device=None) -> torch.Tensor:
@@ -24,6 +31,38 @@ def _as_tensor(value, shape: tuple[int, ...], name: str, device=None) -> torch.T
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name} has non-finite values")
     return tensor
+
+
+def check_intrinsics(K, width: int, height: int, name: str = "K") -> None:
+    """Raise ValueError unless K (3x3) is a plausible pinhole intrinsic matrix for (width, height) images:
+    finite, bottom row [0, 0, 1], K[1, 0] = 0 and zero skew K[0, 1] (the renderers ignore skew), principal point
+    within PRINCIPAL_POINT_RANGE image sizes of the image centre, and a field of view within FOV_RANGE_DEG across
+    each image axis (so positive focal lengths)."""
+    k = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
+    if k.size == 9:
+        k = k.reshape(3, 3)
+    if k.shape != (3, 3) or not np.isfinite(k).all():
+        raise ValueError(f"{name} must be a finite 3x3 matrix, got {k.tolist()}")
+    if not np.allclose(k[2], [0.0, 0.0, 1.0], rtol=0.0, atol=1e-6) or abs(k[1, 0]) > 1e-6:
+        raise ValueError(f"{name} is not a pinhole intrinsic matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]: bottom row "
+                         f"{k[2].tolist()} (must be [0, 0, 1]), K[1][0] = {k[1, 0]:g} (must be 0)")
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"{name} focal lengths must be positive, got fx={fx:g}, fy={fy:g}")
+    if abs(k[0, 1]) > 1e-6 * max(fx, fy):
+        raise ValueError(f"{name} has skew K[0][1] = {k[0, 1]:g}: only zero-skew cameras are supported (the renderers "
+                         "ignore skew); rectify the images first")
+    lo, hi = FOV_RANGE_DEG
+    for axis, focal, size in (("horizontal", fx, width), ("vertical", fy, height)):
+        fov = math.degrees(2.0 * math.atan(0.5 * size / focal))
+        if not lo <= fov <= hi:
+            raise ValueError(f"{name}: focal length {focal:g} px gives a {axis} field of view of {fov:.3g} degrees "
+                             f"across {size} px; a real camera has {lo:g}-{hi:g} (is K calibrated for another image "
+                             "size, or in other units?)")
+    r = PRINCIPAL_POINT_RANGE
+    if abs(cx - 0.5 * width) > r * width or abs(cy - 0.5 * height) > r * height:
+        raise ValueError(f"{name}: principal point ({cx:g}, {cy:g}) lies more than {r:g} image sizes from the centre "
+                         f"of the {width}x{height} image")
 
 
 @dataclass
@@ -39,8 +78,7 @@ class Camera:
         if int(self.width) != self.width or int(self.height) != self.height or self.width <= 0 or self.height <= 0:
             raise ValueError(f"Camera width/height must be positive integers, got {self.width}x{self.height}")
         self.width, self.height = int(self.width), int(self.height)
-        if float(self.K[0, 0]) <= 0 or float(self.K[1, 1]) <= 0:
-            raise ValueError(f"Camera focal lengths must be positive, got fx={float(self.K[0, 0])}, fy={float(self.K[1, 1])}")
+        check_intrinsics(self.K, self.width, self.height, "Camera.K")
         bottom = self.world_to_cam[3].cpu()
         if not torch.allclose(bottom, torch.tensor([0.0, 0.0, 0.0, 1.0]), atol=1e-6):
             raise ValueError(f"Camera.world_to_cam last row must be [0, 0, 0, 1], got {bottom.tolist()}")
