@@ -17,6 +17,12 @@ window of T frames (images channels-first, as torch expects):
     frame_index    (T,) int64       frame numbers of the window (30 fps)
     sample_id, object_id            str
 
+Samples of other engines (`training.data.cross_engine`) have no Gaussians and no parameter truth: there
+`gaussians` and `gaussian_means` are None, `params` is None (meta["params"] is null), `anchors` are the engine's
+nodes, and the item has one more key,
+
+    background     (V, H, W, 3)     uint8 numpy array: each view rendered without the object
+
 With `views` an int the V dimension is dropped (single view). Corrupt files raise `CorruptSampleError`
 naming the file; `verify=True` also checks every file's sha256 against meta.json when an item is read.
 """
@@ -89,7 +95,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
             alpha.append(a)
             depth.append(d)
         arrays = read_npz(os.path.join(sample_dir, ARRAY_FILE))
-        required = ("anchors", "gaussian_means", "K", "world_to_cam") + tuple("rest_" + f for f in GAUSSIAN_FIELDS)
+        gaussian_keys = ("gaussian_means",) + tuple("rest_" + f for f in GAUSSIAN_FIELDS)
+        # Samples of other engines (meta["engine"]) may come without Gaussians; the project's own must have them.
+        has_gaussians = "engine" not in meta or "gaussian_means" in arrays
+        required = ("anchors", "K", "world_to_cam") + (gaussian_keys if has_gaussians else ())
         missing = [k for k in required if k not in arrays]
         if missing:
             raise CorruptSampleError(os.path.join(sample_dir, ARRAY_FILE), f"missing arrays {missing}")
@@ -102,17 +111,22 @@ class SyntheticDataset(torch.utils.data.Dataset):
             "K": torch.from_numpy(arrays["K"][self.views]).float(),
             "world_to_cam": torch.from_numpy(arrays["world_to_cam"][self.views]).float(),
             "anchors": torch.from_numpy(arrays["anchors"][self.frames]).float(),
-            "gaussian_means": torch.from_numpy(arrays["gaussian_means"][self.frames].astype(np.float32)),
-            "gaussians": {f: torch.from_numpy(arrays["rest_" + f]).float() for f in GAUSSIAN_FIELDS},
-            "params": torch.tensor([meta["params"][n] for n in PARAM_ORDER], dtype=torch.float32),
+            "gaussian_means": (torch.from_numpy(arrays["gaussian_means"][self.frames].astype(np.float32))
+                               if has_gaussians else None),
+            "gaussians": ({f: torch.from_numpy(arrays["rest_" + f]).float() for f in GAUSSIAN_FIELDS}
+                          if has_gaussians else None),
+            "params": (torch.tensor([meta["params"][n] for n in PARAM_ORDER], dtype=torch.float32)
+                       if meta["params"] is not None else None),
             "frame_index": torch.from_numpy(frame_index.astype(np.int64)),
             "sample_id": meta["sample_id"],
             "object_id": meta["object_id"],
         }
         if self.with_depth:
             item["depth"] = torch.from_numpy(np.stack(depth)).unsqueeze(2)
+        if "background_rgb" in arrays:
+            item["background"] = arrays["background_rgb"][self.views]  # (V, H, W, 3) uint8
         if self.single_view:
-            for key in ("rgb", "alpha", "mask", "depth", "K", "world_to_cam"):
+            for key in ("rgb", "alpha", "mask", "depth", "K", "world_to_cam", "background"):
                 if key in item:
                     item[key] = item[key][0]
         return item
