@@ -1,14 +1,12 @@
 """Metrics and constants shared by the end-to-end (evaluate.py) and physics-only (evaluate_physics.py) evaluations."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
 from reconphys_ros.core.models.physics_predictor import Z90
-from reconphys_ros.core.models.physics_by_simulation import MASS_PRIOR
-from reconphys_ros.core.physics import PhysicsParams
+from reconphys_ros.core.physics import PARAM_NAMES, PhysicsParams
+from reconphys_ros.core.physics.params import range_centre
 
 RECON = slice(0, 20)  # 0-based frames the pipeline observes (paper: frames 1-20)
 FUTURE = slice(20, 30)  # frames it predicts (paper: 21-30)
@@ -56,6 +54,6 @@ def constant_params(train_root: str | None) -> PhysicsParams:
     except FileNotFoundError:
         entries = []
     if not entries:
-        return PhysicsParams(MASS_PRIOR, math.sqrt(10 * 1200), math.sqrt(0.1 * 5.0), 0.5)
-    p = np.array([[e["params"][n] for n in ("mass", "stiffness", "damping", "friction")] for e in entries])
+        return PhysicsParams(*(range_centre(name) for name in PARAM_NAMES))
+    p = np.array([[e["params"][n] for n in PARAM_NAMES] for e in entries])
     return PhysicsParams(*np.exp(np.log(p[:, :3]).mean(0)), float(p[:, 3].mean()))

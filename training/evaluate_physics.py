@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -107,6 +108,29 @@ def _params_row(pred: PhysicsParams, truth: PhysicsParams) -> dict:
     return row
 
 
+@dataclass
+class _Tally:
+    """What the evaluation collects over the samples, per method."""
+
+    methods: list
+    per_frame: dict = field(init=False)  # method -> per sample: (T,) whole-frame PSNR
+    windows: dict = field(init=False)  # method -> {"recon": [...], "future": [...]} per sample window metrics
+    param_rows: dict = field(default_factory=lambda: {m: [] for m in ("learned", "learned-mass-given",
+                                                                       "learned+refine", "learned+check",
+                                                                       "per-scene", "const-mean")})
+    times: dict = field(default_factory=lambda: {m: [] for m in ("learned", "learned+refine", "learned+check",
+                                                                  "per-scene")})
+    pred_ratio: list = field(default_factory=list)  # per sample: predicted (ln k/m, ln d/m, f)
+    pred_sigma: list = field(default_factory=list)
+    true_ratio: list = field(default_factory=list)
+    moving: list = field(default_factory=list)  # per sample: still moving in frames 21-30
+    objects: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.per_frame = {m: [] for m in self.methods}
+        self.windows = {m: {"recon": [], "future": []} for m in self.methods}
+
+
 def evaluate(data: str, out: str, weights: str | None, train_root: str | None = None, split: str = "test",
              max_samples: int | None = None, per_scene_samples: int = 4, per_scene_budget_s: float = 8.0,
              refine_budget_s: float = 0.6, device: str = "cpu") -> dict:
@@ -119,112 +143,147 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
     if predictor is not None:
         methods[1:1] = ["learned", "learned+refine", "learned+check"]
     methods.append("per-scene")
-    per_frame = {m: [] for m in methods}  # per sample: (T,) whole-frame PSNR
-    windows = {m: {"recon": [], "future": []} for m in methods}
-    param_rows = {m: [] for m in ("learned", "learned-mass-given", "learned+refine", "learned+check", "per-scene",
-                                  "const-mean")}
-    times = {m: [] for m in ("learned", "learned+refine", "learned+check", "per-scene")}
-    pred_ratio, pred_sigma, true_ratio, moving, objects = [], [], [], [], []
+    tally = _Tally(methods)
     for i in range(count):
         item, meta = ds[i], ds.meta(i)
         truth = PhysicsParams.from_dict(meta["params"])
         true_rgb = item["rgb"].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
         true_mask = item["mask"][:, 0].numpy()
-        true_anchors = item["anchors"].numpy()
-        frames_u8 = to_uint8(true_rgb[:20])
         masks_u8 = true_mask[:20].astype(np.uint8) * 255
         renderer = SampleRenderer(item, meta, device)
         # "still moving": the mean anchor moves > 1/64 of the image width per frame in frames 21-30 (1 px at 64²)
-        moving.append(meta["stats"]["late_motion_px_per_frame"] > meta["width"] / MOVING_WIDTH_FRACTION)
-        objects.append(meta["object_id"])
+        tally.moving.append(meta["stats"]["late_motion_px_per_frame"] > meta["width"] / MOVING_WIDTH_FRACTION)
+        tally.objects.append(meta["object_id"])
         candidates: dict[str, PhysicsParams] = {"truth-params": truth, "const-mean": const}
         if predictor is not None:
-            tick = time.perf_counter()
-            mean, sigma = predictor.predict_raw(frames_u8, masks_u8)
-            estimate = estimate_from_prediction(mean, sigma)
-            times["learned"].append(time.perf_counter() - tick)
-            candidates["learned"] = estimate.params
-            param_rows["learned-mass-given"].append(_params_row(estimate_from_prediction(mean, sigma, truth.mass).params, truth))
-            pred_ratio.append(mean)
-            pred_sigma.append(sigma)
-            true_ratio.append(ratios_from_paper(truth.to_tuple()))
-            tick = time.perf_counter()
-            refined = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                       renderer.velocity.mean(0), initial_guess=estimate.params,
-                                       config=RefineConfig(budget_s=refine_budget_s), device=device)
-            times["learned+refine"].append(time.perf_counter() - tick + times["learned"][-1])
-            candidates["learned+refine"] = refined.estimate.params
-            tick = time.perf_counter()
-            checked = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                       renderer.velocity.mean(0), initial_guess=estimate.params,
-                                       config=PIPELINE_CHECK, device=device)
-            times["learned+check"].append(time.perf_counter() - tick + times["learned"][-1])
-            candidates["learned+check"] = checked.estimate.params
+            candidates |= _learned_candidates(predictor, renderer, meta, truth, to_uint8(true_rgb[:20]), masks_u8,
+                                              refine_budget_s, device, tally)
         if i < per_scene_samples:
-            tick = time.perf_counter()
-            result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
-                                      renderer.velocity.mean(0), device=device,
-                                      config=RefineConfig(budget_s=per_scene_budget_s, sweep_points=17,
-                                                          max_adam_steps=40))
-            times["per-scene"].append(time.perf_counter() - tick)
-            candidates["per-scene"] = result.estimate.params
+            candidates["per-scene"] = _per_scene_candidate(renderer, meta, masks_u8, per_scene_budget_s, device,
+                                                           tally)
         for name, params in candidates.items():
-            rgb, mask, anchors = renderer.run(params)
-            per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
-            for win, sl in (("recon", RECON), ("future", FUTURE)):
-                windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl],
-                                                         anchors[sl], true_anchors[sl]))
-            if name in param_rows:
-                param_rows[name].append(_params_row(params, truth))
-        for name, source in (("hold-last-frame", 19), ("first-frame", 0)):
-            rgb = np.repeat(true_rgb[source][None], len(true_rgb), 0)
-            mask = np.repeat(true_mask[source][None], len(true_mask), 0)
-            per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
-            for win, sl in (("recon", RECON), ("future", FUTURE)):
-                if name == "hold-last-frame" and win == "recon":
-                    continue  # the observed frames themselves: not a prediction
-                windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl]))
+            _score_params(name, params, truth, renderer, true_rgb, true_mask, item["anchors"].numpy(), tally)
+        _score_video_baselines(true_rgb, true_mask, tally)
         print(f"[{i + 1}/{count}] {meta['sample_id']}", flush=True)
 
-    moving = np.asarray(moving)
-    summary = {"samples": count, "moving_samples": int(moving.sum()), "methods": {}, "params": {}, "time_s": {}}
-    for name in methods:
-        entry = {}
-        for win in ("recon", "future"):
-            rows = windows[name][win]
-            if not rows:
-                continue
-            for key in rows[0]:
-                entry[f"{win}_{key}"] = float(np.mean([r[key] for r in rows]))
-            if win == "future" and len(rows) == count and moving.any():
-                entry["future_psnr_moving"] = float(np.mean([r["psnr"] for r, mv in zip(rows, moving) if mv]))
-                entry["future_psnr_object_moving"] = float(np.mean([r["psnr_object"] for r, mv in zip(rows, moving) if mv]))
-            if win == "future" and len(rows) == count and per_scene_samples > 0:
-                # the same clips as the (slow) per-scene baseline, for a paired comparison
-                paired = rows[:per_scene_samples]
-                entry["future_psnr_per_scene_clips"] = float(np.mean([r["psnr"] for r in paired]))
-                entry["future_psnr_object_per_scene_clips"] = float(np.mean([r["psnr_object"] for r in paired]))
-        entry["n"] = len(windows[name]["future"])
-        summary["methods"][name] = entry
-    for name, rows in param_rows.items():
-        if rows:
-            summary["params"][name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
-    summary["time_s"] = {k: float(np.mean(v)) for k, v in times.items() if v}
-    if pred_ratio:
-        cov = interval_coverage(np.array(pred_ratio), np.array(pred_sigma), np.array(true_ratio))
-        summary["calibration_90"] = dict(zip(("ln_k_per_m", "ln_d_per_m", "friction"), map(float, cov)))
-        pairs = {}
-        for idx, obj in enumerate(objects):
-            pairs.setdefault(obj, []).append(idx)
-        ordered = [(np.sign(pred_ratio[a][0] - pred_ratio[b][0]) == np.sign(true_ratio[a][0] - true_ratio[b][0]))
-                   for a, b, *_ in (v for v in pairs.values() if len(v) >= 2)]
-        summary["disentanglement_pairs"] = {"pairs": len(ordered), "k_per_m_order_correct": float(np.mean(ordered)) if ordered else None}
+    summary = _summary(tally, count, per_scene_samples)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(markdown_table(summary))
-    _plots(out, per_frame, pred_ratio, true_ratio)
+    _plots(out, tally.per_frame, tally.pred_ratio, tally.true_ratio)
     return summary
+
+
+def _learned_candidates(predictor, renderer: SampleRenderer, meta: dict, truth: PhysicsParams,
+                        frames_u8: np.ndarray, masks_u8: np.ndarray, refine_budget_s: float, device: str,
+                        tally: _Tally) -> dict:
+    """The predictor's params, refined (learned+refine) and checked (learned+check); records times, the
+    mass-given row and the ratios for calibration."""
+    tick = time.perf_counter()
+    mean, sigma = predictor.predict_raw(frames_u8, masks_u8)
+    estimate = estimate_from_prediction(mean, sigma)
+    tally.times["learned"].append(time.perf_counter() - tick)
+    tally.param_rows["learned-mass-given"].append(
+        _params_row(estimate_from_prediction(mean, sigma, truth.mass).params, truth))
+    tally.pred_ratio.append(mean)
+    tally.pred_sigma.append(sigma)
+    tally.true_ratio.append(ratios_from_paper(truth.to_tuple()))
+    candidates = {"learned": estimate.params}
+    refine = RefineConfig(budget_s=refine_budget_s)
+    for name, config in (("learned+refine", refine), ("learned+check", PIPELINE_CHECK)):
+        tick = time.perf_counter()
+        result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
+                                  renderer.velocity.mean(0), initial_guess=estimate.params, config=config,
+                                  device=device)
+        tally.times[name].append(time.perf_counter() - tick + tally.times["learned"][-1])
+        candidates[name] = result.estimate.params
+    return candidates
+
+
+def _per_scene_candidate(renderer: SampleRenderer, meta: dict, masks_u8: np.ndarray, budget_s: float, device: str,
+                         tally: _Tally) -> PhysicsParams:
+    """physics_by_simulation from mid-range with a larger budget: the per-scene optimisation baseline."""
+    tick = time.perf_counter()
+    result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"], renderer.velocity.mean(0),
+                              device=device, config=RefineConfig(budget_s=budget_s, sweep_points=17,
+                                                                 max_adam_steps=40))
+    tally.times["per-scene"].append(time.perf_counter() - tick)
+    return result.estimate.params
+
+
+def _score_params(name: str, params: PhysicsParams, truth: PhysicsParams, renderer: SampleRenderer,
+                  true_rgb: np.ndarray, true_mask: np.ndarray, true_anchors: np.ndarray, tally: _Tally) -> None:
+    """Simulate and render one method's params; its per-frame PSNR, window metrics and param errors."""
+    rgb, mask, anchors = renderer.run(params)
+    tally.per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
+    for win, sl in (("recon", RECON), ("future", FUTURE)):
+        tally.windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl], anchors[sl],
+                                                       true_anchors[sl]))
+    if name in tally.param_rows:
+        tally.param_rows[name].append(_params_row(params, truth))
+
+
+def _score_video_baselines(true_rgb: np.ndarray, true_mask: np.ndarray, tally: _Tally) -> None:
+    """hold-last-frame (frame 20 repeated; scored on the future only) and first-frame: frames, no params."""
+    for name, source in (("hold-last-frame", 19), ("first-frame", 0)):
+        rgb = np.repeat(true_rgb[source][None], len(true_rgb), 0)
+        mask = np.repeat(true_mask[source][None], len(true_mask), 0)
+        tally.per_frame[name].append([psnr(rgb[t], true_rgb[t]) for t in range(len(rgb))])
+        for win, sl in (("recon", RECON), ("future", FUTURE)):
+            if name == "hold-last-frame" and win == "recon":
+                continue  # the observed frames themselves: not a prediction
+            tally.windows[name][win].append(window_metrics(rgb[sl], true_rgb[sl], mask[sl], true_mask[sl]))
+
+
+def _method_entry(windows: dict, moving: np.ndarray, count: int, per_scene_samples: int) -> dict:
+    """One method's mean window metrics, its moving-clip means and its means on the per-scene baseline's clips."""
+    entry = {}
+    for win in ("recon", "future"):
+        rows = windows[win]
+        if not rows:
+            continue
+        for key in rows[0]:
+            entry[f"{win}_{key}"] = float(np.mean([r[key] for r in rows]))
+        if win == "future" and len(rows) == count and moving.any():
+            entry["future_psnr_moving"] = float(np.mean([r["psnr"] for r, mv in zip(rows, moving) if mv]))
+            entry["future_psnr_object_moving"] = float(np.mean([r["psnr_object"] for r, mv in zip(rows, moving) if mv]))
+        if win == "future" and len(rows) == count and per_scene_samples > 0:
+            # the same clips as the (slow) per-scene baseline, for a paired comparison
+            paired = rows[:per_scene_samples]
+            entry["future_psnr_per_scene_clips"] = float(np.mean([r["psnr"] for r in paired]))
+            entry["future_psnr_object_per_scene_clips"] = float(np.mean([r["psnr_object"] for r in paired]))
+    entry["n"] = len(windows["future"])
+    return entry
+
+
+def _summary(tally: _Tally, count: int, per_scene_samples: int) -> dict:
+    moving = np.asarray(tally.moving)
+    summary = {"samples": count, "moving_samples": int(moving.sum()), "methods": {}, "params": {}, "time_s": {}}
+    for name in tally.methods:
+        summary["methods"][name] = _method_entry(tally.windows[name], moving, count, per_scene_samples)
+    for name, rows in tally.param_rows.items():
+        if rows:
+            summary["params"][name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
+    summary["time_s"] = {k: float(np.mean(v)) for k, v in tally.times.items() if v}
+    if tally.pred_ratio:
+        summary |= _calibration(tally)
+    return summary
+
+
+def _calibration(tally: _Tally) -> dict:
+    """Share of truths inside the predicted 90% intervals, and the Table 2 disentanglement pairs (same object,
+    two param sets: does the predicted ln k/m order them like the truth?)."""
+    pred, true = tally.pred_ratio, tally.true_ratio
+    cov = interval_coverage(np.array(pred), np.array(tally.pred_sigma), np.array(true))
+    pairs = {}
+    for idx, obj in enumerate(tally.objects):
+        pairs.setdefault(obj, []).append(idx)
+    ordered = [(np.sign(pred[a][0] - pred[b][0]) == np.sign(true[a][0] - true[b][0]))
+               for a, b, *_ in (v for v in pairs.values() if len(v) >= 2)]
+    return {"calibration_90": dict(zip(("ln_k_per_m", "ln_d_per_m", "friction"), map(float, cov))),
+            "disentanglement_pairs": {"pairs": len(ordered),
+                                      "k_per_m_order_correct": float(np.mean(ordered)) if ordered else None}}
 
 
 def markdown_table(summary: dict) -> str:

@@ -1,9 +1,11 @@
 """The differentiable loop of self-supervised training: predicted params -> simulate -> bind -> render -> loss.
 
-For each clip a `ClipScene` holds what stays fixed while the physics predictor trains (the paper freezes its 3DGS
-predictor): the object's canonical Gaussians and anchors at frame 0 and its initial velocity, here taken from the
-data set (an oracle for the frozen Gaussian predictor, see weights/MODEL_CARD.md), re-sampled onto a small lattice
-(resolution-independent parameters, physics/lattice.py) and a subset of Gaussians rendered at low resolution.
+The rollout itself is core/models/silhouette_rollout.py, shared with the test-time estimation. For each clip a
+`ClipScene` holds what stays fixed while the physics predictor trains (the paper freezes its 3DGS predictor): the
+object's canonical Gaussians and anchors at frame 0 and its initial velocity, here taken from the data set (an
+oracle for the frozen Gaussian predictor, see weights/MODEL_CARD.md), re-sampled onto a small lattice
+(resolution-independent parameters, physics/lattice.py) and a subset of Gaussians rendered at low resolution, widened
+by the full log((n/k)^(1/3)).
 
 Self forcing: the rollout starts from the canonical state once and every frame starts from the simulator's own
 previous state (never from the observed frame). Truncated backprop (`truncated=True`): the state entering each
@@ -16,17 +18,17 @@ object's appearance without the background, which the Gaussians do not model), a
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reconphys_ros.core.binding import apply_binding, compute_binding
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.physics import LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
-from reconphys_ros.core.render import Camera, render_sequence
+from reconphys_ros.core.models import silhouette_rollout as sr
+from reconphys_ros.core.physics import LatticeConfig, sample_anchors
+from reconphys_ros.core.physics.integrator import DEFAULT_FPS
+from reconphys_ros.core.render import Camera
 
 __all__ = ["RolloutConfig", "ClipScene", "prepare_scene", "initial_velocities", "rollout", "rollout_loss"]
 
@@ -35,7 +37,7 @@ __all__ = ["RolloutConfig", "ClipScene", "prepare_scene", "initial_velocities", 
 class RolloutConfig:
     num_anchors: int = 128  # training lattice (parameters stay in the paper convention)
     k_neighbors: int = 16
-    render_size: int = 32  # px, square
+    render_size: int = 32  # px, longest side
     max_gaussians: int = 256  # rendered subset (scales widened to cover the volume)
     substeps: int = 10  # per frame; raised automatically where the params need more for stability
     truncated: bool = True  # detach the state before each frame
@@ -60,26 +62,19 @@ class RolloutConfig:
 
 @dataclass
 class ClipScene:
-    object_id: str
-    anchors: np.ndarray  # (N_A, 3) canonical anchors at frame 0 (training lattice)
-    velocity: torch.Tensor  # (N_A, 3) initial velocities
-    proxy: GaussianCloud  # rendered Gaussians at frame 0
-    binding: object
-    camera: Camera  # render_size^2 version of the input camera
+    rollout: sr.RolloutObject  # lattice anchors, initial velocity, rendered Gaussians, binding, render camera
     target_alpha: torch.Tensor  # (T-1, h, w) observed alpha of frames 1..T-1
     target_rgb: torch.Tensor  # (T-1, h, w, 3) observed colour x alpha
+
+    @property
+    def object_id(self) -> str:
+        return self.rollout.object_id
 
 
 def initial_velocities(points: np.ndarray, com: np.ndarray, velocity, angular_velocity) -> np.ndarray:
     """Rigid initial motion of the data generator: v + w x (x - com), (N, 3)."""
     return (np.asarray(velocity, np.float64) + np.cross(np.asarray(angular_velocity, np.float64),
                                                          points - com)).astype(np.float32)
-
-
-def _scaled_camera(K: torch.Tensor, w2c: torch.Tensor, width: int, size: int) -> Camera:
-    K = K.clone().float()
-    K[:2] *= size / width
-    return Camera(K, w2c.float(), size, size)
 
 
 def prepare_scene(item: dict, meta: dict, config: RolloutConfig, device: str = "cpu") -> ClipScene:
@@ -89,49 +84,29 @@ def prepare_scene(item: dict, meta: dict, config: RolloutConfig, device: str = "
     if rgb.dim() != 4:
         raise ValueError(f"prepare_scene needs a single-view item (rgb (T, 3, H, W)), got {tuple(rgb.shape)}")
     full_anchors = item["anchors"][0].numpy().astype(np.float64)  # (N_A_data, 3) frame-0 state
-    g = item["gaussians"]
-    means0 = item["gaussian_means"][0].float()
     anchors = sample_anchors(full_anchors, config.num_anchors, meta["object_id"]).astype(np.float64)
     init = meta["initial_state"]
     velocity = initial_velocities(anchors, full_anchors.mean(0), init["velocity"], init["angular_velocity"])
-    n = means0.shape[0]
-    pick = torch.as_tensor(np.sort(np.random.default_rng(0).choice(n, min(n, config.max_gaussians), replace=False)))
-    widen = math.log((n / len(pick)) ** (1.0 / 3.0))  # keep the volume covered by fewer Gaussians
-    proxy = GaussianCloud(means0[pick], g["log_scales"][pick] + widen, g["quats"][pick], g["colors"][pick],
-                          g["opacity_logits"][pick]).to(device)
-    anchors_t = torch.as_tensor(anchors, dtype=torch.float32, device=device)
-    binding = compute_binding(proxy.means, anchors_t, config.binding_neighbors, config.binding_power)
-    camera = _scaled_camera(item["K"], item["world_to_cam"], rgb.shape[-1], config.render_size).to(device)
-    size = (config.render_size, config.render_size)
+    g = item["gaussians"]
+    cloud = GaussianCloud(item["gaussian_means"][0].float(), g["log_scales"], g["quats"], g["colors"],
+                          g["opacity_logits"])
+    camera, _ = sr.scaled_camera(Camera(item["K"], item["world_to_cam"], rgb.shape[-1], rgb.shape[-2]),
+                                 config.render_size)
+    obj = sr.prepare_object(meta["object_id"], cloud, anchors, velocity, camera.to(device), config.max_gaussians,
+                            config.binding_neighbors, config.binding_power, device)
+    size = (camera.height, camera.width)
     a = F.interpolate(alpha[1:].float(), size=size, mode="area")  # (T-1, 1, h, w)
     c = F.interpolate((rgb[1:] * alpha[1:]).float(), size=size, mode="area")  # (T-1, 3, h, w)
-    return ClipScene(meta["object_id"], anchors, torch.as_tensor(velocity, device=device), proxy, binding, camera,
-                     a[:, 0].to(device), c.permute(0, 2, 3, 1).contiguous().to(device))
+    return ClipScene(obj, a[:, 0].to(device), c.permute(0, 2, 3, 1).contiguous().to(device))
 
 
 def rollout(scenes: list[ClipScene], params: torch.Tensor, num_frames: int, config: RolloutConfig):
     """Simulate all scenes together with (B, 4) paper params for num_frames frames after frame 0 and render
     them. Returns (alpha (B, T, h, w), colour (B, T, h, w, 3), anchors list of (T, N_A, 3))."""
-    if params.shape != (len(scenes), 4):
-        raise ValueError(f"params must be ({len(scenes)}, 4), got {tuple(params.shape)}")
-    device = params.device
-    builder = ModelBuilder()
-    for s in scenes:
-        builder.add_object(s.anchors, PhysicsParams(1.0, 100.0, 1.0, 0.5), config.lattice, object_id=s.object_id)
-    model = builder.finalize(device)
-    state = State(model.rest_positions.clone(), torch.cat([s.velocity for s in scenes]).to(device))
-    traj = simulate(model, state, num_frames=num_frames, substeps=config.substeps, params=params,
-                    detach_every_frame=config.truncated)  # (T, sum N_A, 3)
-    alphas, colours, anchors = [], [], []
-    for b, s in enumerate(scenes):
-        a_traj = traj[:, model.object_slice(b)]  # (T, N_A, 3)
-        rest = model.rest_positions[model.object_slice(b)]
-        means = apply_binding(s.binding, a_traj, rest, s.proxy.means)  # (T, N, 3)
-        out = render_sequence(s.proxy, means, s.camera, background=(0.0, 0.0, 0.0), backend="auto")
-        alphas.append(out.alpha)
-        colours.append(out.rgb)
-        anchors.append(a_traj)
-    return torch.stack(alphas), torch.stack(colours), anchors
+    objects, model = _model(scenes, params, config)
+    alpha, colour, traj = sr.rollout_frames(objects, model, params, num_frames, config.substeps, DEFAULT_FPS,
+                                            config.truncated)
+    return alpha, colour, [traj[:, model.object_slice(b)] for b in range(len(scenes))]
 
 
 def rollout_loss(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig):
@@ -139,9 +114,15 @@ def rollout_loss(scenes: list[ClipScene], params: torch.Tensor, config: RolloutC
     num_frames = scenes[0].target_alpha.shape[0]
     if any(s.target_alpha.shape[0] != num_frames for s in scenes):
         raise ValueError("all scenes of a batch need the same number of frames")
-    alpha, colour, _ = rollout(scenes, params, num_frames, config)
-    t_alpha = torch.stack([s.target_alpha for s in scenes])
-    t_rgb = torch.stack([s.target_rgb for s in scenes])
-    loss = (config.silhouette_weight * ((alpha - t_alpha) ** 2).mean(dim=(1, 2, 3))
-            + config.rgb_weight * ((colour - t_rgb) ** 2).mean(dim=(1, 2, 3, 4)))
-    return loss, alpha, colour
+    objects, model = _model(scenes, params, config)
+    return sr.rollout_loss(objects, model, params, num_frames, config.substeps, DEFAULT_FPS, config.truncated,
+                           torch.stack([s.target_alpha for s in scenes]),
+                           target_colour=torch.stack([s.target_rgb for s in scenes]),
+                           silhouette_weight=config.silhouette_weight, rgb_weight=config.rgb_weight)
+
+
+def _model(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig):
+    if params.shape != (len(scenes), 4):
+        raise ValueError(f"params must be ({len(scenes)}, 4), got {tuple(params.shape)}")
+    objects = [s.rollout for s in scenes]
+    return objects, sr.build_model(objects, config.lattice, params.device)

@@ -32,9 +32,8 @@ import yaml
 from reconphys_ros.core.models.checkpoint import load_checkpoint, save_checkpoint
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
                                                          PhysicsNet, PhysicsNetConfig, prepare_clip)
-from reconphys_ros.core.models.physics_by_simulation import MASS_PRIOR
 from reconphys_ros.core.images import to_uint8
-from reconphys_ros.core.physics.params import paper_from_ratios, ratios_from_paper
+from reconphys_ros.core.physics.params import MASS_PRIOR, paper_from_ratios, ratios_from_paper
 from training.data.dataset import SyntheticDataset
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
 

@@ -30,10 +30,11 @@ from .images import to_uint8
 from .models.initial_motion import estimate_initial_velocity
 from .models.mask_inflation import inflate_mask
 from .models.object_depth import DepthPrior, FallTrack
-from .models.physics_by_simulation import RefineConfig, estimate_physics, mass_prior
+from .models.physics_by_simulation import RefineConfig, estimate_physics
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
+from .physics.params import mass_prior
 from .render import Camera, render_sequence
 
 __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "ReconstructionRefused", "FuturePrediction",

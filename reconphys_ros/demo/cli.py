@@ -57,8 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--domain-id must lie in [0, 232] (Fast DDS ports), got {args.domain_id}")
     if not args.stage_timeout > 0:
         parser.error("--stage-timeout must be > 0")
-    if args.known_mass and not 0.2 <= args.known_mass <= 6.0:
-        parser.error(f"--known-mass must lie in the paper range [0.2, 6.0] kg, got {args.known_mass}")
+    if args.known_mass:
+        from reconphys_ros.core.physics.params import PARAM_RANGES
+        lo, hi = PARAM_RANGES["mass"]
+        if not lo <= args.known_mass <= hi:
+            parser.error(f"--known-mass must lie in the paper range [{lo}, {hi}] kg, got {args.known_mass}")
     return args
 
 
@@ -319,9 +322,6 @@ def run(args) -> dict:
     import torch
 
     from reconphys_ros.core.asset_record import read_asset_record
-    from reconphys_ros.demo.evaluation import evaluate_prediction
-    from reconphys_ros.examples import example_path, load_example
-    from reconphys_ros.demo.report import plots, strips
     from reconphys_ros.demo.report.summary import write_summary
 
     torch.set_flush_denormal(True)  # denormals from blob tails slow CPU rendering and physics 10x
@@ -329,9 +329,43 @@ def run(args) -> dict:
     progress = Progress()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    clip, settings = load_clip(args, out, progress)
+    graph = DemoGraph(settings)
+    progress.begin("start nodes", "video_source, segmentation, reconstruction, simulation"
+                   + ("" if args.no_bag else ", bag_recorder") + f", gripper_controller (one process, DDS domain "
+                   f"{args.domain_id})")
+    graph.start()
+    progress.end()
+    try:
+        live = run_graph(graph, progress, clip["rgb"][0].shape[0], args)
+    finally:
+        graph.close()  # closes the bag too
+    recon_result = graph.nodes["reconstruction"].last_result
+    object_id = recon_result.asset.object_id
+    json_path = os.path.join(settings.asset_dir, f"{object_id}.json")
+    record = read_asset_record(json_path)
+    comparison = compare_with_clip(graph, recon_result, record, clip, progress)
+
+    progress.begin("report", f"figures and summary in {out}")
+    outputs = {"asset_ply": os.path.join(settings.asset_dir, f"{object_id}.ply"), "asset_json": json_path,
+               **write_figures(out, args, clip, graph, settings, live, comparison)}
+    summary = summarise(args, clip, record, comparison, graph, live, progress, outputs)
+    outputs["summary_json"], outputs["summary_md"] = os.path.join(out, "summary.json"), os.path.join(out,
+                                                                                                     "summary.md")
+    progress.end()
+    summary["stage_times_s"] = dict(progress.stage_times)
+    summary["wall_time_s"] = time.monotonic() - progress.start
+    write_summary(out, summary)
+    return summary
+
+
+def load_clip(args, out: str, progress: Progress) -> tuple[dict, GraphSettings]:
+    """The example clip's chosen view and the settings of the demo graph that plays it."""
+    from reconphys_ros.examples import example_path, load_example
+
     progress.begin("load", f"example clip {args.example!r}, view {args.view}")
     clip = load_example(args.example, views=[args.view])
-    rgb, masks = clip["rgb"][0], clip["mask"][0]  # (T, H, W, 3), (T, H, W)
+    rgb = clip["rgb"][0]  # (T, H, W, 3)
     height, width = rgb.shape[1:3]
     settings = GraphSettings(
         source=example_path(args.example), view=args.view, playback_fps=args.rate, clip_fps=clip["fps"],
@@ -339,23 +373,16 @@ def run(args) -> dict:
         render_camera=sim_render_view(clip["K"][0], clip["world_to_cam"][0], width, height),
         render_rate=4.0 if args.quick else 6.0, gripper=gripper_script(args.quick), domain_id=args.domain_id,
         known_mass=args.known_mass)
-    graph = DemoGraph(settings)
     progress.end(f"{rgb.shape[0]} frames {width}x{height}, true params {clip['params']}")
+    return clip, settings
 
-    progress.begin("start nodes", "video_source, segmentation, reconstruction, simulation"
-                   + ("" if args.no_bag else ", bag_recorder") + f", gripper_controller (one process, DDS domain "
-                   f"{args.domain_id})")
-    graph.start()
-    progress.end()
-    try:
-        live = run_graph(graph, progress, rgb.shape[0], args)
-    finally:
-        graph.close()  # closes the bag too
-    recon_result = graph.nodes["reconstruction"].last_result
-    object_id = recon_result.asset.object_id
-    json_path = os.path.join(settings.asset_dir, f"{object_id}.json")
-    record = read_asset_record(json_path)
 
+def compare_with_clip(graph: DemoGraph, recon_result, record, clip: dict, progress: Progress):
+    """Re-simulate the published asset from the reconstruction's first frame, render it from the clip camera and
+    compare with the clip's frames (demo/evaluation.py)."""
+    from reconphys_ros.demo.evaluation import evaluate_prediction
+
+    rgb, masks = clip["rgb"][0], clip["mask"][0]  # (T, H, W, 3), (T, H, W)
     progress.begin("evaluate", "re-simulate the asset, render from the clip camera, compare with the clip")
     start = drop_start_index(graph, rgb, record.frame_stamps[0])
     observed = len(record.frame_stamps)
@@ -368,13 +395,18 @@ def run(args) -> dict:
     fut = comparison.psnr["future"]
     progress.end(f"future PSNR {fut['prediction']['full']:.2f} dB (hold last frame "
                  f"{fut['hold_last_frame']['full']:.2f}, constant image {fut['constant_image']['full']:.2f})")
+    return comparison
 
-    progress.begin("report", f"figures and summary in {out}")
-    outputs = {"asset_ply": os.path.join(settings.asset_dir, f"{object_id}.ply"), "asset_json": json_path}
+
+def write_figures(out: str, args, clip: dict, graph: DemoGraph, settings: GraphSettings, live: dict,
+                  comparison) -> dict:
+    """Strips, frames, videos (not with --quick) and the trajectory plot in `out`; returns their paths."""
+    from reconphys_ros.demo.report import plots, strips
+
     c = comparison
-    outputs["comparison_strip"] = strips.write_png(
+    outputs = {"comparison_strip": strips.write_png(
         os.path.join(out, "comparison_strip.png"),
-        strips.comparison_strip(c.truth, c.predicted, c.truth_masks, c.predicted_masks, c.observed, c.start))
+        strips.comparison_strip(c.truth, c.predicted, c.truth_masks, c.predicted_masks, c.observed, c.start))}
     outputs["background"] = strips.write_png(os.path.join(out, "background_estimate.png"), c.background)
     picked, captions, all_marked = interaction_frames(graph, settings, live["loaded_at"], 8, c.background)
     outputs["interaction_strip"] = strips.write_png(os.path.join(out, "interaction_strip.png"),
@@ -399,14 +431,7 @@ def run(args) -> dict:
         os.path.join(out, "trajectory.png"), clip["fps"], c.predicted_heights, c.observed, c.true_heights, c.start,
         live=(np.array(times), np.array(heights)) if times else None,
         closed_spans=closed_spans(graph.obs.commands, live["loaded_at"]))
-    summary = summarise(args, clip, record, comparison, graph, live, progress, outputs)
-    outputs["summary_json"], outputs["summary_md"] = os.path.join(out, "summary.json"), os.path.join(out,
-                                                                                                     "summary.md")
-    progress.end()
-    summary["stage_times_s"] = dict(progress.stage_times)
-    summary["wall_time_s"] = time.monotonic() - progress.start
-    write_summary(out, summary)
-    return summary
+    return outputs
 
 
 def main(argv=None) -> int:

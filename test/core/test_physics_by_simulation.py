@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from reconphys_ros.core.models.initial_motion import estimate_initial_velocity
-from reconphys_ros.core.models.physics_by_simulation import (MASS_PRIOR, RefineConfig, _stiffest_near_minimum,
-                                                      estimate_physics)
+from reconphys_ros.core.models.physics_by_simulation import RefineConfig, _stiffest_near_minimum, estimate_physics
 from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
+from reconphys_ros.core.physics.params import MASS_PRIOR
 
 TRUTH = PhysicsParams(1.0, 200.0, 1.0, 0.5)
 

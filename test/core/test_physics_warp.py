@@ -229,3 +229,19 @@ def test_one_launch_cpu_frame_equals_per_substep_kernels(coarse_anchors, contact
     (xs, vs), (xp, vp) = outputs
     assert float(xs[:, 2].min()) < 0.05  # reached the ground: contact is exercised
     assert torch.allclose(xs, xp, atol=1e-6, rtol=0) and torch.allclose(vs, vp, atol=1e-5, rtol=0)
+
+
+def test_integrator_steps_frame_by_frame_as_simulate(coarse_anchors):
+    # simulate is a loop over one Integrator (built once per model): stepping it by hand gives the same frames
+    from reconphys_ros.core.physics import Integrator
+    from reconphys_ros.core.physics.control import Control
+
+    model = build([coarse_anchors], [PhysicsParams(1.0, 300.0, 1.0, 0.5)], COARSE_LATTICE)
+    state = drop_state(model, (0.0, 0.0, 0.2))
+    start = state.x[:20].clone()
+    control = Control(torch.arange(0, 20, dtype=torch.int32), start, start + 0.02, 2000.0, 20.0, 50.0, 1.0 / 30)
+    expected = simulate(model, state, 6, 40, control=control)
+    integrator = Integrator(model, 40)
+    for frame in range(6):
+        state = integrator.step_frame(state, control)
+        assert torch.equal(state.x, expected[frame]), frame

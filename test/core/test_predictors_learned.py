@@ -7,11 +7,11 @@ import torch
 
 from reconphys_ros.core.models.checkpoint import CheckpointError, save_checkpoint
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
-                                                         RATIO_RANGES, LearnedPhysicsPredictor, PhysicsNet,
+                                                         LearnedPhysicsPredictor, PhysicsNet,
                                                          PhysicsNetConfig, estimate_from_prediction, load, load_net,
                                                          mask_statistics, net_config_dict, prepare_clip)
 from reconphys_ros.core.models.predictors import load_physics_predictor
-from reconphys_ros.core.physics.params import PARAM_RANGES, paper_from_ratios, ratios_from_paper
+from reconphys_ros.core.physics.params import PARAM_RANGES, RATIO_RANGES, paper_from_ratios, ratios_from_paper
 
 SMALL = PhysicsNetConfig(image_size=32, num_frames=8, width=8, embed=32, heads=2, layers=1)
 

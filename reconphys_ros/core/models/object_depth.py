@@ -18,10 +18,8 @@ import numpy as np
 from ..physics.params import GRAVITY_MAGNITUDE
 from ..render.camera import Camera
 
-__all__ = ["DepthPrior", "FallTrack", "estimate_depth", "depth_from_free_fall", "camera_arrays", "pixel_rays",
-           "GRAVITY"]
+__all__ = ["DepthPrior", "FallTrack", "estimate_depth", "depth_from_free_fall", "camera_arrays", "pixel_rays"]
 
-GRAVITY = GRAVITY_MAGNITUDE  # m/s^2, world -z
 # Free-fall depth fit: the shortest usable track; a longer prefix is accepted while its fit error stays within
 # FALL_FIT_GROWTH x the first fit's (the centroid noise of this track), at least MAX_FALL_FIT_PX. Looser bounds
 # (0.5 px) let the first frames after the impact in and under-estimated the depth by up to 2x (test splits).
@@ -190,7 +188,7 @@ def _refit_before_impact(track: FallTrack, t: np.ndarray, K, rot, trans, gravity
     return depth
 
 
-def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAVITY) -> float:
+def depth_from_free_fall(track: FallTrack, camera: Camera, gravity: float = GRAVITY_MAGNITUDE) -> float:
     """Camera depth of the object at the track's first frame, assuming it flies freely (any initial velocity,
     no air drag): fits depth s and initial velocity v so that projecting X(t) = C + s r0 + v t - (0, 0, g t^2 / 2)
     reproduces the centroids; gravity, known in metres, fixes the scale. Only the frames before the object

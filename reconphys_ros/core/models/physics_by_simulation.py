@@ -28,7 +28,9 @@ Uncertainty (one standard deviation, reported per quantity):
 
 Speed: estimation runs on its own small lattice (`estimation_lattice`, default 256 anchors, K = 24); parameters
 are resolution independent (physics/lattice.py), so the result holds for the asset's lattice too. Rendering uses
-a subset of the Gaussians at a reduced resolution.
+a subset of the Gaussians at a reduced resolution. The rollout and its loss are models/silhouette_rollout.py, the
+same path as the predictor's training loss (here: silhouette only, the subset's widening fitted to the first mask,
+every frame_stride-th frame compared).
 """
 from __future__ import annotations
 
@@ -36,30 +38,22 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
 from ..asset import PhysicsEstimate
-from ..binding import apply_binding, compute_binding
 from ..gaussians import GaussianCloud
-from ..physics import LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
-from ..physics.params import PARAM_RANGES, paper_from_ratios
-from ..render import Camera, render_sequence
+from ..physics import LatticeConfig, PhysicsParams, sample_anchors
+from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, MASS_PRIOR_LOG_SIGMA, PARAM_RANGES,
+                              log_uniform_sigma, mass_prior, paper_from_ratios)
+from ..render import Camera
+from . import silhouette_rollout as sr
 
-__all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics", "mass_prior",
-           "scaled_camera", "resize_masks"]
+__all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics"]
 
 # Small enough to be fast (rendering dominates), large enough that soft objects do not collapse on it whatever the
 # anchor seed; the 0.92 correction maps it onto the coarse lattice (fit and figures: MODEL_CARD.md).
 ESTIMATION_LATTICE = LatticeConfig(256, 24, name="estimation", stiffness_correction=0.92, damping_correction=0.92)
-MASS_PRIOR = math.sqrt(PARAM_RANGES["mass"][0] * PARAM_RANGES["mass"][1])  # geometric mean, kg
-FRICTION_PRIOR = 0.5
-DAMPING_PER_MASS_PRIOR = math.sqrt(PARAM_RANGES["damping"][0] * PARAM_RANGES["damping"][1]) / MASS_PRIOR
-
-
-def _log_uniform_sigma(lo: float, hi: float) -> float:
-    return math.log(hi / lo) / math.sqrt(12.0)
 
 
 @dataclass(frozen=True)
@@ -119,77 +113,29 @@ class RefineResult:
     timings: dict = field(default_factory=dict)
 
 
-def mass_prior(known_mass: float | None) -> tuple[float, bool]:
-    """(mass, given?) -- the user's mass when set, else the prior."""
-    if known_mass is None:
-        return MASS_PRIOR, False
-    lo, hi = PARAM_RANGES["mass"]
-    if not (isinstance(known_mass, (int, float)) and math.isfinite(known_mass) and lo <= known_mass <= hi):
-        raise ValueError(f"known_mass must be a number in the paper range [{lo}, {hi}] kg, got {known_mass!r}")
-    return float(known_mass), True
-
-
-def scaled_camera(camera: Camera, size: int) -> tuple[Camera, float]:
-    """The same view rendered with its longest side `size` px. Returns (camera, scale)."""
-    scale = size / max(camera.width, camera.height)
-    K = camera.K.clone()
-    K[:2] *= scale
-    w, h = max(1, round(camera.width * scale)), max(1, round(camera.height * scale))
-    return Camera(K, camera.world_to_cam, w, h), scale
-
-
-def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(T, H, W) masks (object > 0) -> (T, height, width) float32 coverage in [0, 1] (area averaging)."""
-    out = [cv2.resize((m > 0).astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) for m in masks]
-    return np.stack(out).astype(np.float32)
-
-
 class _SilhouetteLoss:
-    """Simulate B copies of the object with given (B, 4) paper params, render their alpha, compare with masks."""
+    """Simulate B copies of the object with given (B, 4) paper params, render their alpha, compare with masks
+    (silhouette_rollout.rollout_loss)."""
 
     def __init__(self, gaussians: GaussianCloud, anchors: np.ndarray, masks: np.ndarray, camera: Camera,
                  velocity: np.ndarray, fps: float, config: RefineConfig, object_id: str, device: str, seed: int):
         self.config, self.fps, self.device = config, fps, device
         self.num_frames = masks.shape[0] - 1  # simulated frames after frame 0
-        cam, _ = scaled_camera(camera, config.render_size)
-        self.camera = cam.to(device)
+        cam, _ = sr.scaled_camera(camera, config.render_size)
         # Simulated frame i (0-based) is observed frame i + 1; compare every frame_stride-th, ending at the last.
         self.compared = np.arange(self.num_frames - 1, -1, -config.frame_stride)[::-1].copy()
-        self.target = torch.as_tensor(resize_masks(masks[1:][self.compared], cam.width, cam.height),
+        self.target = torch.as_tensor(sr.resize_masks(masks[1:][self.compared], cam.width, cam.height),
                                       device=device)  # (F, h, w)
-        g = gaussians.detach().to(device)
-        n = g.num_gaussians
-        if n > config.max_render_gaussians:
-            pick = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(n, config.max_render_gaussians,
-                                                                              replace=False)), device=device)
-            g = g.subset(pick)
-            # Widen the subset's Gaussians so they still cover the volume: the widening whose frame-0 silhouette
-            # best matches the first mask (too wide inflates the silhouette, which the loss would then explain
-            # by a collapse; too narrow leaves holes).
-            full = math.log((n / config.max_render_gaussians) ** (1.0 / 3.0))
-            first = torch.as_tensor(resize_masks(masks[:1], cam.width, cam.height), device=device)[0]
-            candidates = []
-            for widen in np.linspace(0.0, full, 5):
-                trial = GaussianCloud(g.means, g.log_scales + float(widen), g.quats, g.colors, g.opacity_logits)
-                with torch.no_grad():
-                    alpha = render_sequence(trial, trial.means[None], self.camera, background=(0.0, 0.0, 0.0)).alpha
-                candidates.append((float(((alpha[0] - first) ** 2).mean()), float(widen)))
-            g = GaussianCloud(g.means, g.log_scales + min(candidates)[1], g.quats, g.colors, g.opacity_logits)
-        self.proxy = g
-        self.anchors = torch.as_tensor(anchors, dtype=torch.float32, device=device)  # (N_A, 3)
-        self.binding = compute_binding(g.means, self.anchors, config.binding_neighbors, config.binding_power)
-        self.velocity = torch.as_tensor(np.asarray(velocity, np.float32), device=device).reshape(1, 3)
-        self.anchors_np = anchors
-        self.object_id = object_id
+        first = torch.as_tensor(sr.resize_masks(masks[:1], cam.width, cam.height), device=device)[0]
+        self.object = sr.prepare_object(object_id, gaussians, anchors, velocity, cam.to(device),
+                                        config.max_render_gaussians, config.binding_neighbors, config.binding_power,
+                                        device, seed, first_alpha=first)
         self._models: dict[int, object] = {}
 
     def model(self, batch: int):
         if batch not in self._models:
             if 1 not in self._models:
-                builder = ModelBuilder()
-                builder.add_object(self.anchors_np, PhysicsParams(MASS_PRIOR, 100.0, 1.0, 0.5),
-                                   self.config.estimation_lattice, object_id=self.object_id)
-                self._models[1] = builder.finalize(self.device)
+                self._models[1] = sr.build_model([self.object], self.config.estimation_lattice, self.device)
             self._models[batch] = self._models[1].replicate(batch)
         return self._models[batch]
 
@@ -202,19 +148,10 @@ class _SilhouetteLoss:
     def __call__(self, params: torch.Tensor, truncated: bool) -> torch.Tensor:
         """params (B, 4) paper m, k, d, f -> per-candidate loss (B,)."""
         batch = params.shape[0]
-        model = self.model(batch)
-        n_a = self.anchors.shape[0]
-        x0 = self.anchors.repeat(batch, 1)
-        state = State(x0, self.velocity.expand(batch * n_a, 3).contiguous())
-        traj = simulate(model, state, num_frames=self.num_frames, substeps=self.config.min_substeps, params=params,
-                        fps=self.fps, detach_every_frame=truncated)  # (T-1, B*N_A, 3)
-        traj = traj[torch.as_tensor(self.compared, device=traj.device)]  # (F, B*N_A, 3)
-        traj = traj.reshape(len(self.compared), batch, n_a, 3).transpose(0, 1)  # (B, F, N_A, 3)
-        means = apply_binding(self.binding, traj, self.anchors, self.proxy.means)  # (B, F, N, 3)
-        out = render_sequence(self.proxy, means.reshape(-1, self.proxy.num_gaussians, 3), self.camera,
-                              background=(0.0, 0.0, 0.0), backend="auto")
-        alpha = out.alpha.reshape(batch, len(self.compared), *self.target.shape[1:])
-        return ((alpha - self.target) ** 2).mean(dim=(1, 2, 3))
+        loss, _, _ = sr.rollout_loss([self.object] * batch, self.model(batch), params, self.num_frames,
+                                     self.config.min_substeps, self.fps, truncated, self.target,
+                                     frames=self.compared)
+        return loss
 
 
 class _Adam:
@@ -388,9 +325,9 @@ def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np
     sigma_kpm = max(sigma_kpm, 0.1 * step)
     if best in (0, len(grid) - 1):
         notes.append(f"sweep minimum at the edge of the k/m range ({kpm:.3g} 1/s^2): estimate may be bounded")
-    sigma_dpm = _log_uniform_sigma(*bounds.dpm)
+    sigma_dpm = log_uniform_sigma(*bounds.dpm)
     sigma_f = (PARAM_RANGES["friction"][1] - PARAM_RANGES["friction"][0]) / math.sqrt(12.0)
-    sigma_m = 0.0 if mass_given else _log_uniform_sigma(*PARAM_RANGES["mass"])
+    sigma_m = 0.0 if mass_given else MASS_PRIOR_LOG_SIGMA
 
     values = {"mass": mass, "stiffness": kpm * mass, "damping": dpm * mass, "friction": friction}
     for name, value in list(values.items()):

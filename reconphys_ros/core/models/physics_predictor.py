@@ -24,24 +24,17 @@ from torch import nn
 
 from ..asset import PhysicsEstimate
 from ..physics import PhysicsParams
-from ..physics.params import PARAM_NAMES, PARAM_RANGES, paper_from_ratios
+from ..physics.params import (MASS_PRIOR_LOG_SIGMA, PARAM_NAMES, PARAM_RANGES, RATIO_RANGES, mass_prior,
+                              paper_from_ratios)
 from .checkpoint import check_state_dict, load_checkpoint
-from .physics_by_simulation import mass_prior
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
-           "RATIO_RANGES", "prepare_clip", "LearnedPhysicsPredictor", "load"]
+           "prepare_clip", "LearnedPhysicsPredictor", "load"]
 
 PHYSICS_CHECKPOINT_KIND = "physics_predictor"
 PHYSICS_CHECKPOINT_VERSION = 1
 Z90 = 1.6448536  # two-sided 90% interval half-width in standard deviations
 
-_M_LO, _M_HI = PARAM_RANGES["mass"]
-# Ranges of the identifiable quantities implied by the paper's ranges of m, k, d, f.
-RATIO_RANGES = {
-    "log_stiffness_per_mass": (math.log(PARAM_RANGES["stiffness"][0] / _M_HI), math.log(PARAM_RANGES["stiffness"][1] / _M_LO)),
-    "log_damping_per_mass": (math.log(PARAM_RANGES["damping"][0] / _M_HI), math.log(PARAM_RANGES["damping"][1] / _M_LO)),
-    "friction": PARAM_RANGES["friction"],
-}
 _LO = torch.tensor([v[0] for v in RATIO_RANGES.values()])
 _HI = torch.tensor([v[1] for v in RATIO_RANGES.values()])
 NUM_MASK_STATS = 5
@@ -177,7 +170,7 @@ def estimate_from_prediction(mean, sigma, known_mass: float | None = None) -> Ph
     """(ln k/m, ln d/m, f) means and standard deviations -> PhysicsEstimate (paper convention, clamped)."""
     mass, given = mass_prior(known_mass)
     kpm, dpm = math.exp(mean[0]), math.exp(mean[1])
-    sigma_m = 0.0 if given else math.log(_M_HI / _M_LO) / math.sqrt(12.0)
+    sigma_m = 0.0 if given else MASS_PRIOR_LOG_SIGMA
     values = dict(zip(PARAM_NAMES, map(float, paper_from_ratios(np.asarray(mean[:3], np.float64), mass))))
     for key, value in values.items():
         lo, hi = PARAM_RANGES[key]

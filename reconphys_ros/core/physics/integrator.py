@@ -1,5 +1,6 @@
 """Semi-implicit Euler integration in Warp (CPU or CUDA), a torch.autograd bridge around wp.Tape, and the
-`simulate` entry point shared with the pure-torch reference backend."""
+`Integrator` (built once per model, one `step_frame` per frame) with `simulate`, a rollout over it, shared with
+the pure-torch reference backend."""
 from __future__ import annotations
 
 import math
@@ -57,20 +58,33 @@ def _warp_arrays(model: Model) -> _WarpModel:
 
 
 class WarpFrameRunner:
-    """Advances x, v (wp arrays) by one frame of `substeps` substeps."""
+    """Advances x, v (wp arrays) by one frame of `substeps` substeps; the grasp springs may change every frame
+    (set_control)."""
 
-    def __init__(self, model: Model, substeps: int, fps: float, control: Control | None, serial_cpu: bool = True):
+    def __init__(self, model: Model, substeps: int, fps: float, control: Control | None = None,
+                 serial_cpu: bool = True):
         self.model = model
         self.serial_cpu = serial_cpu  # False: per-substep kernels on CPU too (the taped path; tests compare both)
         self.arrays = _warp_arrays(model)
         self.substeps = int(substeps)
         self.frame_dt = 1.0 / fps
         self.dt = self.frame_dt / self.substeps
+        self._force = None  # forward-only force buffer, allocated on first use
+        self.set_control(control)
+
+    def set_control(self, control: Control | None) -> None:
+        """Grasp springs of the next frame (None or no attached anchor: none)."""
         self.control = control if control is not None and control.num_attached > 0 else None
         if self.control is not None:
             self.c_anchor = wp.from_torch(self.control.anchor.contiguous(), dtype=wp.int32)
             self.c_start = wp.from_torch(self.control.target_start.contiguous(), dtype=wp.vec3)
             self.c_end = wp.from_torch(self.control.target_end.contiguous(), dtype=wp.vec3)
+
+    def _forward_force(self):
+        """The force buffer of the forward-only paths (every substep overwrites it before use)."""
+        if self._force is None:
+            self._force = wp.empty(self.model.num_anchors, dtype=wp.vec3, device=self.arrays.device)
+        return self._force
 
     def substep(self, x, v, m, k, d, f, force, x_out, v_out, alpha: float):
         model, arr, dev = self.model, self.arrays, self.arrays.device
@@ -96,11 +110,10 @@ class WarpFrameRunner:
                     float(c.max_force_per_anchor)]
         else:
             grip = [arr.no_grip_anchor, arr.no_grip_target, arr.no_grip_target, 0.0, 0.0, 0.0, 0.0]
-        force = wp.empty(model.num_anchors, dtype=wp.vec3, device=dev)
         wp.launch(kernels.serial_frame_kernel, dim=1, device=dev,
-                  inputs=[xa, va, force, arr.springs, arr.rest, arr.spring_object, arr.anchor_object, m, k, d, f,
-                          float(model.spring_exponent), *grip, arr.gravity, float(self.dt), self.substeps,
-                          arr.contact])
+                  inputs=[xa, va, self._forward_force(), arr.springs, arr.rest, arr.spring_object,
+                          arr.anchor_object, m, k, d, f, float(model.spring_exponent), *grip, arr.gravity,
+                          float(self.dt), self.substeps, arr.contact])
 
     def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward only: one launch per frame on CPU; on CUDA ping-pong buffers, no allocation per substep."""
@@ -113,7 +126,7 @@ class WarpFrameRunner:
             return wp.to_torch(xa), wp.to_torch(va)
         xb = wp.empty_like(xa)
         vb = wp.empty_like(va)
-        force = wp.zeros(self.model.num_anchors, dtype=wp.vec3, device=dev)
+        force = self._forward_force()
         for s in range(self.substeps):
             force.zero_()
             self.substep(xa, va, m, k, d, f, force, xb, vb, (s + 1) / self.substeps)
@@ -198,6 +211,40 @@ def resolve_substeps(model: Model, substeps: int, fps: float, params, stability:
     return needed
 
 
+class Integrator:
+    """Steps one model frame by frame. Built once per model (and params): the Warp views of its arrays, the
+    substep count, the time step and the simulation-unit params; then one `step_frame` per frame.
+
+    params: optional (B, 4) paper-convention m, k, d, f (a tensor with requires_grad gives gradients), else the
+    model's own. substeps: per frame; stability 'auto' raises them to the stable count for these params,
+    'error' raises, 'off' trusts the caller. backend: 'warp' (CPU/CUDA kernels) or 'torch' (reference)."""
+
+    def __init__(self, model: Model, substeps: int = DEFAULT_SUBSTEPS, fps: float = DEFAULT_FPS,
+                 params: torch.Tensor | None = None, backend: str = "warp", stability: str = "auto"):
+        if backend not in ("warp", "torch"):
+            raise ValueError(f"backend must be 'warp' or 'torch', got {backend!r}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if params is not None:
+            if not torch.isfinite(params).all():
+                raise ValueError("simulate: params contain NaN or Inf")
+            if (params[:, :3] <= 0).any() or (params[:, 3] < 0).any():
+                raise ValueError("simulate: mass, stiffness and damping must be > 0 and friction >= 0")
+        self.model, self.fps, self.backend = model, fps, backend
+        self.sim_params = model.sim_params(params)  # per-object simulation m, k, d, f, each (B,)
+        self.substeps = resolve_substeps(model, substeps, fps, params, stability)
+        self.runner = WarpFrameRunner(model, self.substeps, fps) if backend == "warp" else None
+
+    def step_frame(self, state: State, control: Control | None = None) -> State:
+        """The state one frame later, with the grasp springs `control` (None: none) during the frame."""
+        if self.runner is not None:
+            self.runner.set_control(control)
+            x, v = WarpFrameFunction.apply(state.x, state.v, *self.sim_params, self.runner)
+        else:
+            x, v = torch_frame(self.model, state.x, state.v, self.sim_params, self.substeps, self.fps, control)
+        return State(x, v)
+
+
 def simulate(model: Model, state: State | None = None, num_frames: int = 30, substeps: int = DEFAULT_SUBSTEPS,
              control=None, params: torch.Tensor | None = None, fps: float = DEFAULT_FPS, backend: str = "warp",
              detach_every_frame: bool = False, stability: str = "auto", check_nan: bool = True,
@@ -205,42 +252,25 @@ def simulate(model: Model, state: State | None = None, num_frames: int = 30, sub
     """Roll the model forward. Returns anchor positions after each frame, (T, N_A_total, 3), and with
     return_velocities also velocities (T, N, 3).
 
-    params: optional (B, 4) paper-convention m, k, d, f (a tensor with requires_grad gives gradients, as do
-    state.x / state.v). control: None, a Control (every frame), or an object with
-    `frame_control(frame, state, frame_dt) -> Control | None` (e.g. Gripper). detach_every_frame: truncated
-    backprop, the state entering each frame is detached (gradients then reach params through each frame only).
-    backend: 'warp' (CPU/CUDA kernels) or 'torch' (reference)."""
-    if backend not in ("warp", "torch"):
-        raise ValueError(f"backend must be 'warp' or 'torch', got {backend!r}")
+    params, substeps, backend, stability: as for Integrator. control: None, a Control (every frame), or an object
+    with `frame_control(frame, state, frame_dt) -> Control | None` (e.g. Gripper). detach_every_frame: truncated
+    backprop, the state entering each frame is detached (gradients then reach params through each frame only)."""
     if int(num_frames) < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be > 0, got {fps}")
     state = state or model.state()
     if state.x.shape != (model.num_anchors, 3) or state.v.shape != (model.num_anchors, 3):
         raise ValueError(f"state must be ({model.num_anchors}, 3) positions and velocities, got "
                          f"{tuple(state.x.shape)} / {tuple(state.v.shape)}")
-    if params is not None:
-        if not torch.isfinite(params).all():
-            raise ValueError("simulate: params contain NaN or Inf")
-        if (params[:, :3] <= 0).any() or (params[:, 3] < 0).any():
-            raise ValueError("simulate: mass, stiffness and damping must be > 0 and friction >= 0")
-    sim = model.sim_params(params)
-    substeps = resolve_substeps(model, substeps, fps, params, stability)
-    x, v = state.x, state.v
+    integrator = Integrator(model, substeps, fps, params, backend, stability)
     xs, vs = [], []
     for frame in range(int(num_frames)):
         if detach_every_frame and frame > 0:  # frame 0 keeps the link to the initial state
-            x, v = x.detach(), v.detach()
-        ctrl = control.frame_control(frame, State(x, v), 1.0 / fps) if hasattr(control, "frame_control") else control
-        if backend == "warp":
-            runner = WarpFrameRunner(model, substeps, fps, ctrl)
-            x, v = WarpFrameFunction.apply(x, v, *sim, runner)
-        else:
-            x, v = torch_frame(model, x, v, sim, substeps, fps, ctrl)
+            state = State(state.x.detach(), state.v.detach())
+        ctrl = control.frame_control(frame, state, 1.0 / fps) if hasattr(control, "frame_control") else control
+        state = integrator.step_frame(state, ctrl)
         if check_nan:
-            check_finite(model, x, v, frame)
-        xs.append(x)
-        vs.append(v)
+            check_finite(model, state.x, state.v, frame)
+        xs.append(state.x)
+        vs.append(state.v)
     positions = torch.stack(xs)
     return (positions, torch.stack(vs)) if return_velocities else positions

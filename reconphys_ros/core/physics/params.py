@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-GRAVITY = (0.0, 0.0, -9.81)  # world z up, m/s^2
-GRAVITY_MAGNITUDE = 9.81
+GRAVITY_MAGNITUDE = 9.81  # m/s^2
+GRAVITY = (0.0, 0.0, -GRAVITY_MAGNITUDE)  # world z up
 
 # Paper ranges (Table / sampling ranges of the ReconPhys data set).
 PARAM_RANGES = {
@@ -20,6 +20,45 @@ PARAM_RANGES = {
 PARAM_NAMES = ("mass", "stiffness", "damping", "friction")
 # The paper's m is the mass of one anchor of its reference lattice: the object's total mass is m times this.
 REFERENCE_NUM_ANCHORS = 2048
+
+
+def range_centre(name: str) -> float:
+    """The centre of a parameter's paper range as the data generator draws it: the geometric mean for m, k, d
+    (log-uniform), the arithmetic mean for f (uniform)."""
+    lo, hi = PARAM_RANGES[name]
+    return (lo + hi) / 2.0 if name == "friction" else math.sqrt(lo * hi)
+
+
+def log_uniform_sigma(lo: float, hi: float) -> float:
+    """Standard deviation of ln x for x log-uniform on [lo, hi]."""
+    return math.log(hi / lo) / math.sqrt(12.0)
+
+
+# Priors for what a video does not determine (only k/m, d/m and f are identifiable, DESIGN.md): the mass, and the
+# starting d/m and f of the estimator.
+MASS_PRIOR = range_centre("mass")  # kg per reference anchor
+MASS_PRIOR_LOG_SIGMA = log_uniform_sigma(*PARAM_RANGES["mass"])  # spread of ln m under the log-uniform draw
+FRICTION_PRIOR = range_centre("friction")
+DAMPING_PER_MASS_PRIOR = range_centre("damping") / MASS_PRIOR  # 1/s
+
+# Ranges of the identifiable quantities (ln k/m, ln d/m, f) implied by the paper's ranges of m, k, d, f.
+RATIO_RANGES = {
+    "log_stiffness_per_mass": (math.log(PARAM_RANGES["stiffness"][0] / PARAM_RANGES["mass"][1]),
+                               math.log(PARAM_RANGES["stiffness"][1] / PARAM_RANGES["mass"][0])),
+    "log_damping_per_mass": (math.log(PARAM_RANGES["damping"][0] / PARAM_RANGES["mass"][1]),
+                             math.log(PARAM_RANGES["damping"][1] / PARAM_RANGES["mass"][0])),
+    "friction": PARAM_RANGES["friction"],
+}
+
+
+def mass_prior(known_mass: float | None) -> tuple[float, bool]:
+    """(mass, given?) -- the user's mass when set, else the prior."""
+    if known_mass is None:
+        return MASS_PRIOR, False
+    lo, hi = PARAM_RANGES["mass"]
+    if not (isinstance(known_mass, (int, float)) and math.isfinite(known_mass) and lo <= known_mass <= hi):
+        raise ValueError(f"known_mass must be a number in the paper range [{lo}, {hi}] kg, got {known_mass!r}")
+    return float(known_mass), True
 
 
 @dataclass

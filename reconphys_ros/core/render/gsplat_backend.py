@@ -5,6 +5,8 @@ import functools
 
 import torch
 
+from .conventions import BLUR_EPS2D, FAR_PLANE, NEAR_PLANE
+
 
 @functools.lru_cache(maxsize=1)
 def gsplat_available() -> bool:
@@ -53,9 +55,9 @@ def rasterize_gsplat(
         Ks=Ks.to(means).expand(b, v, 3, 3).contiguous(),
         width=width,
         height=height,
-        near_plane=0.01,
-        far_plane=1e10,
-        eps2d=0.3,
+        near_plane=NEAR_PLANE,
+        far_plane=FAR_PLANE,
+        eps2d=BLUR_EPS2D,
         render_mode="RGB+D",
         rasterize_mode="classic",
         packed=False,

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-ALPHA_THRESHOLD = 1.0 / 255.0
-BLUR_EPS2D = 0.3
-NEAR_PLANE = 0.01
-FAR_PLANE = 1e10
+from .conventions import ALPHA_THRESHOLD, BLUR_EPS2D, FAR_PLANE, NEAR_PLANE
 
 __all__ = ["ProjectedGaussians", "quat_to_rotmat", "covariances_3d", "project_gaussians"]
 

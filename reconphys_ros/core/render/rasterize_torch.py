@@ -18,15 +18,14 @@ import math
 
 import torch
 
-from .projection import ALPHA_THRESHOLD, ProjectedGaussians
+from .conventions import ALPHA_THRESHOLD, MAX_ALPHA, MIN_TRANSMITTANCE
+from .projection import ProjectedGaussians
 
-MAX_ALPHA = 0.999
-MIN_TRANSMITTANCE = 1e-4
 # Small enough that pixels which terminate early skip the later (deeper) chunks.
 DEFAULT_MAX_PAIRS = 1 << 17
 MAX_GAUSSIAN_IMAGES_PER_GROUP = 400_000
 
-__all__ = ["rasterize_pairs", "MAX_ALPHA", "MIN_TRANSMITTANCE"]
+__all__ = ["rasterize_pairs"]
 
 
 def _ellipse_row_spans(
