@@ -199,8 +199,8 @@ def test_a_latched_message_published_once_is_recorded_though_a_subscriber_came_f
         assert spin_until(executor, lambda: "/pose_once" in dict(recorder.get_topic_names_and_types()), 30.0)
         spin_until(executor, lambda: False, 0.3)  # several discovery rounds with a subscriber and no publisher
         env, python = python_env
-        child = subprocess.Popen([python, "-m", "test.ros.publish_once_process", "pose_once", "pose"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        child = subprocess.Popen([python, "-m", "test.ros.publish_latched_process", "string", "pose_once", "pose"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert spin_until(executor, lambda: recorder.counts["/pose_once"] == 1 or child.poll() is not None, 60.0)
         assert recorder.counts["/pose_once"] == 1, child.stdout.read() if child.poll() is not None else ""
         recorder.close()

@@ -15,7 +15,7 @@ NUM_GAUSSIANS = 100_000
 def test_large_asset_between_processes(ros_context, python_env):
     env, python = python_env
     topic = "test_transport/asset"
-    child = subprocess.Popen([python, "-m", "test.ros.publish_asset_process", str(NUM_GAUSSIANS), "7", topic],
+    child = subprocess.Popen([python, "-m", "test.ros.publish_latched_process", "asset", str(NUM_GAUSSIANS), "7", topic],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         node = __import__("rclpy").create_node("asset_subscriber_fixture", context=ros_context)

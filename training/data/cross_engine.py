@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from training.data.generate import float_range
 from training.data.params import quaternion_to_matrix, random_quaternion
 from training.data.shapes import SHAPE_KINDS, ProceduralShape, random_shape
 from training.data.storage import MANIFEST_FILE, META_FILE, read_meta, sha256_file, write_json, write_sample
@@ -924,14 +925,6 @@ def summary_table(root: str) -> list[str]:
     return lines
 
 
-def _float_range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX (two numbers), got {text!r}") from None
-    return lo, hi
-
-
 RANGE_OPTIONS = {  # option -> (config field, help)
     "size": ("size_range", "object size, longest dimension in m"),
     "drop-gap": ("drop_gap", "gap under the object at t = 0 in m"),
@@ -982,7 +975,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{defaults.max_nodes})")
     for option, (name, text) in RANGE_OPTIONS.items():
         lo, hi = getattr(defaults, name)
-        p.add_argument(f"--{option}", type=_float_range, default=None, metavar="MIN,MAX",
+        p.add_argument(f"--{option}", type=float_range, default=None, metavar="MIN,MAX",
                        help=f"{text} (default {lo:g},{hi:g})")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")

@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, unit in (("drop_height", "gap below the object in object sizes"), ("toss_up_speed", "m/s upwards"),
                        ("sideways_speed", "object sizes per second"), ("spin", "rad/s")):
         lo, hi = getattr(motion, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=_float_range, default=None, metavar="MIN,MAX",
+        p.add_argument(f"--{name.replace('_', '-')}", type=float_range, default=None, metavar="MIN,MAX",
                        help=f"initial {name.replace('_', ' ')} range, {unit} (default {lo:g},{hi:g})")
     p.add_argument("--toss-up-probability", type=float, default=None,
                    help=f"share of clips tossed upwards (default {motion.toss_up_probability:g})")
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _float_range(text: str) -> tuple[float, float]:
+def float_range(text: str) -> tuple[float, float]:
     """'MIN,MAX' -> (MIN, MAX) for argparse."""
     try:
         lo, hi = (float(v) for v in text.split(","))
