@@ -14,10 +14,10 @@ import torch
 
 from reconphys_ros.core.asset import SimAsset
 from reconphys_ros.core.binding import Binding, apply_binding, compute_binding
-from reconphys_ros.core.physics import (Gripper, Integrator, LatticeConfig, ModelBuilder, SimulationDiverged,
-                                        drop_state, lattice_from_name, object_seed)
+from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, SimulationDiverged, State,
+                                        drop_state, lattice_from_name, object_seed, simulate)
 from reconphys_ros.core.physics.anchors import farthest_point_sampling
-from reconphys_ros.core.physics.integrator import check_finite, resolve_substeps
+from reconphys_ros.core.physics.integrator import resolve_substeps
 
 
 @dataclass
@@ -66,7 +66,6 @@ class AssetSimulator:
         self.model = builder.finalize(self.device)
         self.requested_substeps = int(substeps)
         self.substeps = resolve_substeps(self.model, int(substeps), self.fps, None, "auto")
-        self.integrator = Integrator(self.model, self.substeps, self.fps, stability="off")
         self.gaussians = asset.gaussians.to(self.device).detach()
         self.binding = compute_binding(self.gaussians.means, self.model.rest_positions,
                                        asset.binding_neighbors, asset.binding_power)
@@ -123,10 +122,9 @@ class AssetSimulator:
         """Advance one frame; returns its wall time in s. A diverged state counts and drops the object again."""
         start = time.perf_counter()
         try:
-            state = self.integrator.step_frame(self.state, self.gripper.frame_control(self.frames, self.state,
-                                                                                      1.0 / self.fps))
-            check_finite(self.model, state.x, state.v, self.frames)
-            self.state = state
+            x, v = simulate(self.model, self.state, 1, self.substeps, control=self.gripper, fps=self.fps,
+                            stability="off", return_velocities=True)
+            self.state = State(x[0], v[0])
             self.sim_time += 1.0 / self.fps
             self.frames += 1
         except SimulationDiverged:
