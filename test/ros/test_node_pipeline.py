@@ -36,7 +36,10 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
         assert spin_until(executor, lambda: len(assets) >= 2 and len(physics) >= 2, 240.0), \
             f"{len(assets)} assets after 240 s; reconstruction dropped {by_name['reconstruction'].dropped.counts}"
         first = asset_from_msg(assets[0])
-        assert [asset_from_msg(a).object_id for a in assets[:2]] == ["object_000", "object_001"]
+        # A looped clip's later drops can start from a wrong frame (issue 19.2) and are then refused (issue 18.9)
+        # while still taking an object id: ids are distinct and increasing, not necessarily consecutive.
+        ids = [asset_from_msg(a).object_id for a in assets[:2]]
+        assert ids[0] == "object_000" and ids[1] > ids[0] and ids[1].startswith("object_")
         object_id, estimate = physics_from_msg(physics[0])
         assert object_id == first.object_id and estimate.params == first.physics.params
         assert first.gaussians.num_gaussians > 100 and first.num_anchors >= 100
