@@ -300,8 +300,9 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
         background = estimate_background(clip.frames[0, RECON], observed)
         T = clip.frames.shape[1]
         rendered = {name: render_prediction(p, clip, background, T, cfg.device) for name, p in preds.items()}
+        baselines = [video_baselines(clip, v) for v in range(2)]  # per view: {name: (T, H, W, 3)}
         for name in VIDEO_BASELINES:
-            rgb = np.stack([video_baselines(clip, v)[name] for v in range(2)])
+            rgb = np.stack([views[name] for views in baselines])
             source = {"hold-last-frame": RECON.stop - 1, "first-frame": 0}.get(name)
             masks = (np.repeat(clip.masks[:, source][:, None], T, 1) if source is not None
                      else np.zeros_like(clip.masks))
