@@ -5,8 +5,8 @@ import numpy as np
 
 from reconphys_ros.core.metrics import chamfer_distance, earth_movers_distance, psnr, ssim
 from reconphys_ros.core.models.physics_predictor import Z90
-from reconphys_ros.core.physics import PARAM_NAMES, PhysicsParams
-from reconphys_ros.core.physics.params import range_centre
+from reconphys_ros.core.physics import PARAM_NAMES
+from reconphys_ros.core.physics.params import RATIO_RANGES, ratios_from_paper, size_independent_from_ratios
 
 RECON = slice(0, 20)  # 0-based frames the pipeline observes (paper: frames 1-20)
 FUTURE = slice(20, 30)  # frames it predicts (paper: 21-30)
@@ -43,10 +43,10 @@ def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z:
     return np.mean(np.abs(truth - mean) <= z * sigma, axis=0)
 
 
-def constant_params(train_root: str | None) -> PhysicsParams:
-    """Dataset-mean params (geometric means of m, k, d, arithmetic of f) of the training manifest; without one,
-    the same means of the generator's draw (log-uniform m, k, d and uniform f over the paper ranges: the ranges'
-    geometric centres and f = 0.5)."""
+def constant_size_independent(train_root: str | None) -> np.ndarray:
+    """(3,) dataset-mean size-independent values (ln k/m and ln d/m at 1 m, f; physics/params.py) of the training
+    manifest; without one, the same means of the generator's draw (the centres of RATIO_RANGES, f = 0.5). Entries
+    without an object_size (data sets before issue 14: 0.5-1 m objects) count as 1 m."""
     from training.data.dataset import list_samples
 
     try:
@@ -54,6 +54,9 @@ def constant_params(train_root: str | None) -> PhysicsParams:
     except FileNotFoundError:
         entries = []
     if not entries:
-        return PhysicsParams(*(range_centre(name) for name in PARAM_NAMES))
+        return np.array([0.5 * (lo + hi) for lo, hi in RATIO_RANGES.values()])
     p = np.array([[e["params"][n] for n in PARAM_NAMES] for e in entries])
-    return PhysicsParams(*np.exp(np.log(p[:, :3]).mean(0)), float(p[:, 3].mean()))
+    sizes = np.array([float(e.get("object_size", 1.0)) for e in entries])
+    return size_independent_from_ratios(ratios_from_paper(p), sizes).mean(0)
+
+

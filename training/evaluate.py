@@ -47,12 +47,13 @@ from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.physics import PhysicsParams
+from reconphys_ros.core.physics.params import RATIO_RANGES, object_size
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
 from reconphys_ros.core.render import Camera, render_sequence
 from reconphys_ros.core.segment import make_segmenter
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
-from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_params,
+from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_size_independent,
                                    window_metrics)
 
 WINDOWS = {"recon": RECON, "future": FUTURE}
@@ -104,6 +105,7 @@ class Clip:
     angular_velocity: np.ndarray  # (3,) rad/s
     moving: bool  # still moving in the future window
     size_m: float  # longest extent of the object at frame 0
+    truth_size: float  # the object's size L (m, params.object_size of its frame-0 anchors / nodes)
     pair: tuple | None  # (pair id, "soft" | "stiff") of cross-engine data
 
     @property
@@ -140,7 +142,8 @@ def load_clip(ds: SyntheticDataset, index: int, held_out_view: int) -> Clip:
         velocity=np.asarray(init.get("velocity", (0.0, 0.0, 0.0)), np.float64),
         angular_velocity=np.asarray(init.get("angular_velocity", (0.0, 0.0, 0.0)), np.float64),
         moving=meta["stats"]["late_motion_px_per_frame"] > W / MOVING_WIDTH_FRACTION,
-        size_m=float(np.ptp(anchors[0], axis=0).max()),
+        size_m=float(np.ptp(anchors[0], axis=0).max()), truth_size=float(meta.get("object_size",
+                                                                               object_size(anchors[0]))),
         pair=(pair["pair_id"], pair["stiffness"]) if pair else None)
 
 
@@ -159,8 +162,11 @@ class Prediction:
     angular_velocity: np.ndarray  # (3,) rad/s
 
 
-def _with_physics(asset: SimAsset, params: PhysicsParams) -> SimAsset:
-    return dataclasses.replace(asset, physics=PhysicsEstimate(params))
+def _with_physics(asset: SimAsset, size_independent: np.ndarray) -> SimAsset:
+    """The asset with other (3,) size-independent physics at its own size and mass (what a physics stage outputs)."""
+    size, mass = asset.physics.size, asset.physics.total_mass
+    params = PhysicsParams.from_size_independent(size_independent, size, mass)
+    return dataclasses.replace(asset, physics=PhysicsEstimate(params, size=size))
 
 
 def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +175,7 @@ def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
     return clip.velocity + np.cross(clip.angular_velocity, offset), clip.angular_velocity
 
 
-def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_masks: np.ndarray, mean_params,
+def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_masks: np.ndarray, mean_values,
                      per_scene: ReconstructionPipeline | None, breakdown: bool = True) -> tuple[dict, dict]:
     """-> ({variant: Prediction}, info: pipeline latency, notes, the pipeline's estimate and its std)."""
     frames = clip.frames[0, RECON]
@@ -179,16 +185,18 @@ def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_mask
     info = {"latency_s": time.perf_counter() - tick, "notes": result.notes, "estimate": result.asset.physics}
     asset = result.asset
     out = {"pipeline": Prediction(asset, result.initial_velocity, zero),
-           "const-mean": Prediction(_with_physics(asset, mean_params), result.initial_velocity, zero)}
+           "const-mean": Prediction(_with_physics(asset, mean_values), result.initial_velocity, zero)}
     if breakdown:
         out["true-initial-state"] = Prediction(asset, *_true_state(clip, asset))
     if breakdown and clip.truth is not None:
-        out["true-physics"] = Prediction(_with_physics(asset, clip.truth), result.initial_velocity, zero)
+        truth = clip.truth.size_independent(clip.truth_size)
+        out["true-physics"] = Prediction(_with_physics(asset, truth), result.initial_velocity, zero)
     if breakdown and clip.gaussians is not None:
         shaped = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id, gaussians=clip.gaussians)
         out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, zero)
         if clip.truth is not None:
-            out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth), *_true_state(clip, shaped.asset))
+            out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth.size_independent(clip.truth_size)),
+                                         *_true_state(clip, shaped.asset))
     if per_scene is not None:
         tick = time.perf_counter()
         scene = per_scene.run(frames, observed_masks, clip.cameras[0], clip.object_id)
@@ -223,10 +231,15 @@ def video_baselines(clip: Clip, view: int) -> dict:
 
 # scoring -------------------------------------------------------------------------------------------------------
 
-def param_row(pred: PhysicsParams, truth: PhysicsParams) -> dict:
+def param_row(estimate: PhysicsEstimate, truth: PhysicsParams, truth_size: float) -> dict:
     """Absolute errors in SI (total mass kg, k/m, d/m, f) and the paper's convention (m, k, d per anchor/spring),
-    plus |ln| errors of the identifiable ratios."""
+    plus |ln| errors of the identifiable ratios, metric and size-independent (each at its own object's size)."""
+    pred = estimate.params
+    si_error = np.abs(estimate.size_independent() - truth.size_independent(truth_size))
     return {
+        "log_kpm_1m": float(si_error[0]),
+        "log_dpm_1m": float(si_error[1]),
+        "size_ratio": estimate.size / truth_size,
         "total_mass_kg": abs(pred.total_mass - truth.total_mass),
         "stiffness_per_mass": abs(pred.stiffness_per_mass - truth.stiffness_per_mass),
         "damping_per_mass": abs(pred.damping_per_mass - truth.damping_per_mass),
@@ -284,7 +297,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
     if cfg.per_scene_samples > 0:
         per_scene = ReconstructionPipeline(dataclasses.replace(
             base, physics_model="simulation", refine=True, refine_budget_s=cfg.per_scene_budget_s, sweep_points=17))
-    mean_params = constant_params(train_root)  # without training data: the centre of the paper ranges
+    mean_values = constant_size_independent(train_root)  # without training data: the centre of the ranges
     rows, per_frame, failures = [], {}, []
     for i in tqdm(range(count), desc="clips", unit="clip", disable=not progress):
         clip = load_clip(ds, i, cfg.held_out_view)
@@ -292,7 +305,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
         if cfg.masks == "segmenter":
             observed = segment_masks(clip.frames[0, RECON])
         try:
-            preds, info = predict_variants(clip, pipeline, observed, mean_params,
+            preds, info = predict_variants(clip, pipeline, observed, mean_values,
                                            per_scene if i < cfg.per_scene_samples else None, cfg.breakdown)
         except ValueError as exc:  # e.g. an empty segmentation: the pipeline refuses the clip, as the node would
             failures.append({"sample_id": clip.sample_id, "error": str(exc)})
@@ -312,16 +325,11 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
         row = {"sample_id": clip.sample_id, "object_id": clip.object_id, "size_m": clip.size_m,
                "size_bucket": size_bucket(clip.size_m), "moving": bool(clip.moving), "pair": clip.pair,
                "latency_s": info["latency_s"], "notes": info["notes"], "scores": scored["scores"],
-               "predicted": {"total_mass_kg": estimate.params.total_mass,
-                             "stiffness_per_mass": estimate.params.stiffness_per_mass,
-                             "damping_per_mass": estimate.params.damping_per_mass,
-                             "friction": estimate.params.friction, "paper": estimate.params.to_dict()}}
+               "predicted": {**estimate.derived(), "paper": estimate.params.to_dict()}}
         if clip.truth is not None:
-            row["truth"] = {"total_mass_kg": clip.truth.total_mass,
-                            "stiffness_per_mass": clip.truth.stiffness_per_mass,
-                            "damping_per_mass": clip.truth.damping_per_mass, "friction": clip.truth.friction,
-                            "paper": clip.truth.to_dict()}
-            row["param_errors"] = {name: param_row(preds[name].asset.physics.params, clip.truth)
+            truth = PhysicsEstimate(clip.truth, size=clip.truth_size)
+            row["truth"] = {**truth.derived(), "paper": clip.truth.to_dict()}
+            row["param_errors"] = {name: param_row(preds[name].asset.physics, clip.truth, clip.truth_size)
                                    for name in ("pipeline", "const-mean", "per-scene") if name in preds}
         if "per_scene_s" in info:
             row["per_scene_s"] = info["per_scene_s"]
@@ -404,7 +412,21 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
                              | {"n": sum(name in r["param_errors"] for r in with_truth)}
                              for name in ("pipeline", "const-mean", "per-scene")
                              if any(name in r["param_errors"] for r in with_truth)}
+        summary["params_by_size"] = {
+            label: {"n": len(group), "log_kpm": _mean(r["param_errors"]["pipeline"]["log_kpm"] for r in group),
+                    "log_kpm_1m": _mean(r["param_errors"]["pipeline"]["log_kpm_1m"] for r in group),
+                    "at_bound_unjustified": sum(_at_bound_unjustified(r) for r in group)}
+            for _, _, label in SIZE_BUCKETS if (group := [r for r in with_truth if r["size_bucket"] == label])}
     return summary
+
+
+def _at_bound_unjustified(row: dict) -> bool:
+    """The pipeline's size-independent k/m at a bound of its range while the truth lies more than 10% inside."""
+    lo, hi = RATIO_RANGES["log_stiffness_per_mass"]
+    pred = math.log(row["predicted"]["stiffness_per_mass_at_1m"])
+    truth = math.log(row["truth"]["stiffness_per_mass_at_1m"])
+    near = math.log(1.1)
+    return (pred <= lo + 1e-3 and truth > lo + near) or (pred >= hi - 1e-3 and truth < hi - near)
 
 
 def _fmt(value, fmt="{:.2f}") -> str:
@@ -452,14 +474,22 @@ def markdown_report(summary: dict) -> str:
     if "params" in summary:
         lines += ["**Parameters** (mean absolute error; SI first, then the paper's convention)", "",
                   "| method | n | total mass (kg) | k/m (1/s²) | d/m (1/s) | f | abs ln k/m | abs ln d/m | "
-                  "paper m | paper k | paper d |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "abs ln k/m at 1 m | size est / true | paper m | paper k | paper d |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, e in summary["params"].items():
-            lines.append(f"| {name} | {e['n']} | {e['total_mass_kg']:.1f} | {e['stiffness_per_mass']:.1f} | "
+            lines.append(f"| {name} | {e['n']} | {e['total_mass_kg']:.3f} | {e['stiffness_per_mass']:.1f} | "
                          f"{e['damping_per_mass']:.3f} | {e['friction']:.3f} | {e['log_kpm']:.3f} | "
-                         f"{e['log_dpm']:.3f} | {e['paper_mass']:.3f} | {e['paper_stiffness']:.1f} | "
-                         f"{e['paper_damping']:.3f} |")
-        lines += [f"| paper (Table 3) | 46 | - | - | - | {PAPER_MAE['friction']} | - | - | {PAPER_MAE['mass']} | "
-                  f"{PAPER_MAE['stiffness']} | {PAPER_MAE['damping']} |", ""]
+                         f"{e['log_dpm']:.3f} | {e['log_kpm_1m']:.3f} | {e['size_ratio']:.2f} | "
+                         f"{e['paper_mass']:.4f} | {e['paper_stiffness']:.2f} | {e['paper_damping']:.4f} |")
+        lines += [f"| paper (Table 3) | 46 | - | - | - | {PAPER_MAE['friction']} | - | - | - | - | "
+                  f"{PAPER_MAE['mass']} | {PAPER_MAE['stiffness']} | {PAPER_MAE['damping']} |", ""]
+        lines += ["**Pipeline k/m by object size** (issue 14 targets: abs ln k/m <= 0.4 in each bucket, no estimate "
+                  "at a range bound unless the truth is within 10% of it)", "",
+                  "| size | clips | abs ln k/m | abs ln k/m at 1 m | at a bound, truth not near |", "|---|---|---|---|---|"]
+        for label, e in summary["params_by_size"].items():
+            lines.append(f"| {label} | {e['n']} | {e['log_kpm']:.3f} | {e['log_kpm_1m']:.3f} | "
+                         f"{e['at_bound_unjustified']} |")
+        lines.append("")
     p = summary["pairs"]
     lines.append(f"Pairs of one object: {p['pairs']}, predicted k/m in the right order in "
                  f"{_fmt(p['k_per_m_order_correct'], '{:.0%}')}.")

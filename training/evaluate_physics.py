@@ -42,12 +42,12 @@ from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.models.physics_predictor import estimate_from_prediction, load as load_predictor
 from reconphys_ros.core.models.physics_by_simulation import RefineConfig, estimate_physics
 from reconphys_ros.core.physics import ModelBuilder, PhysicsParams, State, simulate
-from reconphys_ros.core.physics.params import ratios_from_paper
+from reconphys_ros.core.physics.params import object_volume
 from reconphys_ros.core.render import Camera, render_sequence
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
 from training.data.sample import resolve_lattice
-from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, constant_params, interval_coverage,
+from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, constant_size_independent, interval_coverage,
                                    window_metrics)
 from training.rollout import initial_velocities
 
@@ -138,7 +138,7 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
     ds = SyntheticDataset(data, split, views=0, with_depth=False)
     count = len(ds) if max_samples is None else min(len(ds), max_samples)
     predictor = load_predictor(weights, device) if weights else None
-    const = constant_params(train_root)
+    const = constant_size_independent(train_root)
     methods = ["truth-params", "const-mean", "hold-last-frame", "first-frame"]
     if predictor is not None:
         methods[1:1] = ["learned", "learned+refine", "learned+check"]
@@ -147,6 +147,8 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
     for i in range(count):
         item, meta = ds[i], ds.meta(i)
         truth = PhysicsParams.from_dict(meta["params"])
+        size = float(item["object_size"])
+        volume = object_volume(item["anchors"][0].numpy())
         true_rgb = item["rgb"].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
         true_mask = item["mask"][:, 0].numpy()
         masks_u8 = true_mask[:20].astype(np.uint8) * 255
@@ -154,10 +156,11 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
         # "still moving": the mean anchor moves > 1/64 of the image width per frame in frames 21-30 (1 px at 64²)
         tally.moving.append(meta["stats"]["late_motion_px_per_frame"] > meta["width"] / MOVING_WIDTH_FRACTION)
         tally.objects.append(meta["object_id"])
-        candidates: dict[str, PhysicsParams] = {"truth-params": truth, "const-mean": const}
+        candidates: dict[str, PhysicsParams] = {
+            "truth-params": truth, "const-mean": PhysicsParams.from_size_independent(const, size, truth.total_mass)}
         if predictor is not None:
             candidates |= _learned_candidates(predictor, renderer, meta, truth, to_uint8(true_rgb[:20]), masks_u8,
-                                              refine_budget_s, device, tally)
+                                              refine_budget_s, device, tally, size, volume)
         if i < per_scene_samples:
             candidates["per-scene"] = _per_scene_candidate(renderer, meta, masks_u8, per_scene_budget_s, device,
                                                            tally)
@@ -177,25 +180,25 @@ def evaluate(data: str, out: str, weights: str | None, train_root: str | None = 
 
 def _learned_candidates(predictor, renderer: SampleRenderer, meta: dict, truth: PhysicsParams,
                         frames_u8: np.ndarray, masks_u8: np.ndarray, refine_budget_s: float, device: str,
-                        tally: _Tally) -> dict:
+                        tally: _Tally, size: float, volume: float) -> dict:
     """The predictor's params, refined (learned+refine) and checked (learned+check); records times, the
     mass-given row and the ratios for calibration."""
     tick = time.perf_counter()
-    mean, sigma = predictor.predict_raw(frames_u8, masks_u8)
-    estimate = estimate_from_prediction(mean, sigma)
+    mean, sigma = predictor.predict_raw(frames_u8, masks_u8, size, float(meta.get("fps", 30.0)))
+    estimate = estimate_from_prediction(mean, sigma, size, volume)
     tally.times["learned"].append(time.perf_counter() - tick)
     tally.param_rows["learned-mass-given"].append(
-        _params_row(estimate_from_prediction(mean, sigma, truth.mass).params, truth))
-    tally.pred_ratio.append(mean)
+        _params_row(estimate_from_prediction(mean, sigma, size, volume, truth.total_mass).params, truth))
+    tally.pred_ratio.append(mean)  # size-independent, as the truth below
     tally.pred_sigma.append(sigma)
-    tally.true_ratio.append(ratios_from_paper(truth.to_tuple()))
+    tally.true_ratio.append(truth.size_independent(size))
     candidates = {"learned": estimate.params}
     refine = RefineConfig(budget_s=refine_budget_s)
     for name, config in (("learned+refine", refine), ("learned+check", PIPELINE_CHECK)):
         tick = time.perf_counter()
         result = estimate_physics(renderer.cloud, masks_u8, renderer.camera, meta["object_id"],
                                   renderer.velocity.mean(0), initial_guess=estimate.params, config=config,
-                                  device=device)
+                                  device=device, size=size, volume=volume)
         tally.times[name].append(time.perf_counter() - tick + tally.times["learned"][-1])
         candidates[name] = result.estimate.params
     return candidates

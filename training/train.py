@@ -5,8 +5,8 @@ through the differentiable simulator and renderer (training/rollout.py: self for
     torchrun --nproc_per_node=2 -m training.train --config ...                      # data parallel (gloo/nccl)
     python -m training.train --config ... --resume runs/physics/last.pt             # continue exactly
 
-Steps 0..supervised_steps-1 minimise the Gaussian NLL of (ln k/m, ln d/m, f) against the data set's params
-(this also trains the uncertainty heads); the remaining steps minimise the rollout loss of the predicted means
+Steps 0..supervised_steps-1 minimise the Gaussian NLL of the size-independent (ln k/m, ln d/m at 1 m, f) against
+the data set's params (core/physics/params.py; this also trains the uncertainty heads); the remaining steps minimise the rollout loss of the predicted means
 (no labels; the log-variance heads are left as trained). One AdamW optimiser, one cosine schedule with linear
 warm-up over all steps, gradient clipping. The batch of each step is drawn from a generator seeded by
 (seed, step, rank), so a resumed run takes exactly the step the uninterrupted run would have taken.
@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import asdict
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -33,7 +34,9 @@ from reconphys_ros.core.models.checkpoint import load_checkpoint, save_checkpoin
 from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION,
                                                          PhysicsNet, PhysicsNetConfig, prepare_clip)
 from reconphys_ros.core.images import to_uint8
-from reconphys_ros.core.physics.params import MASS_PRIOR, paper_from_ratios, ratios_from_paper
+from reconphys_ros.core.models.physics_predictor import log_frame_interval
+from reconphys_ros.core.physics.params import (paper_from_ratios, ratios_from_paper, ratios_from_size_independent,
+                                               size_independent_from_ratios)
 from training.data.dataset import SyntheticDataset
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
 
@@ -98,7 +101,7 @@ class ClipBank:
                  max_samples: int | None = None):
         self.dataset = SyntheticDataset(root, split, views=view, frames=(0, num_frames), with_depth=False)
         count = len(self.dataset) if max_samples is None else min(len(self.dataset), int(max_samples))
-        frames, masks, params = [], [], []
+        frames, masks, params, sizes, fps = [], [], [], [], []
         for i in range(count):
             item = self.dataset[i]
             # Exactly what the predictor is given at inference: uint8 frames and binary masks (a segmentation's),
@@ -108,9 +111,15 @@ class ClipBank:
             frames.append(rgb)
             masks.append(coverage)
             params.append(item["params"])
+            sizes.append(item["object_size"])
+            fps.append(item["fps"])
         self.frames = torch.stack(frames)  # (S, T, 3, s, s)
         self.masks = torch.stack(masks)  # (S, T, 1, s, s)
-        self.params = torch.stack(params)  # (S, 4)
+        self.params = torch.stack(params)  # (S, 4) paper convention, metric
+        self.sizes = torch.tensor(sizes, dtype=torch.float64)  # (S,) m
+        self.log_tau = torch.tensor(log_frame_interval(np.array(sizes), np.array(fps)), dtype=torch.float32)  # (S,)
+        # (S, 3) the training targets: size-independent ln k/m, ln d/m at 1 m, f
+        self.targets = size_independent_from_ratios(ratios_from_paper(self.params.double()), self.sizes).float()
         self.rollout = rollout
         self._scenes: dict[int, object] = {}
 
@@ -198,11 +207,12 @@ class Trainer:
         with torch.no_grad():
             for start in range(0, len(self.val_bank), chunk):
                 mean, log_var = self.net(self.val_bank.frames[start:start + chunk].to(self.device),
-                                         self.val_bank.masks[start:start + chunk].to(self.device))
+                                         self.val_bank.masks[start:start + chunk].to(self.device),
+                                         self.val_bank.log_tau[start:start + chunk].to(self.device))
                 means.append(mean.cpu())
                 log_vars.append(log_var.cpu())
         mean, log_var = torch.cat(means), torch.cat(log_vars)  # (S, 3)
-        target = ratios_from_paper(self.val_bank.params)
+        target = self.val_bank.targets
         mae = (mean - target).abs().mean(0)
         return {"ln_k_per_m_mae": float(mae[0]), "ln_d_per_m_mae": float(mae[1]), "friction_mae": float(mae[2]),
                 "nll": float(gaussian_nll(mean, log_var, target)), "samples": len(self.val_bank), "step": self.step}
@@ -249,14 +259,18 @@ class Trainer:
             if cfg["augment_flip"]:
                 flip = flip_choice(len(idx), cfg["seed"], step, self.rank)
                 frames, masks = mirror(frames, flip), mirror(masks, flip)
-            mean, log_var = self.model(frames.to(self.device), masks.to(self.device))
-            loss = gaussian_nll(mean, log_var, ratios_from_paper(self.bank.params[idx]).to(self.device))
+            mean, log_var = self.model(frames.to(self.device), masks.to(self.device),
+                                       self.bank.log_tau[idx].to(self.device))
+            loss = gaussian_nll(mean, log_var, self.bank.targets[idx].to(self.device))
             extra = {}
         else:
             idx = batch_indices(len(self.bank), cfg["selfsup_batch_size"], cfg["seed"], step, self.rank)
-            mean, log_var = self.model(self.bank.frames[idx].to(self.device), self.bank.masks[idx].to(self.device))
+            mean, log_var = self.model(self.bank.frames[idx].to(self.device), self.bank.masks[idx].to(self.device),
+                                       self.bank.log_tau[idx].to(self.device))
             scenes = [self.bank.scene(int(i)) for i in idx]
-            params = paper_from_ratios(mean, MASS_PRIOR)
+            # the predicted size-independent values at each clip's size, with its true anchor mass (k/m is what moves)
+            ratios = ratios_from_size_independent(mean, self.bank.sizes[idx].to(mean))
+            params = paper_from_ratios(ratios, self.bank.params[idx, 0].to(mean))
             per_clip, alpha, _ = rollout_loss(scenes, params, self.rollout)
             loss = per_clip.mean() + 0.0 * log_var.sum()  # keeps every parameter in the graph for DDP
             extra = {"alpha": alpha.detach(), "target": torch.stack([s.target_alpha for s in scenes])}

@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.physics.lattice import (LATTICES, LatticeConfig, LatticeScale, estimate_reference_r2_sum,
+                                               lattice_scale)
+from reconphys_ros.core.physics.params import (RATIO_RANGES, REFERENCE_NUM_ANCHORS, PhysicsParams, in_ratio_ranges,
+                                              object_size)
 
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -23,7 +26,7 @@ MAX_BINDING_POWER = 16.0  # IDW falloff p_b (the paper uses 2); above ~16 a Gaus
 GAUSSIAN_SCALE_RANGE_M = (1e-9, 10.0)
 MAX_BINDING_REACH = 3.0  # Gaussians lie within this many object sizes of the anchors' bounding box
 
-# Keys of PhysicsEstimate.std: the four paper parameters and the identifiable pair.
+# Keys of PhysicsEstimate.std: the four simulator parameters (paper convention) and the identifiable pair.
 STD_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
 
 
@@ -39,16 +42,29 @@ def validate_object_id(object_id: str) -> str:
 
 @dataclass
 class PhysicsEstimate:
-    """Predicted physics with one standard deviation per quantity (0 = unknown or given exactly).
+    """Estimated physics with one standard deviation per quantity (0 = unknown or given exactly).
 
-    mass_given: True when the user supplied the anchor mass (then stiffness and damping are scaled to it)."""
+    params: the simulator's input (paper convention, metric at the object's size: physics/params.py); std in the
+    same units, for the keys in STD_KEYS. size: the object's size L (m, its anchors' diameter, params.object_size),
+    which turns k/m and d/m into the size-independent values that are range-checked. mass_given: True when the user
+    supplied the total mass (then stiffness and damping are scaled to it)."""
 
     params: PhysicsParams
     std: dict = field(default_factory=lambda: {k: 0.0 for k in STD_KEYS})
     mass_given: bool = False
+    size: float = float("nan")
 
     def validate(self) -> "PhysicsEstimate":
         self.params.validate()
+        if not (isinstance(self.size, (int, float)) and math.isfinite(self.size) and self.size > 0):
+            raise ValueError(f"PhysicsEstimate.size must be the object's size in m (> 0), got {self.size!r}")
+        outside = in_ratio_ranges(self.size_independent(), slack=0.05)
+        if outside:
+            values = dict(zip(RATIO_RANGES, self.size_independent().round(3).tolist()))
+            raise ValueError(f"PhysicsEstimate: size-independent {outside} outside their ranges "
+                             f"{ {k: RATIO_RANGES[k] for k in outside} } (values {values} for an object of "
+                             f"{self.size:.3g} m; k/m = {self.params.stiffness_per_mass:.4g} 1/s^2, d/m = "
+                             f"{self.params.damping_per_mass:.4g} 1/s)")
         unknown = set(self.std) - set(STD_KEYS)
         if unknown:
             raise ValueError(f"PhysicsEstimate.std has unknown keys {sorted(unknown)}; allowed: {STD_KEYS}")
@@ -59,6 +75,61 @@ class PhysicsEstimate:
 
     def std_of(self, key: str) -> float:
         return float(self.std.get(key, 0.0))
+
+    @property
+    def total_mass(self) -> float:
+        """kg."""
+        return self.params.total_mass
+
+    def size_independent(self) -> np.ndarray:
+        """(3,) ln k/m and ln d/m at 1 m, f (physics/params.py)."""
+        return self.params.size_independent(self.size)
+
+    @classmethod
+    def from_si(cls, total_mass: float, stiffness_per_mass: float, damping_per_mass: float, friction: float,
+                size: float, std: dict | None = None, mass_given: bool = False) -> "PhysicsEstimate":
+        """The inverse of `derived` for what defines the physics: total mass (kg), k/m (1/s^2), d/m (1/s), friction,
+        size (m) and the standard deviations of those (keys as in `derived`, missing = 0). Not validated."""
+        std = dict(std or {})
+        values = {"total_mass": total_mass, "stiffness_per_mass": stiffness_per_mass,
+                  "damping_per_mass": damping_per_mass, "friction": friction, "size": size}
+        for name, value in values.items():
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"physics {name} must be a number, got {value!r}") from None
+        m = values["total_mass"] / REFERENCE_NUM_ANCHORS
+        params = PhysicsParams(m, m * values["stiffness_per_mass"], m * values["damping_per_mass"], values["friction"])
+        rel = {}
+        for name in ("total_mass", "stiffness_per_mass", "damping_per_mass"):
+            sigma, value = float(std.get(f"{name}_std", 0.0)), values[name]
+            rel[name] = sigma / value if value > 0 and math.isfinite(sigma) and sigma >= 0 else float("nan")
+        internal = {
+            "mass": m * rel["total_mass"],
+            "stiffness": params.stiffness * math.hypot(rel["stiffness_per_mass"], rel["total_mass"]),
+            "damping": params.damping * math.hypot(rel["damping_per_mass"], rel["total_mass"]),
+            "friction": float(std.get("friction_std", 0.0)),
+            "stiffness_per_mass": float(std.get("stiffness_per_mass_std", 0.0)),
+            "damping_per_mass": float(std.get("damping_per_mass_std", 0.0)),
+        }
+        return cls(params, internal, bool(mass_given), values["size"])
+
+    def derived(self) -> dict:
+        """The user-facing values in SI, with standard deviations (the size-independent ones as k/m, d/m at 1 m;
+        their relative std equals that of k/m, d/m since the size is exact)."""
+        p, si = self.params, self.size_independent()
+        kpm_at_1m, dpm_at_1m = math.exp(si[0]), math.exp(si[1])
+        rel_k = self.std_of("stiffness_per_mass") / p.stiffness_per_mass
+        rel_d = self.std_of("damping_per_mass") / p.damping_per_mass
+        return {
+            "total_mass": p.total_mass, "total_mass_std": self.std_of("mass") * REFERENCE_NUM_ANCHORS,
+            "friction": p.friction, "friction_std": self.std_of("friction"),
+            "stiffness_per_mass": p.stiffness_per_mass, "stiffness_per_mass_std": self.std_of("stiffness_per_mass"),
+            "damping_per_mass": p.damping_per_mass, "damping_per_mass_std": self.std_of("damping_per_mass"),
+            "size": self.size,
+            "stiffness_per_mass_at_1m": kpm_at_1m, "stiffness_per_mass_at_1m_std": kpm_at_1m * rel_k,
+            "damping_per_mass_at_1m": dpm_at_1m, "damping_per_mass_at_1m_std": dpm_at_1m * rel_d,
+        }
 
 
 @dataclass
@@ -80,6 +151,21 @@ class SimAsset:
     @property
     def num_springs(self) -> int:
         return int(self.springs.shape[0])
+
+    def lattice(self) -> LatticeConfig:
+        """The named lattice with this asset's anchor and neighbour counts (for its calibrated corrections), else a
+        custom one."""
+        for lattice in LATTICES.values():
+            if (lattice.num_anchors, lattice.k_neighbors) == (self.num_anchors, self.lattice_neighbors):
+                return lattice
+        return LatticeConfig(self.num_anchors, self.lattice_neighbors, name="custom")
+
+    def spring_scale(self) -> LatticeScale:
+        """Multipliers from the paper convention to this asset's own lattice (per-anchor mass, per-spring k and d),
+        as the simulator applies them (physics/lattice.py)."""
+        lattice = self.lattice()
+        r2 = float(np.sum(self.rest_lengths.astype(np.float64) ** 2))
+        return lattice_scale(lattice, r2, estimate_reference_r2_sum(self.anchors))
 
     def validate(self) -> "SimAsset":
         validate_object_id(self.object_id)
@@ -104,6 +190,10 @@ class SimAsset:
         self._check_gaussian_scales()
         self._check_gaussians_near_anchors()
         self.physics.validate()
+        size = object_size(anchors)
+        if abs(self.physics.size - size) > 0.02 * size:
+            raise ValueError(f"SimAsset.physics.size {self.physics.size:.4g} m is not the anchors' size {size:.4g} m "
+                             "(their diameter): the physics was estimated for another object")
         return self
 
     def _check_gaussian_scales(self) -> None:

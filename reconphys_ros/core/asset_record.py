@@ -3,8 +3,10 @@ demo and by users. One writer and one reader, so the two cannot drift apart.
 
 JSON keys (stable: users read them):
 - object_id
-- physics: mass, stiffness, damping, friction (paper convention, see `convention`), std (one standard deviation per
-  quantity), mass_given, stiffness_per_mass, damping_per_mass (the identifiable pair), convention
+- physics (SI, PhysicsEstimate.derived): total_mass (kg), friction, stiffness_per_mass (1/s^2), damping_per_mass (1/s),
+  size (m), stiffness_per_mass_at_1m, damping_per_mass_at_1m (the size-independent values), each with a *_std (one
+  standard deviation); mass_given; paper: {mass, stiffness, damping, friction, std, convention} (derived, the
+  paper's per-anchor / per-spring convention; ignored when read)
 - num_gaussians, num_anchors, num_springs, binding: {neighbors, power}
 - camera: {K (3x3), world_to_cam (4x4), width, height} (OpenCV convention, render/camera.py)
 - frame_stamps (s, the clip handed to the pipeline), latency_s (last frame to the published asset)
@@ -21,7 +23,6 @@ import torch
 
 from .asset import PhysicsEstimate, SimAsset
 from .files import atomic_write_text
-from .physics.params import PhysicsParams
 from .render.camera import Camera
 
 __all__ = ["AssetRecord", "PHYSICS_CONVENTION", "RECORD_KEYS", "read_asset_record", "write_asset_record"]
@@ -57,10 +58,9 @@ class AssetRecord:
         physics = self.physics
         return {
             "object_id": self.object_id,
-            "physics": {**physics.params.to_dict(), "std": dict(physics.std), "mass_given": physics.mass_given,
-                        "stiffness_per_mass": physics.params.stiffness_per_mass,
-                        "damping_per_mass": physics.params.damping_per_mass,
-                        "convention": PHYSICS_CONVENTION},
+            "physics": {**physics.derived(), "mass_given": physics.mass_given,
+                        "paper": {**physics.params.to_dict(), "std": dict(physics.std),
+                                  "convention": PHYSICS_CONVENTION}},
             "num_gaussians": self.num_gaussians,
             "num_anchors": self.num_anchors,
             "num_springs": self.num_springs,
@@ -82,10 +82,16 @@ class AssetRecord:
         if missing:
             raise ValueError(f"missing key(s) {missing}")
         ph, binding, cam = _section(data, "physics"), _section(data, "binding"), _section(data, "camera")
-        if not isinstance(ph.get("std"), dict) or not isinstance(ph.get("mass_given"), bool):
-            raise ValueError("physics needs a 'std' object and a boolean 'mass_given'")
-        physics = PhysicsEstimate(PhysicsParams.from_dict(ph), {str(k): float(v) for k, v in ph["std"].items()},
-                                  ph["mass_given"]).validate()
+        if not isinstance(ph.get("mass_given"), bool):
+            raise ValueError("physics needs a boolean 'mass_given'")
+        missing = [k for k in ("total_mass", "stiffness_per_mass", "damping_per_mass", "friction", "size")
+                   if k not in ph]
+        if missing:
+            raise ValueError(f"physics is missing {missing}")
+        physics = PhysicsEstimate.from_si(ph["total_mass"], ph["stiffness_per_mass"], ph["damping_per_mass"],
+                                          ph["friction"], ph["size"], {k: v for k, v in ph.items() if
+                                                                       k.endswith("_std")},
+                                          ph["mass_given"]).validate()
         camera = Camera(torch.tensor(cam["K"], dtype=torch.float32),
                         torch.tensor(cam["world_to_cam"], dtype=torch.float32), cam["width"], cam["height"])
         stamps = np.asarray(data["frame_stamps"], np.float64)

@@ -166,8 +166,11 @@ class DropDetector:
         start = len(frames) - self.confirm_frames - 1
         while start > 0 and ys[start - 1] is not None and ys[start] - ys[start - 1] > self.step_px:
             start -= 1
-        if start > 0 and ys[start - 1] is not None:
-            start -= 1  # the last still frame: the moment of release
+        # The last still frame (the moment of release) when it is continuous with the run: not a frame far below it,
+        # as the object lying on the ground before a looping video jumps back to the release (issue 19.2).
+        if start > 0 and ys[start - 1] is not None and ys[start - 1] - ys[start] <= max(self.min_drop_px,
+                                                                                      2 * self.step_px):
+            start -= 1
         return start
 
     def _continue_recording(self, frame: _Frame) -> DropClip | None:

@@ -34,7 +34,7 @@ from .models.physics_by_simulation import RefineConfig, estimate_physics
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
-from .physics.params import mass_prior
+from .physics.params import check_known_mass, object_size, object_volume
 from .render import Camera, render_sequence
 
 __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "ReconstructionRefused", "FuturePrediction",
@@ -75,7 +75,7 @@ class PipelineConfig:
     binding_power: float = 2.0  # p_b: inverse-distance falloff exponent of the binding weights
     refine: bool = False  # Adam refinement through the simulator after the sweep / learned prediction
     refine_budget_s: float = 0.6  # wall-time budget of the physics estimate (the sweep always completes)
-    known_mass: float | None = None  # kg per anchor when known (fixes the scale of k and d); None = prior
+    known_mass: float | None = None  # the object's total mass in kg when known (fixes the scale of k and d); None = prior
     device: str = "cpu"  # torch device of the pipeline (cpu | cuda)
     max_gaussians: int = 4000  # cap on Gaussians from the mask-inflation fallback
     sweep_points: int = 8  # coarse rollouts of the k/m sweep (plus up to 4 finer ones around its minimum)
@@ -101,7 +101,8 @@ class PipelineConfig:
             raise ValueError(f"binding_power must be > 0, got {self.binding_power}")
         if not (math.isfinite(self.refine_budget_s) and self.refine_budget_s >= 0):
             raise ValueError(f"refine_budget_s must be >= 0, got {self.refine_budget_s}")
-        mass_prior(self.known_mass)
+        if self.known_mass is not None:
+            check_known_mass(self.known_mass)
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.gaussian_model not in GAUSSIAN_MODELS:
@@ -304,18 +305,21 @@ class ReconstructionPipeline:
         springs, rest = knn_springs(anchors, self.lattice.k_neighbors)
         timings["lattice"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        if self.physics_predictor is not None and not cfg.refine:
+        # The physics refers to the object's size and volume as the asset's anchors give them (params.py).
+        size, volume = object_size(anchors), object_volume(anchors)
+        guess = None
+        if self.physics_predictor is not None:
+            guess = self.physics_predictor.predict_estimate(frames, masks, size, volume, fps, cfg.known_mass)
+        if guess is not None and not cfg.refine:
             # The learned prediction as it is, with the network's own uncertainty: a simulation check around it
             # costs time and did not improve it (weights/MODEL_CARD.md, "Measurements behind the defaults").
-            estimate = self.physics_predictor.predict_estimate(frames, masks, cfg.known_mass)
+            estimate = guess
             physics_loss = float("nan")
             notes.append(f"physics from the learned predictor ({self.physics_predictor.name})")
         else:
-            guess = None
-            if self.physics_predictor is not None:
-                guess = self.physics_predictor.predict(frames, masks, camera, gaussians)
-            refined = estimate_physics(gaussians, masks, camera, object_id, velocity, fps, cfg.known_mass, guess,
-                                       cfg.refine_config(), cfg.device)
+            refined = estimate_physics(gaussians, masks, camera, object_id, velocity, fps, cfg.known_mass,
+                                       None if guess is None else guess.params, cfg.refine_config(), cfg.device,
+                                       size=size, volume=volume)
             notes += refined.notes
             estimate, physics_loss = refined.estimate, refined.loss
         timings["physics"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -334,13 +338,6 @@ class FuturePrediction:
     gaussian_means: np.ndarray  # (T, N, 3)
     rgb: np.ndarray | None  # (T, H, W, 3) uint8 renders (None without a camera)
     masks: np.ndarray | None  # (T, H, W) uint8, 255 where rendered alpha > 0.5
-
-
-def _asset_lattice(asset: SimAsset) -> LatticeConfig:
-    for lattice in LATTICES.values():
-        if (lattice.num_anchors, lattice.k_neighbors) == (asset.num_anchors, asset.lattice_neighbors):
-            return lattice
-    return LatticeConfig(asset.num_anchors, asset.lattice_neighbors, name="custom")
 
 
 def rigid_velocities(anchors, velocity, angular_velocity=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -366,7 +363,7 @@ def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     velocities = rigid_velocities(asset.anchors, initial_velocity, angular_velocity)  # (N_A, 3)
     builder = ModelBuilder()
-    builder.add_object(asset.anchors, asset.physics.params, _asset_lattice(asset), object_id=asset.object_id)
+    builder.add_object(asset.anchors, asset.physics.params, asset.lattice(), object_id=asset.object_id)
     model = builder.finalize(device)
     substeps = max(int(substeps), model.required_substeps(fps))
     x0 = model.rest_positions.clone()

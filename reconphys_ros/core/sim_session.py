@@ -17,14 +17,15 @@ from reconphys_ros.core.binding import Binding, apply_binding, compute_binding
 from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, SimulationDiverged, State,
                                         drop_state, lattice_from_name, object_seed, simulate)
 from reconphys_ros.core.physics.anchors import farthest_point_sampling
+from reconphys_ros.core.physics.control import DEFAULT_GRASP_STIFFNESS, DEFAULT_MAX_EFFORT
 from reconphys_ros.core.physics.integrator import resolve_substeps
 
 
 @dataclass
 class GripperSettings:
     home_position: tuple = (0.0, 0.0, 1.0)
-    max_effort: float = 200.0
-    stiffness: float = 2000.0
+    max_effort: float = DEFAULT_MAX_EFFORT  # N
+    stiffness: float = DEFAULT_GRASP_STIFFNESS  # 1/s^2 per unit of grasped mass (physics/control.py)
     max_speed: float = 0.5
     grasp_radius: float = 0.05
 

@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="playback rate in frames/s; frames keep the clip's 30 fps timing (default 15: "
                              "2 CPU cores keep up)")
     parser.add_argument("--known-mass", type=float, default=0.0,
-                        help="anchor mass in kg when known (fixes the scale of k and d); 0 = prior (default)")
+                        help="the object's total mass in kg when known (fixes the scale of k and d); 0 = a density prior "
+                             "times the reconstructed volume (default)")
     parser.add_argument("--quick", action="store_true",
                         help="shorter gripper script, no MP4s (for tests and CI)")
     parser.add_argument("--no-bag", action="store_true", help="do not record the MCAP bag")
@@ -58,10 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.stage_timeout > 0:
         parser.error("--stage-timeout must be > 0")
     if args.known_mass:
-        from reconphys_ros.core.physics.params import PARAM_RANGES
-        lo, hi = PARAM_RANGES["mass"]
-        if not lo <= args.known_mass <= hi:
-            parser.error(f"--known-mass must lie in the paper range [{lo}, {hi}] kg, got {args.known_mass}")
+        from reconphys_ros.core.physics.params import check_known_mass
+        try:
+            check_known_mass(args.known_mass)
+        except ValueError as error:
+            parser.error(f"--known-mass: {error}")
     return args
 
 
@@ -102,10 +104,10 @@ def sim_render_view(K: np.ndarray, world_to_cam: np.ndarray, width: int, height:
 
 def gripper_script(quick: bool) -> dict:
     if quick:
-        return {"hold_s": 0.4, "shake_s": 1.0, "settle_speed": 0.6, "grasp_radius": 0.15}
-    # The coarse lattice keeps vibrating slightly for seconds after the bounce: 0.45 m/s (max anchor speed)
-    # calls it landed once the bouncing is over. A 0.15 m grasp radius holds ~1/8 of a 0.6 m object's anchors.
-    return {"hold_s": 0.8, "shake_s": 2.0, "settle_speed": 0.45, "grasp_radius": 0.15}
+        return {"hold_s": 0.4, "shake_s": 1.0, "settle_speed": 0.4, "grasp_radius": 0.07}
+    # The coarse lattice keeps vibrating slightly for seconds after the bounce: 0.3 m/s (max anchor speed) calls a
+    # 20-30 cm example landed once the bouncing is over. A 7 cm grasp radius holds ~1/10 of its anchors.
+    return {"hold_s": 0.8, "shake_s": 2.0, "settle_speed": 0.3, "grasp_radius": 0.07}
 
 
 # ---------------------------------------------------------------------------------------------------- live run
@@ -259,12 +261,12 @@ def closed_spans(commands: list, origin: float) -> list[tuple[float, float]]:
 
 def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, progress: Progress,
               outputs: dict) -> dict:
-    from reconphys_ros.core.physics.params import PARAM_RANGES
+    from reconphys_ros.core.asset import PhysicsEstimate
+    from reconphys_ros.core.physics.params import RATIO_RANGES, PhysicsParams, object_size
     physics = record.physics
-    names = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
-    truth = dict(clip["params"])
-    truth["stiffness_per_mass"] = truth["stiffness"] / truth["mass"]
-    truth["damping_per_mass"] = truth["damping"] / truth["mass"]
+    true_size = float(clip["meta"].get("object_size", object_size(clip["anchors"][0])))
+    true_params = PhysicsParams.from_dict(clip["params"])
+    truth = {**PhysicsEstimate(true_params, size=true_size).derived(), "paper": true_params.to_dict()}
     statuses = [s for t, s in graph.obs.statuses if t >= live["loaded_at"] and s.object_id]
     rtf = [s.real_time_factor for s in statuses if s.real_time_factor > 0]
     last = statuses[-1] if statuses else None
@@ -278,10 +280,11 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
     return {
         "example": args.example,
         "object_id": record.object_id,
-        "params": {"estimate": {k: float(getattr(physics.params, k)) for k in names},
-                   "std": {k: float(v) for k, v in physics.std.items()},
+        # SI and the size-independent values, each with its std (PhysicsEstimate.derived); the paper's convention
+        # as a labelled section
+        "params": {"estimate": {**physics.derived(), "paper": physics.params.to_dict()},
                    "truth": truth, "mass_given": bool(physics.mass_given),
-                   "paper_ranges": {k: list(v) for k, v in PARAM_RANGES.items()}},
+                   "size_independent_ranges": {k: list(v) for k, v in RATIO_RANGES.items()}},
         "latency_s": {"segmentation_per_frame": float(np.median(seg)) if seg.size else None,
                       "reconstruction_last_frame_to_asset": float(record.latency_s),
                       **{f"pipeline_{k}": float(v) for k, v in record.timings.items()},

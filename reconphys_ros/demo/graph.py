@@ -37,6 +37,8 @@ class GraphSettings:
     render_rate: float = 5.0  # sim/image per second
     gripper: dict = field(default_factory=dict)  # gripper_controller parameter overrides
     closed_width: float = 0.01  # simulation.closed_width (commands at or below it close the gripper)
+    max_effort: float = 0.0  # N: the gripper's grip force cap (gripper_controller.max_effort); 0 = the params file's
+    # default (40 N, a real gripper's; objects heavier than max_effort / g slip out)
     known_mass: float = 0.0  # reconstruction.known_mass (0 = estimate)
     domain_id: int | None = None  # DDS domain of the demo's nodes (None = ROS_DOMAIN_ID or 0)
 
@@ -52,6 +54,7 @@ class Observations:
     statuses: list = field(default_factory=list)  # (arrival, SimStatus)
     heights: list = field(default_factory=list)  # (arrival, centroid z, max anchor speed estimate) of sim/anchors
     commands: list = field(default_factory=list)  # (arrival, (3,) target position, closed)
+    max_efforts: list = field(default_factory=list)  # GripperCommand.max_effort of each command, N (same order)
 
     def segmentation_latencies(self) -> np.ndarray:
         """Seconds from an image's arrival to its mask's arrival, for every stamp seen on both."""
@@ -103,6 +106,7 @@ def _make_observer(context, obs: Observations, closed_width: float):
     def on_command(msg):
         p = msg.pose.position
         obs.commands.append((time.monotonic(), np.array([p.x, p.y, p.z]), msg.position <= closed_width))
+        obs.max_efforts.append(float(msg.max_effort))
 
     node.create_subscription(Image, "camera/image_raw", on_image, deep)
     node.create_subscription(Image, "mask", on_mask, deep)
@@ -134,7 +138,8 @@ class DemoGraph:
                                "known_mass": float(s.known_mass)},
             "simulation": {"render_rate": float(s.render_rate), "closed_width": float(s.closed_width),
                            **s.render_camera},
-            "gripper_controller": {"repeat": False, **s.gripper},
+            "gripper_controller": {"repeat": False, **({"max_effort": float(s.max_effort)} if s.max_effort > 0 else {}),
+                                   **s.gripper},
         }
         if s.bag_dir is not None:
             overrides["bag_recorder"] = {"output_dir": s.bag_dir, "prefix": "demo"}

@@ -6,6 +6,7 @@ milliseconds. Every function raises ValueError with a message that says what was
 from __future__ import annotations
 
 import array
+import math
 import sys
 
 import numpy as np
@@ -14,11 +15,12 @@ from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from reconphys_ros.core.asset import STD_KEYS, PhysicsEstimate, SimAsset, validate_object_id
+from reconphys_ros.core.asset import PhysicsEstimate, SimAsset, validate_object_id
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.geometry import unit_quaternion
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
-from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.physics.lattice import LatticeScale
+from reconphys_ros.core.physics.params import KNOWN_MASS_RANGE
 from reconphys_ros.core.render.camera import check_intrinsics
 from reconphys_ros.msg import GaussianAsset
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
@@ -152,29 +154,47 @@ def points_from_pointcloud2(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | 
 
 
 # ---------------------------------------------------------------------------------------------------- physics
-def physics_to_msg(estimate: PhysicsEstimate, object_id: str, header: Header | None = None) -> PhysicsParamsMsg:
+def physics_to_msg(estimate: PhysicsEstimate, object_id: str, spring_scale: LatticeScale,
+                   header: Header | None = None) -> PhysicsParamsMsg:
+    """PhysicsEstimate -> PhysicsParams message. spring_scale: the asset's lattice (SimAsset.spring_scale()), for
+    the per-spring stiffness and damping of its own springs."""
     estimate.validate()
-    p = estimate.params
+    p, si = estimate.params, estimate.derived()
     msg = PhysicsParamsMsg()
     if header is not None:
         msg.header = header
     msg.object_id = validate_object_id(object_id)
-    msg.mass, msg.stiffness, msg.damping, msg.friction = (float(v) for v in p.to_tuple())
-    msg.stiffness_per_mass, msg.damping_per_mass = float(p.stiffness_per_mass), float(p.damping_per_mass)
-    for key in STD_KEYS:
-        setattr(msg, f"{key}_std", estimate.std_of(key))
+    for name in _SI_FIELDS:
+        setattr(msg, name, float(si[_SI_KEYS.get(name, name)]))
+        if name != "size":
+            setattr(msg, f"{name}_std", float(si[f"{_SI_KEYS.get(name, name)}_std"]))
+    msg.stiffness = float(p.stiffness * spring_scale.stiffness)
+    msg.damping = float(p.damping * spring_scale.damping)
+    msg.stiffness_std = float(estimate.std_of("stiffness") * spring_scale.stiffness)
+    msg.damping_std = float(estimate.std_of("damping") * spring_scale.damping)
+    msg.paper_mass, msg.paper_stiffness, msg.paper_damping = float(p.mass), float(p.stiffness), float(p.damping)
     msg.mass_source = PhysicsParamsMsg.MASS_GIVEN if estimate.mass_given else PhysicsParamsMsg.MASS_ESTIMATED
     return msg
 
 
+# Message fields that carry PhysicsEstimate.derived() values (with a *_std twin, except size), and their keys there.
+_SI_FIELDS = ("mass", "friction", "stiffness_per_mass", "damping_per_mass", "size", "stiffness_per_mass_at_1m",
+              "damping_per_mass_at_1m")
+_SI_KEYS = {"mass": "total_mass"}
+
+
 def physics_from_msg(msg: PhysicsParamsMsg) -> tuple[str, PhysicsEstimate]:
-    """-> (object_id, validated PhysicsEstimate). Raises ValueError on NaN / out-of-range values or a bad id."""
+    """-> (object_id, validated PhysicsEstimate) from the fields that define the physics (mass, k/m, d/m, friction,
+    size; the derived ones are ignored). Raises ValueError on NaN / out-of-range values or a bad id."""
     object_id = validate_object_id(msg.object_id)
     if msg.mass_source not in (PhysicsParamsMsg.MASS_ESTIMATED, PhysicsParamsMsg.MASS_GIVEN):
         raise ValueError(f"PhysicsParams.mass_source must be 0 (estimated) or 1 (given), got {msg.mass_source}")
-    params = PhysicsParams(msg.mass, msg.stiffness, msg.damping, msg.friction)
-    std = {key: float(getattr(msg, f"{key}_std")) for key in STD_KEYS}
-    estimate = PhysicsEstimate(params, std, mass_given=msg.mass_source == PhysicsParamsMsg.MASS_GIVEN)
+    if not (math.isfinite(msg.mass) and 0.0 < msg.mass <= KNOWN_MASS_RANGE[1]):
+        raise ValueError(f"PhysicsParams.mass is the object's total mass in kg and must be in (0, "
+                         f"{KNOWN_MASS_RANGE[1]:g}], got {msg.mass}")
+    std = {f"{_SI_KEYS.get(n, n)}_std": float(getattr(msg, f"{n}_std")) for n in _SI_FIELDS if n != "size"}
+    estimate = PhysicsEstimate.from_si(msg.mass, msg.stiffness_per_mass, msg.damping_per_mass, msg.friction,
+                                       msg.size, std, mass_given=msg.mass_source == PhysicsParamsMsg.MASS_GIVEN)
     return object_id, estimate.validate()
 
 
@@ -197,7 +217,7 @@ def asset_to_msg(asset: SimAsset, header: Header | None = None) -> GaussianAsset
     msg.lattice_neighbors = int(asset.lattice_neighbors)
     msg.binding_neighbors = int(asset.binding_neighbors)
     msg.binding_power = float(asset.binding_power)
-    msg.physics = physics_to_msg(asset.physics, asset.object_id, header)
+    msg.physics = physics_to_msg(asset.physics, asset.object_id, asset.spring_scale(), header)
     return msg
 
 

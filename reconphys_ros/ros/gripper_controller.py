@@ -2,7 +2,8 @@
 
 Watches sim/anchors; once the object has landed (anchors slower than settle_speed) it moves above the object,
 descends to its centre, closes, lifts, shakes sideways, and opens (drops it); with `repeat` it starts again after
-the next landing. Copy it as a starting point for your own controller or teleoperation.
+the next landing. Copy it as a starting point for your own controller or teleoperation. Units are SI: positions in
+m, the grip force cap `max_effort` in N (default 40 N: enough for objects up to about 3 kg; a heavier one slips out).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ NAME = "gripper_controller"
 PARAMS = [
     ParamSpec("rate", "float", "GripperCommand messages per second", 0.5, 1000.0, read_only=True),
     ParamSpec("grasp_radius", "float", "anchors this close to the gripper centre are grasped, m", 1e-3, 10.0),
-    ParamSpec("max_effort", "float", "cap on the total grasp force, N", 1e-3, 1e9),
+    ParamSpec("max_effort", "float", "cap on the total grasp force sent in GripperCommand.max_effort, N (a gripper's "
+              "grip force, tens of N: it must exceed the object's weight m g, or the object slips out)", 1e-3, 1e6),
     ParamSpec("open_width", "float", "opening width while open, m", 0.0, 1.0),
     ParamSpec("lift_height", "float", "height the grasped object is lifted to, m", 0.0, 10.0),
     ParamSpec("shake_amplitude", "float", "sideways shake amplitude, m", 0.0, 1.0),

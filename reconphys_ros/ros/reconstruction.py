@@ -50,8 +50,8 @@ PARAMS = [
     ParamSpec("output_dir", "str", "folder for <object_id>.ply and <object_id>.json"),
     ParamSpec("object_id_prefix", "str", "object ids are <prefix>_<n>", check=_check_prefix),
     ParamSpec("num_frames", "int", "frames per drop handed to the pipeline", 2, 300, read_only=True),
-    ParamSpec("known_mass", "float", "kg per anchor when known (fixes the scale of k and d); 0 = estimate",
-              0.0, 6.0),
+    ParamSpec("known_mass", "float", "the object's total mass in kg when known (fixes the scale of k and d, N/m); "
+              "0 = estimate from a density prior times the reconstructed volume", 0.0, 1000.0),
     ParamSpec("fps", "float", "frame rate of the camera; 0 = from the image stamps", 0.0, 1000.0),
     ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "coarse64", "medium", "reference"),
               read_only=True),
@@ -226,7 +226,7 @@ class ReconstructionNode(GuardedNode):
             asset = result.asset
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
             self.asset_pub.publish(asset_to_msg(asset, header))
-            self.physics_pub.publish(physics_to_msg(asset.physics, asset.object_id, header))
+            self.physics_pub.publish(physics_to_msg(asset.physics, asset.object_id, asset.spring_scale(), header))
             latency = time.monotonic() - start
             self.latencies.append(latency)
             self.last_result = result

@@ -5,7 +5,7 @@ on PyPI). The node list is reconphys_ros.ros.graph, the same one launch/pipeline
 
     reconphys-launch pipeline                          # embedded example clip -> ... -> simulation
     reconphys-launch pipeline --source my.mp4 --output-dir out --record --controller
-    reconphys-launch pipeline -p simulation.substeps=40 -p reconstruction.known_mass=1.0
+    reconphys-launch pipeline -p simulation.substeps=40 -p reconstruction.known_mass=0.25
     reconphys-launch pipeline --list                   # print the nodes it would start
 """
 from __future__ import annotations

@@ -12,6 +12,7 @@ physics lock, so a big asset cannot silence it.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 
@@ -21,6 +22,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
+from reconphys_ros.core.physics.control import critical_damping, grasp_stability_margin
 from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
 from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
@@ -37,6 +39,11 @@ GRIPPER_WORKSPACE_M = ((-5.0, -5.0, 0.0), (5.0, 5.0, 5.0))
 # is too noisy to judge: one late frame in 0.1 s is 30%).
 REAL_TIME_MIN = 0.9
 REAL_TIME_WINDOW_S = 0.5
+
+
+def grasp_stiffness_per_mass(frequency_hz: float) -> float:
+    """Grasp stiffness per unit mass (1/s^2) of a grasp natural frequency (Hz): (2 pi f)^2."""
+    return (2.0 * math.pi * float(frequency_hz)) ** 2
 
 NAME = "simulation"
 PARAMS = [
@@ -57,8 +64,11 @@ PARAMS = [
     ParamSpec("render_camera_look_at", "float_list", "point the sim/image camera looks at (world, m)", length=3,
               read_only=True),
     ParamSpec("closed_width", "float", "GripperCommand.position at or below this closes the gripper, m", 0.0, 1.0),
-    ParamSpec("max_effort", "float", "default cap on the total grasp force, N", 1e-3, 1e9),
-    ParamSpec("grasp_stiffness", "float", "grasp spring stiffness per anchor, N/m", 1.0, 1e9, read_only=True),
+    ParamSpec("max_effort", "float", "default cap on the total grasp force, N (a gripper's grip force, tens of N; "
+              "GripperCommand.max_effort <= 0 uses it); pulled harder, the object slips out", 1e-3, 1e6),
+    ParamSpec("grasp_frequency", "float", "natural frequency of a grasped anchor on its grasp spring, Hz: the "
+              "springs scale with the object's mass (per unit mass (2 pi f)^2, critically damped), so any mass is "
+              "held alike; keep 2 pi f / (fps * substeps) <~ 0.15 for stability", 0.1, 100.0, read_only=True),
     ParamSpec("gripper_max_speed", "float", "gripper speed limit, m/s", 1e-3, 100.0, read_only=True),
     ParamSpec("home_position", "float_list", "gripper position after reset (world, m)", length=3, read_only=True),
     ParamSpec("status_period_s", "float", "sim/status period, s", 0.05, 60.0, read_only=True),
@@ -126,7 +136,8 @@ class SimulationNode(GuardedNode):
             return
         p = self.params
         grip = GripperSettings(home_position=tuple(p["home_position"]), max_effort=p["max_effort"],
-                               stiffness=p["grasp_stiffness"], max_speed=p["gripper_max_speed"])
+                               stiffness=grasp_stiffness_per_mass(p["grasp_frequency"]),
+                               max_speed=p["gripper_max_speed"])
         try:
             sim = AssetSimulator(asset, self.lattice, p["fps"], p["substeps"], p["device"], grip, p["drop_height"],
                                  max_view_gaussians=p["max_render_gaussians"])
@@ -141,6 +152,13 @@ class SimulationNode(GuardedNode):
             self.sim = sim
             self._divergences_seen = 0
             self._reset_window()
+        dt = 1.0 / (sim.fps * sim.substeps)
+        margin = grasp_stability_margin(grip.stiffness, critical_damping(grip.stiffness), dt)
+        if margin > 1.0:
+            self.get_logger().warning(
+                f"grasp_frequency {p['grasp_frequency']:g} Hz is too stiff for {sim.substeps} substeps at "
+                f"{sim.fps:g} fps ({margin:.2f}x the stable budget): a grasped object may jitter. Lower "
+                "grasp_frequency or raise substeps", throttle_duration_sec=10.0)
         note = "" if sim.substeps == sim.requested_substeps else \
             f" (substeps raised from {sim.requested_substeps} to {sim.substeps} for stability)"
         self._event = f"loaded {asset.object_id}"
@@ -154,9 +172,20 @@ class SimulationNode(GuardedNode):
         except ValueError as exc:
             self.dropped.drop("gripper command", str(exc))
             return
-        if not (np.isfinite(msg.position) and np.isfinite(msg.max_effort) and np.isfinite(msg.grasp_radius)):
-            self.dropped.drop("gripper command", "position, max_effort and grasp_radius must be finite")
+        if not np.isfinite(msg.max_effort):
+            self.dropped.drop("gripper command", f"max_effort must be a finite force in N (<= 0: the node's default "
+                              f"{self.params['max_effort']:g} N), got {msg.max_effort}")
             return
+        if not (np.isfinite(msg.position) and np.isfinite(msg.grasp_radius)):
+            self.dropped.drop("gripper command", "position (opening width, m) and grasp_radius (m) must be finite")
+            return
+        max_effort = self.params["max_effort"]  # N; <= 0 in the message: the node's default
+        if msg.max_effort > 0:
+            max_effort = float(msg.max_effort)
+        elif msg.max_effort < 0:
+            self.get_logger().warning(f"gripper command max_effort {msg.max_effort:g} N is negative: using the node's "
+                                      f"default {max_effort:g} N (send 0 for the default, or a force > 0 N)",
+                                      throttle_duration_sec=5.0)
         low, high = np.asarray(GRIPPER_WORKSPACE_M[0]), np.asarray(GRIPPER_WORKSPACE_M[1])
         clamped = np.clip(position, low, high)
         if not np.array_equal(clamped, position):
@@ -174,7 +203,7 @@ class SimulationNode(GuardedNode):
                 return
             self.sim.command_gripper(position, orientation, closed=msg.position <= self.params["closed_width"],
                                      grasp_radius=msg.grasp_radius if msg.grasp_radius > 0 else None,
-                                     max_effort=msg.max_effort if msg.max_effort > 0 else self.params["max_effort"])
+                                     max_effort=max_effort)
 
     def _service(self, action: str, response):
         with self.lock:

@@ -10,7 +10,7 @@ from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
 from reconphys_ros.core.asset_record import (PHYSICS_CONVENTION, RECORD_KEYS, AssetRecord, read_asset_record,
                                              write_asset_record)
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.physics.params import object_size
 from reconphys_ros.core.render import look_at
 
 
@@ -25,9 +25,10 @@ def small_asset() -> SimAsset:
     anchors = rng.uniform(-0.05, 0.05, size=(6, 3)).astype(np.float32)
     springs = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], np.int64)
     rest = np.linalg.norm(anchors[springs[:, 0]] - anchors[springs[:, 1]], axis=1).astype(np.float32)
-    physics = PhysicsEstimate(PhysicsParams(1.5, 300.0, 0.8, 0.4),
-                              {"mass": 0.3, "stiffness": 50.0, "damping": 0.1, "friction": 0.05,
-                               "stiffness_per_mass": 20.0, "damping_per_mass": 0.05}, mass_given=True)
+    # a 0.3 kg object with k/m = 200 1/s^2, d/m = 0.5 1/s (SI; physics/params.py)
+    physics = PhysicsEstimate.from_si(0.3, 200.0, 0.5, 0.4, object_size(anchors),
+                                      {"total_mass_std": 0.06, "stiffness_per_mass_std": 20.0,
+                                       "damping_per_mass_std": 0.05, "friction_std": 0.05}, mass_given=True)
     return SimAsset("obj_7", gaussians, anchors, springs, rest, lattice_neighbors=2, binding_neighbors=4,
                     binding_power=2.0, physics=physics).validate()
 
@@ -44,7 +45,11 @@ def test_round_trip(tmp_path):
     write_asset_record(path, record)
     assert os.listdir(tmp_path) == ["obj_7.json"], "temporary file left behind"
     back = read_asset_record(path)
-    assert back.object_id == "obj_7" and back.physics == record.physics
+    assert back.object_id == "obj_7" and back.physics.mass_given == record.physics.mass_given
+    np.testing.assert_allclose(back.physics.params.to_tuple(), record.physics.params.to_tuple(), rtol=1e-12)
+    assert back.physics.size == record.physics.size
+    for key, value in record.physics.std.items():
+        assert back.physics.std[key] == pytest.approx(value, rel=1e-9), key
     assert (back.num_gaussians, back.num_anchors, back.num_springs) == (12, 6, 5)
     assert (back.binding_neighbors, back.binding_power) == (4, 2.0)
     assert torch.equal(back.camera.K, record.camera.K)
@@ -63,9 +68,14 @@ def test_keys_users_read(tmp_path):
     data = json.loads(path.read_text())
     assert set(data) == set(RECORD_KEYS)
     physics = data["physics"]
-    assert physics["mass"] == 1.5 and physics["stiffness_per_mass"] == 200.0 and physics["mass_given"] is True
-    assert physics["damping_per_mass"] == pytest.approx(0.8 / 1.5) and physics["convention"] == PHYSICS_CONVENTION
-    assert physics["std"]["stiffness"] == 50.0
+    # SI first: total mass in kg, k/m, d/m, the size and the size-independent values, each with a std
+    assert physics["total_mass"] == pytest.approx(0.3) and physics["mass_given"] is True
+    assert physics["stiffness_per_mass"] == pytest.approx(200.0) and physics["damping_per_mass"] == pytest.approx(0.5)
+    assert physics["size"] == pytest.approx(object_size(small_asset().anchors))
+    assert physics["stiffness_per_mass_at_1m"] == pytest.approx(200.0 * physics["size"])
+    assert physics["stiffness_per_mass_std"] == pytest.approx(20.0) and physics["total_mass_std"] == pytest.approx(0.06)
+    # the paper's per-anchor / per-spring convention only as a labelled derived section
+    assert physics["paper"]["mass"] == pytest.approx(0.3 / 2048) and physics["paper"]["convention"] == PHYSICS_CONVENTION
     assert data["binding"] == {"neighbors": 4, "power": 2.0}
     assert set(data["camera"]) == {"K", "world_to_cam", "width", "height"}
     assert len(data["frame_stamps"]) == 20 and data["latency_s"] == 0.4321
@@ -87,7 +97,7 @@ def test_truncated_or_corrupt_file_names_the_file(tmp_path):
     with pytest.raises(ValueError, match=f"{path}.*missing key.*camera"):
         read_asset_record(path)
     data = json.loads(text)
-    data["physics"]["mass"] = "heavy"
+    data["physics"]["total_mass"] = "heavy"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=str(path)):
         read_asset_record(path)

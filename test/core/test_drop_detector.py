@@ -163,3 +163,16 @@ def test_stream_restart_is_a_jump_back_beyond_the_limit_per_stream():
     assert clock.observe("image", 0) is None
     with pytest.raises(ValueError):
         StreamRestartDetector(-1)
+
+
+def test_looped_drop_that_rearmed_on_the_floor_starts_at_the_loop_not_the_floor():
+    """Issue 19.2: a looping video whose object lay still on the floor long enough to re-arm, then jumps back up
+    and falls at once. The frame before the run is the object on the floor: it must not start the clip."""
+    one_loop = trajectory(rest=0, fall=18, after=12)  # falling from the loop's first frame, then 12 on the floor
+    ys = one_loop * 3
+    clips = feed_all(DropDetector(num_frames=12), ys)
+    n = len(one_loop)
+    starts = [indices(c)[0] for c in clips]
+    assert len(clips) == 3 and starts[1] in (n, n + 1) and starts[2] in (2 * n, 2 * n + 1), starts
+    for clip in clips:
+        assert (clip.masks[0] > 0).nonzero()[0].mean() < 40, "a clip starts with the object on the floor"

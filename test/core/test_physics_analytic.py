@@ -116,3 +116,34 @@ def test_restitution_bounces():
     lowest = int(torch.argmin(z[:15]))
     assert float(z[lowest]) < 0.05
     assert float(z[lowest:].max()) > 0.2  # bounced back up near 0.8^2 * 0.5 = 0.32 m
+
+
+def test_similarity_law_same_size_independent_params_same_motion_in_object_units():
+    """Issue 14: with the same size-independent parameters (k/m x L, d/m x sqrt(L), f), a 5 cm, a 25 cm and a 1 m
+    object move alike in object units and scaled time (positions x s, time x sqrt(s)), within 2% of the size."""
+    from reconphys_ros.core.physics.params import object_size, object_volume
+    rng = np.random.default_rng(4)
+    unit = rng.uniform(-0.5, 0.5, size=(6000, 3)) * np.array([1.0, 0.7, 0.5])  # ~1 m box of points
+    size_independent = np.array([math.log(300.0), math.log(2.0), 0.6])
+    trajectories = {}
+    for s in (0.05, 0.25, 1.0):
+        anchors = sample_anchors(unit * s, COARSE_LATTICE.num_anchors, "similarity")
+        size = object_size(anchors)
+        params = PhysicsParams.from_size_independent(size_independent, size, 300.0 * object_volume(anchors))
+        np.testing.assert_allclose(params.size_independent(size), size_independent, atol=1e-9)
+        b = ModelBuilder()
+        b.add_object(anchors, params, COARSE_LATTICE)
+        model = b.finalize("cpu")
+        tilt = np.array([math.cos(0.3), math.sin(0.3), 0.0, 0.0])
+        state = drop_state(model, (0.0, 0.0, 0.8 * s), tilt)
+        state.v[:, 0] = 1.0 * math.sqrt(s)  # velocities scale with sqrt(s)
+        fps = 30.0 / math.sqrt(s)  # the same frames in scaled time
+        with torch.no_grad():
+            x = simulate(model, state, 24, 60, fps=fps).double().numpy()
+        trajectories[s] = x / size
+    reference = trajectories[1.0]
+    # it fell, hit the ground and deformed within the clip
+    assert reference[-1, :, 2].min() < 0.01 and reference[-1, :, 2].mean() < reference[0, :, 2].mean() - 0.2
+    for s in (0.05, 0.25):
+        gap = np.abs(trajectories[s] - reference).max()
+        assert gap < 0.02, (s, gap)

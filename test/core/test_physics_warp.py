@@ -172,8 +172,8 @@ def test_stability_check_and_nan_report():
 
 
 def test_bad_inputs_raise_value_errors(coarse_anchors):
-    with pytest.raises(ValueError, match="stiffness"):
-        PhysicsParams(1.0, 5000.0, 1.0, 0.5).validate()
+    with pytest.raises(ValueError, match="stiffness_per_mass.*1/s"):  # beyond any object >= 2 cm
+        PhysicsParams(1.0, 5e7, 1.0, 0.5).validate()
     with pytest.raises(ValueError, match="mass"):
         PhysicsParams(float("nan"), 100.0, 1.0, 0.5).validate()
     model = build([coarse_anchors], [PhysicsParams(1.0, 300.0, 1.0, 0.5)], COARSE_LATTICE)

@@ -1,6 +1,8 @@
 """ReconstructionPipeline end to end on a synthetic drop (mask-inflation fallback, no learned weights)."""
 import numpy as np
 import pytest
+
+from reconphys_ros.core.physics.params import object_size
 import torch
 
 from reconphys_ros.core.asset import SimAsset
@@ -61,10 +63,15 @@ def test_resimulated_masks_overlap_the_observed_ones(clip, result):
 
 
 def test_known_mass_is_reported_as_given(clip, tmp_path):
-    cfg = PipelineConfig(known_mass=2.0, num_frames=8, sweep_points=4, weights_dir=str(tmp_path))
+    cfg = PipelineConfig(known_mass=0.4, num_frames=8, sweep_points=4, weights_dir=str(tmp_path))
     res = ReconstructionPipeline(cfg).run(clip.frames, clip.masks, clip.camera, "drop_02")
     physics = res.asset.physics
-    assert physics.mass_given and physics.params.mass == 2.0 and physics.std["mass"] == 0.0
+    # known_mass is the object's total mass in kg
+    assert physics.mass_given and physics.total_mass == pytest.approx(0.4) and physics.std["mass"] == 0.0
+    assert physics.size == pytest.approx(object_size(res.asset.anchors))
+    for bad in (-1.0, 0.0, float("nan"), 1e4):
+        with pytest.raises(ValueError, match="known_mass.*kg"):
+            PipelineConfig(known_mass=bad, weights_dir=str(tmp_path)).validate()
 
 
 def test_bad_inputs(clip, tmp_path):

@@ -11,7 +11,7 @@ from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND
                                                          PhysicsNetConfig, estimate_from_prediction, load, load_net,
                                                          mask_statistics, net_config_dict, prepare_clip)
 from reconphys_ros.core.models.predictors import load_physics_predictor
-from reconphys_ros.core.physics.params import PARAM_RANGES, RATIO_RANGES, paper_from_ratios, ratios_from_paper
+from reconphys_ros.core.physics.params import DENSITY_PRIOR, RATIO_RANGES, paper_from_ratios, ratios_from_paper
 
 SMALL = PhysicsNetConfig(image_size=32, num_frames=8, width=8, embed=32, heads=2, layers=1)
 
@@ -77,15 +77,20 @@ def test_prepare_clip_validates_and_resizes():
 def test_mass_scales_stiffness_and_damping():
     mean = np.array([math.log(100.0), math.log(0.5), 0.3])
     sigma = np.array([0.2, 0.5, 0.1])
-    given = estimate_from_prediction(mean, sigma, known_mass=2.0)
-    assert given.mass_given and given.params.mass == 2.0
-    assert given.params.stiffness == pytest.approx(200.0) and given.params.damping == pytest.approx(1.0)
-    assert given.std["mass"] == 0.0 and given.std["stiffness_per_mass"] == pytest.approx(100.0 * 0.2)
-    prior = estimate_from_prediction(mean, sigma)
+    # the prediction is size-independent (k/m at 1 m); a 25 cm object has 4x the k/m and 2x the d/m
+    given = estimate_from_prediction(mean, sigma, 0.25, 0.004, known_mass=2.0)
+    assert given.mass_given and given.total_mass == pytest.approx(2.0) and given.size == 0.25
+    m = 2.0 / 2048  # paper convention: per anchor of the reference lattice
+    assert given.params.stiffness == pytest.approx(400.0 * m) and given.params.damping == pytest.approx(1.0 * m)
+    assert given.std["mass"] == 0.0 and given.std["stiffness_per_mass"] == pytest.approx(400.0 * 0.2)
+    np.testing.assert_allclose(given.size_independent(), mean)
+    prior = estimate_from_prediction(mean, sigma, 0.25, 0.004)
     assert not prior.mass_given and prior.std["mass"] > 0
-    assert prior.params.stiffness_per_mass == pytest.approx(100.0)  # the identifiable ratio is kept
-    with pytest.raises(ValueError, match="known_mass"):
-        estimate_from_prediction(mean, sigma, known_mass=100.0)
+    assert prior.total_mass == pytest.approx(DENSITY_PRIOR * 0.004)  # a density prior times the volume
+    assert prior.params.stiffness_per_mass == pytest.approx(400.0)  # the identifiable ratio is kept
+    for bad in (0.0, -2.0, float("nan"), 5000.0):
+        with pytest.raises(ValueError, match="known_mass.*kg"):
+            estimate_from_prediction(mean, sigma, 0.25, 0.004, known_mass=bad)
     p = paper_from_ratios(torch.tensor([[math.log(100.0), math.log(0.5), 0.3]]), 2.0)
     torch.testing.assert_close(p, torch.tensor([[2.0, 200.0, 1.0, 0.3]]))
     np.testing.assert_allclose(paper_from_ratios(np.array([math.log(100.0), math.log(0.5), 0.3]), 2.0),
@@ -100,13 +105,13 @@ def test_checkpoint_roundtrip_and_hook(tmp_path):
     predictor = load_physics_predictor(str(tmp_path))
     assert isinstance(predictor, LearnedPhysicsPredictor)
     frames, masks = _clip()
-    params = predictor.predict(frames, masks, None, None)
-    for name, (lo, hi) in PARAM_RANGES.items():
-        assert lo <= getattr(params, name) <= hi
+    estimate = predictor.predict_estimate(frames, masks, 0.2, 0.003, fps=30.0)
+    for value, (lo, hi) in zip(estimate.size_independent(), RATIO_RANGES.values()):
+        assert lo - 1e-9 <= value <= hi + 1e-9
     with torch.no_grad():
         rgb, cov = prepare_clip(frames, masks, 32)
         expected, _ = net(rgb[None], cov[None])
-    np.testing.assert_allclose(predictor.predict_raw(frames, masks)[0], expected[0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(predictor.predict_raw(frames, masks, 0.2, 30.0)[0], expected[0].numpy(), rtol=1e-5)
     assert load_physics_predictor(str(tmp_path / "empty")) is None  # no weights: the non-learned fallback
 
 
@@ -129,3 +134,21 @@ def test_checkpoint_mismatches_fail_clearly(tmp_path):
         load(str(tmp_path / "junk.pt"))
     with pytest.raises(CheckpointError, match="does not exist"):
         load(str(tmp_path / "missing.pt"))
+
+
+def test_time_scale_input_is_required_and_used():
+    """A v8 network reads ln tau = ln(sqrt(g / L) / fps): the same frames of a 5 cm and a 1 m object (or at 30 and
+    120 fps) are different physics."""
+    from reconphys_ros.core.models.physics_predictor import log_frame_interval
+    torch.manual_seed(2)
+    net = PhysicsNet(PhysicsNetConfig(image_size=32, num_frames=8, width=8, embed=32, heads=2, layers=1,
+                                      time_scale_input=True))
+    predictor = LearnedPhysicsPredictor(net)
+    frames, masks = _clip()
+    small, _ = predictor.predict_raw(frames, masks, 0.05, 30.0)
+    large, _ = predictor.predict_raw(frames, masks, 1.0, 30.0)
+    assert np.abs(small - large).max() > 1e-4
+    assert log_frame_interval(1.0, 60.0) == pytest.approx(log_frame_interval(0.25, 120.0))  # the similarity law
+    rgb, cov = prepare_clip(frames, masks, 32)
+    with pytest.raises(ValueError, match="log_tau"):
+        net(rgb[None], cov[None])

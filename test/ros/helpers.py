@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.physics.params import PhysicsParams
+from reconphys_ros.core.physics.params import object_size
 
 
 def random_asset(num_gaussians: int, num_anchors: int = 64, seed: int = 0, object_id: str = "test_obj") -> SimAsset:
@@ -26,9 +27,10 @@ def random_asset(num_gaussians: int, num_anchors: int = 64, seed: int = 0, objec
     keep = rng.random(i.size) < 0.2
     springs = np.stack([i[keep], j[keep]], axis=1).astype(np.int64)
     rest = np.linalg.norm(anchors[springs[:, 0]] - anchors[springs[:, 1]], axis=1).astype(np.float32)
-    physics = PhysicsEstimate(PhysicsParams(1.5, 300.0, 0.8, 0.4),
-                              {"mass": 0.3, "stiffness": 50.0, "damping": 0.1, "friction": 0.05,
-                               "stiffness_per_mass": 20.0, "damping_per_mass": 0.05}, mass_given=False)
+    # a 0.3 kg object with k/m = 200 1/s^2, d/m = 0.5 1/s (SI; physics/params.py)
+    physics = PhysicsEstimate.from_si(0.3, 200.0, 0.5, 0.4, object_size(anchors),
+                                      {"total_mass_std": 0.06, "stiffness_per_mass_std": 20.0,
+                                       "damping_per_mass_std": 0.05, "friction_std": 0.05}, mass_given=False)
     return SimAsset(object_id, gaussians, anchors, springs, rest, lattice_neighbors=16, binding_neighbors=4,
                     binding_power=2.0, physics=physics)
 
@@ -42,5 +44,6 @@ def assert_assets_equal(a: SimAsset, b: SimAsset) -> None:
     np.testing.assert_array_equal(a.rest_lengths, b.rest_lengths)
     assert (a.lattice_neighbors, a.binding_neighbors, a.binding_power) == \
         (b.lattice_neighbors, b.binding_neighbors, b.binding_power)
-    assert a.physics.params == b.physics.params
+    np.testing.assert_allclose(a.physics.params.to_tuple(), b.physics.params.to_tuple(), rtol=1e-12)
+    assert a.physics.size == pytest.approx(b.physics.size, rel=1e-12) and a.physics.mass_given == b.physics.mass_given
     assert a.physics.std == b.physics.std and a.physics.mass_given == b.physics.mass_given

@@ -42,7 +42,8 @@ def recording(tmp_path_factory):
     seg = SegmentationNode(context=context)
     helper = rclpy.create_node("physics_publisher", context=context)
     physics_pub = helper.create_publisher(PhysicsParams, "physics", latched_qos())
-    physics_pub.publish(physics_to_msg(random_asset(10, 8).physics, "test_obj"))
+    asset = random_asset(10, 8)
+    physics_pub.publish(physics_to_msg(asset.physics, "test_obj", asset.spring_scale()))
     for node in (recorder, seg, helper):
         executor.add_node(node)
     # the recorder and segmentation subscribe to the images before the first frame goes out
@@ -91,7 +92,7 @@ def test_bag_has_every_camera_frame(recording):
             elif conn.topic == "/physics":
                 physics.append(msg)
     assert seen == published and len(stamps) == published  # every frame once
-    assert physics and physics[0].object_id == "test_obj" and physics[0].mass == pytest.approx(1.5)
+    assert physics and physics[0].object_id == "test_obj" and physics[0].mass == pytest.approx(0.3)  # kg
 
 
 def test_from_bags_makes_clips_the_loader_accepts(recording, tmp_path):

@@ -134,8 +134,11 @@ def test_asset_roundtrip_exact():
     (lambda m: setattr(m, "num_gaussians", 0), "no Gaussians"),
     (lambda m: m.spring_indices.pop(), "pairs"),
     (lambda m: m.spring_indices.__setitem__(0, 10_000), "outside"),
-    (lambda m: setattr(m.physics, "stiffness", float("nan")), "stiffness"),
-    (lambda m: setattr(m.physics, "mass", 100.0), "mass"),
+    (lambda m: setattr(m.physics, "stiffness_per_mass", float("nan")), "stiffness"),
+    (lambda m: setattr(m.physics, "stiffness_per_mass", 1e9), "stiffness_per_mass"),
+    (lambda m: setattr(m.physics, "mass", 5000.0), "mass.*kg"),
+    (lambda m: setattr(m.physics, "mass", -1.0), "mass.*kg"),
+    (lambda m: setattr(m.physics, "size", 2.0), "size"),
     (lambda m: setattr(m.physics, "object_id", "../etc/passwd"), "invalid object id"),
     (lambda m: m.positions.__setitem__(0, float("nan")), "finite|NaN"),
     # finite but implausible (issue 18.4): d**1000 overflowed into NaN weights, e**80 m Gaussians render all white
@@ -152,10 +155,24 @@ def test_bad_assets_raise_clear_errors(mutate, pattern):
 
 def test_physics_roundtrip_and_bad_source():
     asset = random_asset(4)
-    msg = conv.physics_to_msg(asset.physics, "obj_1")
-    assert msg.stiffness_per_mass == pytest.approx(300.0 / 1.5)
+    scale = asset.spring_scale()
+    msg = conv.physics_to_msg(asset.physics, "obj_1", scale)
+    # SI: total mass in kg, k/m and d/m on the reference lattice, per-spring k and d of the asset's own lattice
+    assert msg.mass == pytest.approx(0.3) and msg.stiffness_per_mass == pytest.approx(200.0)
+    assert msg.paper_mass == pytest.approx(0.3 / 2048) and msg.paper_stiffness == pytest.approx(200.0 * 0.3 / 2048)
+    assert msg.stiffness == pytest.approx(msg.paper_stiffness * scale.stiffness)
+    assert msg.size == pytest.approx(asset.physics.size)
+    assert msg.stiffness_per_mass_at_1m == pytest.approx(200.0 * msg.size)  # k/m x L / 1 m
+    assert msg.damping_per_mass_at_1m == pytest.approx(0.5 * msg.size ** 0.5)  # d/m x sqrt(L / 1 m)
+    assert msg.stiffness_per_mass_at_1m_std == pytest.approx(20.0 * msg.size)
+    assert msg.mass_std == pytest.approx(0.06)
     object_id, estimate = conv.physics_from_msg(msg)
-    assert object_id == "obj_1" and estimate.params == asset.physics.params
+    assert object_id == "obj_1"
+    np.testing.assert_allclose(estimate.params.to_tuple(), asset.physics.params.to_tuple(), rtol=1e-12)
+    for key, value in asset.physics.std.items():
+        assert estimate.std[key] == pytest.approx(value, rel=1e-9), key
+    msg.paper_stiffness = float("nan")  # derived fields are ignored on input
+    conv.physics_from_msg(msg)
     msg.mass_source = 7
     with pytest.raises(ValueError, match="mass_source"):
         conv.physics_from_msg(msg)

@@ -1,5 +1,8 @@
 """gripper_controller: after the object lands it approaches, closes at the object's centre, lifts, shakes, opens."""
+import math
+
 import numpy as np
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -40,7 +43,8 @@ def test_scripted_grab_lift_shake_drop(ros_context):
         lifted = positions[closed][:, 2]
         assert lifted.max() >= centre[2] + 0.4 - 1e-6                           # lift_height
         assert np.ptp(positions[closed][:, 0]) > 0.05                           # shook sideways
-        assert all(c.max_effort > 0 and c.grasp_radius == 0.08 for c in commands)
+        # a gripper's grip force in N (config/pipeline.yaml), not the 2e5 N of the old per-anchor masses
+        assert all(c.max_effort == 40.0 and c.grasp_radius == 0.08 for c in commands)
         count = len(commands)
         spin_until(executor, lambda: False, 0.5)
         assert len(commands) == count  # repeat = false: done after one cycle
@@ -48,3 +52,22 @@ def test_scripted_grab_lift_shake_drop(ros_context):
         executor.shutdown()
         controller.destroy_node()
         fake_sim.destroy_node()
+
+
+def test_max_effort_parameter_is_a_force_in_newtons(ros_context):
+    """NaN, inf and negative grip forces are refused (at start-up and at run time); the description names N."""
+    for bad in (-5.0, 0.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="max_effort"):
+            GripperControllerNode(context=ros_context, parameter_overrides=[Parameter("max_effort", value=bad)])
+    controller = GripperControllerNode(context=ros_context)
+    try:
+        assert controller.params["max_effort"] == 40.0
+        described = controller.describe_parameter("max_effort")
+        assert "grasp force" in described.description and ", N " in described.description
+        for bad in (math.nan, -1.0):
+            result = controller.set_parameters([Parameter("max_effort", value=bad)])[0]
+            assert not result.successful and "max_effort" in result.reason
+        assert controller.set_parameters([Parameter("max_effort", value=15.0)])[0].successful
+        assert controller.params["max_effort"] == 15.0
+    finally:
+        controller.destroy_node()

@@ -3,6 +3,7 @@ reconstruction -> asset + physics (+ files) -> simulation; two drops in a row; b
 import json
 
 import numpy as np
+import pytest
 import rclpy
 from reconphys_ros.ros.spin import IsolatedExecutor
 from sensor_msgs.msg import Image
@@ -47,7 +48,7 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
         cloud = read_ply(tmp_path / "object_000.ply")
         assert cloud.num_gaussians == first.gaussians.num_gaussians
         record = json.loads((tmp_path / "object_000.json").read_text())
-        assert record["object_id"] == "object_000" and record["physics"]["mass"] == first.physics.params.mass
+        assert record["object_id"] == "object_000" and record["physics"]["total_mass"] == pytest.approx(first.physics.total_mass)
         assert 0 < record["latency_s"] < 60 and len(record["frame_stamps"]) == 20
         # the object sits above the ground in the world frame of the example camera
         means = first.gaussians.means.numpy()

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from reconphys_ros.core.physics import PARAM_RANGES, PhysicsParams
+from reconphys_ros.core.physics.params import RATIO_RANGES, object_size, object_volume, ratios_from_paper
 from training.data import generate
 from training.data.dataset import SyntheticDataset
 from training.data.objects import build_catalogue, build_object, split_of
-from training.data.params import sample_params
+from training.data.params import DENSITY_RANGE, SIZE_INDEPENDENT_NAMES, sample_params
 from training.data.shapes import SHAPE_KINDS, random_shape
 from training.data.storage import CorruptSampleError, read_npz, verify_sample
 
@@ -51,15 +52,49 @@ def test_splits_are_disjoint_and_reserve_duck_and_bunny():
     assert all(split_of(o) == "train" for o in cat["train"])
 
 
-def test_param_sampling_respects_paper_ranges():
+def _box_anchors(size, n=200, seed=0):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 3)) * np.array([1.0, 0.7, 0.5]) * size
+
+
+def test_param_sampling_is_size_independent():
+    """m_p, k_p, d_p, f are drawn in the paper's ranges; their ratios are the size-independent values, the metric
+    simulator params follow at the object's size, and the mass from a density in DENSITY_RANGE."""
     rng = np.random.default_rng(0)
-    draws = [sample_params(rng)[0] for _ in range(2000)]
-    for name, (lo, hi) in PARAM_RANGES.items():
-        values = np.array([getattr(p, name) for p in draws])
-        assert values.min() >= lo and values.max() <= hi
-    # log-uniform stiffness: its median sits at the geometric mean, not the arithmetic one
-    k = np.array([p.stiffness for p in draws])
-    assert abs(np.log(np.median(k)) - 0.5 * np.log(10 * 1200)) < 0.3
+    for size in (0.05, 0.3, 1.0):
+        anchors = _box_anchors(size)
+        L, V = object_size(anchors), object_volume(anchors)
+        draws = [sample_params(rng, anchors) for _ in range(500)]
+        for params, sampling, physics in draws:
+            paper = PhysicsParams.from_dict(physics["paper_draw"])
+            for name, (lo, hi) in PARAM_RANGES.items():
+                assert lo <= getattr(paper, name) <= hi
+            values = params.size_independent(L)
+            np.testing.assert_allclose(values, ratios_from_paper(np.array(paper.to_tuple())), rtol=0, atol=1e-9)
+            for v, (lo, hi) in zip(values, RATIO_RANGES.values()):
+                assert lo - 1e-9 <= v <= hi + 1e-9
+            # the metric k/m follows the similarity law: (k_p/m_p) / L
+            assert params.stiffness_per_mass == pytest.approx(paper.stiffness_per_mass / L, rel=1e-9)
+            assert params.damping_per_mass == pytest.approx(paper.damping_per_mass / np.sqrt(L), rel=1e-9)
+            assert params.total_mass == pytest.approx(physics["density"] * V, rel=1e-9)
+            assert DENSITY_RANGE[0] <= physics["density"] <= DENSITY_RANGE[1]
+            assert sampling["form"] == "size-independent" and sampling["stiffness"] == "log-uniform"
+        # log-uniform stiffness: its median sits at the geometric mean, not the arithmetic one
+        k = np.array([d[2]["paper_draw"]["stiffness"] for d in draws])
+        assert abs(np.log(np.median(k)) - 0.5 * np.log(10 * 1200)) < 0.3
+
+
+def test_sideways_heading_is_uniform_towards_and_away():
+    from training.data.params import MotionRanges, sample_choices
+
+    rng = np.random.default_rng(3)
+    anchors = _box_anchors(0.3)
+    ranges = MotionRanges(sideways_speed=(0.5, 0.8))
+    heading = np.array([np.arctan2(*sample_choices(rng, 0.3, ranges, anchors=anchors).velocity[1::-1])
+                        for _ in range(800)])
+    counts = np.histogram(heading, bins=8, range=(-np.pi, np.pi))[0]
+    assert counts.min() > 0.6 * 100 and counts.max() < 1.4 * 100, counts  # every direction, about evenly
+    with pytest.raises(ValueError, match="anchors"):
+        sample_choices(rng, 0.3, ranges)
 
 
 @pytest.mark.parametrize("kind", SHAPE_KINDS)
@@ -173,8 +208,9 @@ def test_motion_ranges_are_settable_from_the_command_line():
     _, config = config_from_args(args)
     assert config.motion.drop_height == (0.5, 0.6) and config.to_dict()["motion"]["spin"] == [0.0, 0.0]
     rng = np.random.default_rng(0)
+    anchors = _box_anchors(0.8)
     for _ in range(20):
-        choices = sample_choices(rng, 0.8, config.motion)
+        choices = sample_choices(rng, 0.8, config.motion, anchors=anchors)
         assert np.allclose(choices.angular_velocity, 0.0) and choices.velocity[2] <= 0.0
         assert np.allclose(choices.velocity[:2], 0.0) and 0.5 * 0.8 - 1e-9 <= choices.drop_gap <= 0.6 * 0.8 + 1e-9
     for bad in (["--drop-height", "2,1"], ["--toss-up-probability", "1.5"], ["--spin=-1,2"]):
@@ -182,3 +218,53 @@ def test_motion_ranges_are_settable_from_the_command_line():
             config_from_args(build_parser().parse_args(["--out", "unused", *bad]))
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--out", "unused", "--spin", "fast"])
+
+
+def test_size_buckets_metas_and_size_independent_round_trip(tiny_root):
+    """generation.json reports collapse per size bucket consistently with the clips' metas; each meta's physics
+    round-trips: metric params <-> size-independent values at object_size, total mass, density x volume; cameras
+    stand where a robot's would."""
+    from training.data.sample import SampleConfig
+    from training.data.storage import read_meta
+
+    with open(os.path.join(tiny_root, generate.GENERATION_FILE)) as f:
+        summary = json.load(f)["summary"]
+    with open(os.path.join(tiny_root, "manifest.json")) as f:
+        metas = [read_meta(os.path.join(tiny_root, "samples", e["sample_id"])) for e in json.load(f)["samples"]]
+    assert summary["samples"] == len(metas) == 3
+    buckets = summary["collapse_by_size"]
+    assert [b["bucket"] for b in buckets] == [name for name, _, _ in generate.SIZE_BUCKETS]
+    for b in buckets:
+        inside = [m for m in metas if b["min_m"] <= m["object_size"] < (b["max_m"] or np.inf)]
+        collapsed = sum(m["stats"]["collapse_ratio"] < 0.5 for m in inside)
+        assert b["samples"] == len(inside) and b["collapsed"] == collapsed
+        assert b["share_collapsed"] == (collapsed / len(inside) if inside else None)
+    assert sum(b["samples"] for b in buckets) == len(metas)
+    assert summary["share_collapsed_below_half"] == pytest.approx(
+        np.mean([m["stats"]["collapse_ratio"] < 0.5 for m in metas]))
+    lo, hi = SampleConfig().size_range
+    for m in metas:
+        params = PhysicsParams.from_dict(m["params"]).validate()
+        anchors = read_npz(os.path.join(tiny_root, "samples", m["sample_id"], "arrays.npz"))["anchors"][0]
+        assert m["object_size"] == pytest.approx(object_size(anchors), rel=1e-4)  # anchors at rest, any pose
+        assert m["object_volume"] == pytest.approx(object_volume(anchors), rel=1e-3)
+        assert lo <= m["object"]["size"] <= hi
+        values = [m["size_independent"][n] for n in SIZE_INDEPENDENT_NAMES]
+        np.testing.assert_allclose(params.size_independent(m["object_size"]), values, rtol=0, atol=1e-9)
+        again = PhysicsParams.from_size_independent(values, m["object_size"], m["total_mass"])
+        np.testing.assert_allclose(again.to_tuple(), params.to_tuple(), rtol=1e-9)
+        assert m["total_mass"] == pytest.approx(params.total_mass, rel=1e-12)
+        assert m["total_mass"] == pytest.approx(m["density"] * m["object_volume"], rel=1e-9)
+        assert DENSITY_RANGE[0] <= m["density"] <= DENSITY_RANGE[1]
+        assert m["substeps"] >= generate.TINY_CONFIG["substeps"]
+        cams = m["cameras"]
+        assert 10.0 <= cams["elevation_deg"] <= 50.0 and 0.05 <= cams["fill_target"] <= 0.6
+        K = read_npz(os.path.join(tiny_root, "samples", m["sample_id"], "arrays.npz"))["K"]
+        fov = np.degrees(2 * np.arctan(K[:, 0, 2] / K[:, 0, 0]))
+        np.testing.assert_allclose(fov, cams["fov_deg"], atol=1e-3)
+        for view in cams["views"]:
+            assert 0.4 - 1e-9 <= view["distance_m"] <= 2.5 + 1e-9
+            assert view["motion_in_view"]
+            if view["clamped"] != "far":  # as near as the fill asks, farther where the drop needs it
+                assert view["fill"] <= cams["fill_target"] * 1.02
+    assert len({generate.size_bucket(m["object_size"]) for m in metas}) == 3  # the fixture spans every bucket

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from reconphys_ros.core.physics import PhysicsParams
+from reconphys_ros.core.physics.params import object_size, object_volume, ratios_from_paper
 from training.data.params import SampleChoices
 from training.data import sample as sample_mod
 from training.data.sample import SampleConfig, motion_statistics, simulate_sample
@@ -10,8 +11,12 @@ from training.data.sample import SampleConfig, motion_statistics, simulate_sampl
 CONFIG = SampleConfig(lattice="tiny", substeps=30, num_gaussians=400, size_range=(0.6, 0.6))
 
 
-def _drop(monkeypatch, params: PhysicsParams, gap=0.3):
-    def fixed_choices(rng, size, ranges):
+def _drop(monkeypatch, paper: PhysicsParams, gap=0.3):
+    """Drop with the behaviour of `paper` (paper-range params, i.e. at 1 m) mapped to the object's own size, the
+    total mass from a 300 kg/m^3 density (the mass does not change the motion)."""
+    def fixed_choices(rng, size, ranges, anchors=None):
+        values = ratios_from_paper(np.array(paper.to_tuple()))
+        params = PhysicsParams.from_size_independent(values, object_size(anchors), 300.0 * object_volume(anchors))
         return SampleChoices(params=params, sampling={}, orientation=[1.0, 0.0, 0.0, 0.0], drop_gap=gap,
                              velocity=[0.0, 0.0, 0.0], angular_velocity=[0.0, 0.0, 0.0])
     monkeypatch.setattr(sample_mod, "sample_choices", fixed_choices)

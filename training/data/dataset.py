@@ -13,7 +13,10 @@ window of T frames (images channels-first, as torch expects):
     gaussian_means (T, N, 3)        Gaussian centres following the anchors (world, metres)
     gaussians      dict of the object's Gaussians at t = 0: means (N, 3), log_scales (N, 3), quats (N, 4) wxyz,
                    colors (N, 3), opacity_logits (N,)
-    params         (4,)             m, k, d, f in the paper convention
+    params         (4,)             m, k, d, f in the paper convention (the simulator's metric input)
+    object_size    float            the object's size L (m, diameter of its rest anchors: params.object_size); the
+                                    size-independent truth is PhysicsParams.size_independent(object_size)
+    fps            float            frame rate of the clip (1/s)
     frame_index    (T,) int64       frame numbers of the window (30 fps)
     sample_id, object_id            str
 
@@ -34,6 +37,7 @@ import os
 import numpy as np
 import torch
 
+from reconphys_ros.core.physics.params import object_size
 from training.data.storage import (ARRAY_FILE, MANIFEST_FILE, CorruptSampleError, read_meta, read_npz,
                                    read_sample_frames, verify_sample)
 
@@ -53,6 +57,14 @@ def list_samples(root: str, split: str | None = None) -> list[dict]:
         raise CorruptSampleError(path, f"not readable JSON ({exc})") from None
     entries = [e for e in manifest["samples"] if split is None or e["split"] == split]
     return sorted(entries, key=lambda e: e["sample_id"])
+
+
+def _object_size(meta: dict, anchors: np.ndarray) -> float:
+    """The recorded object size (m), else the diameter of the first frame's anchors, else NaN (clips cut from bags
+    without anchors)."""
+    if meta.get("object_size") is not None:
+        return float(meta["object_size"])
+    return object_size(anchors[0]) if anchors.ndim == 3 and anchors.shape[1] >= 2 else float("nan")
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
@@ -117,6 +129,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
                           if has_gaussians else None),
             "params": (torch.tensor([meta["params"][n] for n in PARAM_ORDER], dtype=torch.float32)
                        if meta["params"] is not None else None),
+            "object_size": _object_size(meta, arrays["anchors"]),
+            "fps": float(meta.get("fps", 30.0)),
             "frame_index": torch.from_numpy(frame_index.astype(np.int64)),
             "sample_id": meta["sample_id"],
             "object_id": meta["object_id"],

@@ -2,9 +2,10 @@
 
     python -m training.data.examples            # rewrites reconphys_ros/examples/<name>/ (deterministic)
 
-Each clip is one sample in the data set's folder format: a test-split object (never seen in training)
-dropped onto a checkered ground plane, 30 frames at 128^2 from 4 orthogonal views (view 0 is the
-single fixed camera the demo plays), with ground-truth params, masks, depth and trajectories.
+Each clip is one sample in the data set's folder format: a real-sized test-split object (20-30 cm, never seen in
+training) dropped onto a checkered ground plane, 30 frames at 128^2 from 4 orthogonal robot-like views (looking down
+30-35 deg, the object filling ~30% of the image height; view 0 is the single fixed camera the demo plays), with
+ground-truth params, masks, depth and trajectories.
 """
 from __future__ import annotations
 
@@ -13,36 +14,74 @@ import os
 import shutil
 import sys
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from reconphys_ros.core.files import package_dir
 from reconphys_ros.core.physics import PhysicsParams
+from reconphys_ros.core.physics.params import object_size, object_volume
 from training.data.objects import split_of
 from training.data.params import PARAM_SAMPLING, SampleChoices
-from training.data.sample import SampleConfig, generate_sample
+from training.data.sample import SampleConfig, _object_with_anchors, generate_sample, resolve_lattice
 
 EXAMPLES_DIR = str(package_dir("examples"))
 GROUND = {"kind": "ground", "seed": 0, "color_a": [0.82, 0.8, 0.74], "color_b": [0.55, 0.53, 0.5],
-          "sky": [0.78, 0.85, 0.93], "tile": 0.25}
-# name -> (object id, params (paper convention), drop gap m, velocity m/s, spin rad/s, orientation wxyz)
+          "sky": [0.78, 0.85, 0.93], "tile": 0.1}
+
+
+@dataclass(frozen=True)
+class ExampleClip:
+    """A hand-picked real-sized drop seen from a robot-like camera."""
+
+    object_id: str
+    size: float  # m, longest dimension
+    size_independent: tuple  # k/m and d/m of the same behaviour at 1 m (1/s^2, 1/s), friction (physics/params.py)
+    density: float  # kg/m^3: total mass = density x volume of the anchors
+    drop_gap: float  # m between the lowest point and the ground
+    velocity: tuple  # m/s
+    spin: tuple  # rad/s
+    orientation: tuple  # wxyz
+    camera: dict  # fixed camera draw: elevation_deg, fill (share of the image height), azimuth_deg
+
+
 EXAMPLE_CLIPS = {
-    "falling_cylinder": ("proc-cylinder-00059", PhysicsParams(1.0, 150.0, 0.5, 0.6), 0.35,
-                         [0.25, 0.1, 0.0], [0.0, 1.5, 0.0], [0.966, 0.259, 0.0, 0.0]),
-    "falling_duck": ("mesh-duck", PhysicsParams(0.5, 300.0, 1.0, 0.4), 0.3,
-                     [0.0, -0.3, 0.5], [1.0, 0.0, 0.5], [0.707, 0.707, 0.0, 0.0]),
+    # a 25 cm foam cylinder tossed sideways with a slow spin
+    "falling_cylinder": ExampleClip("proc-cylinder-00059", 0.25, (100.0, 0.5, 0.6), 60.0, 0.15,
+                                    (0.15, 0.05, 0.0), (0.0, 1.5, 0.0), (0.966, 0.259, 0.0, 0.0),
+                                    {"elevation_deg": 30.0, "fill": 0.3, "azimuth_deg": 20.0}),
+    # a 22 cm plush duck dropped with a little toss
+    "falling_duck": ExampleClip("mesh-duck", 0.22, (400.0, 2.0, 0.4), 100.0, 0.12, (0.0, -0.15, 0.4),
+                                (1.0, 0.0, 0.5), (0.707, 0.707, 0.0, 0.0),
+                                {"elevation_deg": 35.0, "fill": 0.3, "azimuth_deg": -30.0}),
 }
-EXAMPLE_CONFIG = SampleConfig(resolution=128)
+EXAMPLE_RESOLUTION = 128
+
+
+def example_params(clip: ExampleClip, config: SampleConfig) -> tuple[PhysicsParams, dict]:
+    """The simulator's params of a clip (at its anchors' size and volume) and the physics record."""
+    _, anchors = _object_with_anchors(clip.object_id, clip.size, config.num_gaussians,
+                                      resolve_lattice(config.lattice).num_anchors)
+    kpm, dpm, friction = clip.size_independent
+    values = np.array([np.log(kpm), np.log(dpm), friction])
+    params = PhysicsParams.from_size_independent(values, object_size(anchors), clip.density * object_volume(anchors))
+    return params.validate(), {"density": clip.density, "size_independent_at_1m": list(clip.size_independent)}
 
 
 def build_examples(out_dir: str = EXAMPLES_DIR, names=None) -> list[str]:
     written = []
     for name in names or sorted(EXAMPLE_CLIPS):
-        object_id, params, gap, velocity, spin, orientation = EXAMPLE_CLIPS[name]
+        clip = EXAMPLE_CLIPS[name]
+        config = SampleConfig(resolution=EXAMPLE_RESOLUTION, size_range=(clip.size, clip.size))
+        params, physics = example_params(clip, config)
         choices = SampleChoices(params=params, sampling={k: "fixed (example clip)" for k in PARAM_SAMPLING},
-                                orientation=orientation, drop_gap=gap, velocity=velocity, angular_velocity=spin,
-                                background=dict(GROUND))
+                                orientation=list(clip.orientation), drop_gap=clip.drop_gap,
+                                velocity=list(clip.velocity), angular_velocity=list(clip.spin),
+                                background=dict(GROUND), physics=physics, camera=dict(clip.camera))
         sample_dir = os.path.join(out_dir, name)
         if os.path.exists(sample_dir):
             shutil.rmtree(sample_dir)
-        generate_sample(sample_dir, name, object_id, split_of(object_id), 0, EXAMPLE_CONFIG, choices)
+        generate_sample(sample_dir, name, clip.object_id, split_of(clip.object_id), 0, config, choices)
         written.append(sample_dir)
     return written
 

@@ -31,6 +31,7 @@ from reconphys_ros.bags import make_typestore
 from reconphys_ros.core.drop_detector import DropDetector
 from reconphys_ros.core.geometry import pose_matrix
 from reconphys_ros.core.images import image_to_numpy
+from reconphys_ros.core.physics.params import REFERENCE_NUM_ANCHORS
 from training.data.dataset import GAUSSIAN_FIELDS, PARAM_ORDER
 from training.data.storage import MANIFEST_FILE, write_json, write_sample
 
@@ -45,7 +46,7 @@ class BagClip:
     stamps: np.ndarray  # (T,) s
     K: np.ndarray  # (3, 3)
     world_to_cam: np.ndarray  # (4, 4)
-    params: dict | None = None  # paper m, k, d, f when the bag has the pipeline's estimate for this drop
+    params: dict | None = None  # {"params": paper m, k, d, f, "object_size": m} of the pipeline's estimate, if any
     source: str = ""
 
 
@@ -101,7 +102,7 @@ def read_recording(path: str | os.PathLike, topics: dict | None = None) -> _Reco
                 p, q = msg.pose.position, msg.pose.orientation
                 rec.world_to_cam = np.linalg.inv(pose_matrix([p.x, p.y, p.z], [q.w, q.x, q.y, q.z]))
             elif conn.topic == topics["physics"]:
-                rec.physics.append((timestamp * 1e-9, {n: float(getattr(msg, n)) for n in PARAM_ORDER}))
+                rec.physics.append((timestamp * 1e-9, _physics_record(msg)))
     finally:
         reader.close()
     rec.frames = [(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
@@ -133,6 +134,15 @@ def clips_from_bag(path: str | os.PathLike, num_frames: int = 30, topics: dict |
     return clips
 
 
+def _physics_record(msg) -> dict:
+    """A PhysicsParams message -> {"params": the simulator's paper-convention params (from the SI fields that
+    define the physics: total mass, k/m, d/m, friction), "object_size": m}."""
+    m = float(msg.mass) / REFERENCE_NUM_ANCHORS
+    params = {"mass": m, "stiffness": m * float(msg.stiffness_per_mass), "damping": m * float(msg.damping_per_mass),
+              "friction": float(msg.friction)}
+    return {"params": params, "object_size": float(msg.size)}
+
+
 def write_clip(root: str | os.PathLike, sample_id: str, clip: BagClip, object_id: str) -> dict:
     t, h, w = clip.masks.shape
     alpha = (clip.masks > 0).astype(np.float32)[None]  # (1, T, H, W)
@@ -141,8 +151,10 @@ def write_clip(root: str | os.PathLike, sample_id: str, clip: BagClip, object_id
     widths = {"means": 3, "log_scales": 3, "quats": 4, "colors": 3, "opacity_logits": 0}
     for name in GAUSSIAN_FIELDS:
         arrays["rest_" + name] = np.zeros((0, widths[name]) if widths[name] else (0,), np.float32)
-    params = clip.params or {n: float("nan") for n in PARAM_ORDER}
-    meta = {"sample_id": sample_id, "object_id": object_id, "params": params, "params_known": clip.params is not None,
+    known = clip.params is not None
+    params = dict(clip.params["params"]) if known else {n: float("nan") for n in PARAM_ORDER}
+    meta = {"sample_id": sample_id, "object_id": object_id, "params": params, "params_known": known,
+            "object_size": clip.params["object_size"] if known else None,
             "fps": float(1.0 / np.median(np.diff(clip.stamps))) if t > 1 else 30.0, "source": "rosbag",
             "bag": clip.source, "stamps": clip.stamps.tolist()}
     return write_sample(os.path.join(root, "samples", sample_id), clip.images[None].astype(np.float32) / 255.0,

@@ -1,5 +1,9 @@
 """Generate the synthetic ReconPhys data set: falling deformable objects, 4 views x 30 frames, ground truth.
 
+Objects are real-sized (5 cm - 1 m by default), their physics drawn in the size-independent form (params.py), seen
+by robot-like cameras (sample.py). generation.json holds the settings and a summary of the finished data set,
+including the share of collapsed clips per size bucket (`summarize`).
+
 Run `python -m training.data.generate --help`. See training/data/storage.py for the on-disk format and
 training/data/dataset.py for the training reader.
 """
@@ -7,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -118,7 +123,9 @@ def write_manifest(root: str, tasks: list[SampleTask], config: SampleConfig, see
         from training.data.storage import sha256_file
 
         entries.append({"sample_id": task.sample_id, "object_id": task.object_id, "split": task.split,
-                        "seed": task.seed, "params": meta["params"], "sampling": meta["initial_state"]["sampling"],
+                        "seed": task.seed, "params": meta["params"], "object_size": meta.get("object_size"),
+                        "total_mass": meta.get("total_mass"), "size_independent": meta.get("size_independent"),
+                        "sampling": meta["initial_state"]["sampling"],
                         "lattice": meta["lattice"]["name"], "background": meta["background"]["kind"],
                         "stats": meta["stats"], "meta_sha256": sha256_file(os.path.join(sample_dir, META_FILE))})
     splits = {s: sorted({e["object_id"] for e in entries if e["split"] == s}) for s in SPLITS}
@@ -127,15 +134,56 @@ def write_manifest(root: str, tasks: list[SampleTask], config: SampleConfig, see
     return manifest
 
 
+# Size buckets of the collapse report (m, object_size = diameter of the anchors at rest): [lo, hi)
+SIZE_BUCKETS = (("<0.15 m", 0.0, 0.15), ("0.15-0.40 m", 0.15, 0.40), (">0.40 m", 0.40, float("inf")))
+COLLAPSE_THRESHOLD = 0.5
+COLLAPSE_CRITERION = ("collapse_ratio < 0.5: the final height is below half the height of the rest shape rigidly "
+                      "fitted to the final pose (flattened beyond what a rigid rotation explains)")
+
+
+def is_collapsed(stats: dict) -> bool:
+    """The collapse criterion of the data set (COLLAPSE_CRITERION)."""
+    return stats["collapse_ratio"] < COLLAPSE_THRESHOLD
+
+
+def size_bucket(size: float) -> str:
+    for name, lo, hi in SIZE_BUCKETS:
+        if lo <= size < hi:
+            return name
+    raise ValueError(f"object size {size!r} m fits no bucket")
+
+
+def collapse_by_size(entries: list[dict]) -> list[dict]:
+    """Per size bucket: clips, collapsed clips and their share (None for an empty bucket)."""
+    out = []
+    for name, lo, hi in SIZE_BUCKETS:
+        stats = [e["stats"] for e in entries if e.get("object_size") is not None and lo <= e["object_size"] < hi]
+        collapsed = sum(is_collapsed(s) for s in stats)
+        out.append({"bucket": name, "min_m": lo, "max_m": hi if math.isfinite(hi) else None, "samples": len(stats),
+                    "collapsed": int(collapsed), "share_collapsed": collapsed / len(stats) if stats else None,
+                    "share_final_height_below_half": (float(np.mean([s["final_height_ratio"] < 0.5 for s in stats]))
+                                                      if stats else None)})
+    return out
+
+
 def summarize(manifest: dict) -> dict:
-    stats = [e["stats"] for e in manifest["samples"]]
+    """Deterministic summary of the finished samples (written to generation.json): collapse and late-motion shares,
+    overall and per size bucket."""
+    entries = manifest["samples"]
+    stats = [e["stats"] for e in entries]
     if not stats:
         return {"samples": 0}
+    buckets = collapse_by_size(entries)
+    shares = [b["share_collapsed"] for b in buckets if b["share_collapsed"] is not None]
     return {
         "samples": len(stats),
         "share_final_height_below_half": float(np.mean([s["final_height_ratio"] < 0.5 for s in stats])),
-        "share_collapsed_below_half": float(np.mean([s["collapse_ratio"] < 0.5 for s in stats])),
+        "share_collapsed_below_half": float(np.mean([is_collapsed(s) for s in stats])),
         "share_moving_late": float(np.mean([s["late_motion_px_per_frame"] > 1.0 for s in stats])),
+        "collapse_criterion": COLLAPSE_CRITERION,
+        "size_bucket_key": "object_size in meta.json: diameter of the anchors at rest (m)",
+        "collapse_by_size": buckets,
+        "collapse_share_spread": (max(shares) - min(shares)) if shares else None,
     }
 
 
@@ -149,7 +197,7 @@ def generate_dataset(root: str, tasks: list[SampleTask], config: SampleConfig, s
     if os.path.exists(gen_path):
         with open(gen_path) as f:
             previous = json.load(f)
-        if previous != json.loads(json.dumps(settings)):
+        if {k: previous.get(k) for k in settings} != json.loads(json.dumps(settings)):
             raise ValueError(f"{root} holds a data set made with other settings ({gen_path}); "
                              "use another --out folder or delete it")
     write_json(gen_path, settings)
@@ -184,6 +232,7 @@ def generate_dataset(root: str, tasks: list[SampleTask], config: SampleConfig, s
     elapsed = time.perf_counter() - start
     manifest = write_manifest(root, tasks, config, seed)
     report = summarize(manifest)
+    write_json(gen_path, {**settings, "summary": report, "failed": sorted(failures)})  # deterministic: no timings
     report.update(generated=len(jobs) - len(failures), failed=failures, corrupt_found=corrupt, seconds=elapsed,
                   samples_per_second=(len(jobs) / elapsed) if jobs and elapsed > 0 else None,
                   cpu_seconds_per_sample=float(np.mean(durations)) if durations else None)
@@ -195,15 +244,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training.data.generate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Generate the synthetic ReconPhys data set: procedural and pybullet_data objects as Gaussians,\n"
-            "dropped with random physical parameters (m, k, d, f in the paper's convention), simulated on the\n"
-            "chosen spring lattice and rendered from 4 orthogonal views (30 frames at 30 fps) with RGB, alpha,\n"
-            "depth, cameras, anchor and Gaussian trajectories. Splits are by object; duck and bunny are test only.\n"
-            "Deterministic (same seed and flags -> identical files), parallel, resumable: rerun the same command\n"
-            "to finish an interrupted run; corrupt samples are reported and regenerated."),
+            "Generate the synthetic ReconPhys data set: procedural and pybullet_data objects as Gaussians, real-sized\n"
+            "(longest dimension log-uniform over --size-min..--size-max, default 0.05-1.0 m), dropped or tossed and\n"
+            "simulated on the chosen spring lattice, rendered from 4 orthogonal views (30 frames at 30 fps) with RGB,\n"
+            "alpha, depth, cameras, anchor and Gaussian trajectories. Splits are by object; duck and bunny are\n"
+            "test only.\n"
+            "\n"
+            "Physics is drawn in the size-independent form: m_p, k_p, d_p log-uniform and f uniform in the paper's\n"
+            "ranges (its ~1 m objects) give ln k/m, ln d/m at 1 m and f; the total mass is a density (log-uniform\n"
+            "30-1200 kg/m^3) times the anchors' convex-hull volume; the simulator gets the metric params at the\n"
+            "object's size L (anchor diameter): k/m = (k_p/m_p)/L, d/m = (d_p/m_p)/sqrt(L). meta.json records\n"
+            "params (metric, paper convention), object_size, total_mass, density and size_independent. Substeps are\n"
+            "raised per sample where stiffness needs it (small stiff objects need many).\n"
+            "\n"
+            "Cameras stand where a robot's would: 0.4-2.5 m away, looking down 10-50 deg (drawn per sample), 60 deg\n"
+            "field of view; the distance makes the object fill a drawn 5-60 % of the image height, raised so the\n"
+            "whole drop stays in view, then clamped (meta.json `cameras`). The sideways velocity has a uniform\n"
+            "heading, so clips move across, towards and away from each camera (per-view velocity_towards_camera).\n"
+            "\n"
+            "generation.json reports the share of collapsed clips (collapse_ratio < 0.5) per size bucket\n"
+            "(< 0.15 m, 0.15-0.40 m, > 0.40 m of object_size). Deterministic (same seed and flags -> identical\n"
+            "files), parallel, resumable: rerun the same command to finish an interrupted run; corrupt samples are\n"
+            "reported and regenerated."),
         epilog=(
             "examples:\n"
-            "  python -m training.data.generate --out data/synth                 # paper-sized, 128^2 (~3 h on 2 cores)\n"
+            "  python -m training.data.generate --out data/synth                 # paper-sized, 128^2\n"
+            "  python -m training.data.generate --out data/big --size-min 0.5    # the pre-issue-14 sizes (0.5-1 m)\n"
             "  python -m training.data.generate --out data/small --train-objects 40 --test-objects 8\n"
             "  python -m training.data.generate --out data/hi --resolution 512 --lattice reference --device cuda\n"
             "  python -m training.data.generate --out /tmp/fixture --tiny        # seconds; test fixture\n"
@@ -220,13 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gaussians", type=int, default=None, help="Gaussians per object (default 2048)")
     p.add_argument("--lattice", default=None, choices=["coarse", "coarse64", "medium", "reference", "tiny"],
                    help="spring lattice for simulation (default coarse: 512 anchors, K=32; coarse64: 512, K=64, closer to the reference; reference: 2048, K=256, "
-                        "the paper's, for GPU; tiny: 128, K=16, test fixtures only). Parameters are always stored in the paper's convention")
+                        "the paper's, for GPU; tiny: 128, K=16, test fixtures only). Parameters are always stored in the paper's convention "
+                        "(metric, at the object's size) and in the size-independent form")
     p.add_argument("--substeps", type=int, default=None, help="physics substeps per frame (default 100; raised where a sample needs more for stability)")
-    p.add_argument("--size-min", type=float, default=0.5, help="smallest object size in m (longest dimension)")
-    p.add_argument("--size-max", type=float, default=1.0, help="largest object size in m")
+    size_lo, size_hi = SampleConfig().size_range
+    p.add_argument("--size-min", type=float, default=size_lo,
+                   help=f"smallest object size in m, longest dimension, log-uniform (default {size_lo:g}; 0.5 before "
+                        "issue 14)")
+    p.add_argument("--size-max", type=float, default=size_hi, help=f"largest object size in m (default {size_hi:g})")
     motion = MotionRanges()
     for name, unit in (("drop_height", "gap below the object in object sizes"), ("toss_up_speed", "m/s upwards"),
-                       ("sideways_speed", "object sizes per second"), ("spin", "rad/s")):
+                       ("sideways_speed", "object sizes per second, heading uniform over 360 deg"),
+                       ("spin", "rad/s")):
         lo, hi = getattr(motion, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=float_range, default=None, metavar="MIN,MAX",
                        help=f"initial {name.replace('_', ' ')} range, {unit} (default {lo:g},{hi:g})")
@@ -312,6 +383,10 @@ def main(argv=None) -> int:
               f"{report['share_final_height_below_half']:.1%} (flattened beyond a rigid rotation: "
               f"{report['share_collapsed_below_half']:.1%})")
         print(f"share of clips moving > 1 px per frame in frames 21-30: {report['share_moving_late']:.1%}")
+        print("collapsed (collapse_ratio < 0.5) per size bucket: " + ", ".join(
+            f"{b['bucket']}: {b['collapsed']}/{b['samples']}"
+            + (f" = {b['share_collapsed']:.0%}" if b["share_collapsed"] is not None else "")
+            for b in report["collapse_by_size"]))
     for failure in report["failed"]:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if report["failed"] else 0

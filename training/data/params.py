@@ -1,8 +1,18 @@
-"""Per-sample random choices: physical parameters (paper convention), drop pose and initial motion.
+"""Per-sample random choices: physical parameters (size-independent form), drop pose and initial motion.
 
-m, k and d are drawn log-uniformly: their effect on the motion goes with ratios (k/m, d/m), so a
-log-uniform draw spreads the behaviour evenly from nearly rigid to very soft; f is uniform. The draw
-rule is recorded per sample (`sampling`).
+Physics is drawn in the size-independent form (reconphys_ros/core/physics/params.py), so an object's behaviour
+relative to its own size and weight does not depend on how big it is:
+
+- m_p, k_p, d_p are drawn log-uniformly and f uniformly inside the paper's PARAM_RANGES, exactly as the paper draws
+  them for its ~1 m objects; their ratios (ln k_p/m_p, ln d_p/m_p, f) are taken as the size-independent values (the
+  behaviour at 1 m; they span RATIO_RANGES). Log-uniform spreads the behaviour evenly from nearly rigid to very soft.
+- The object's total mass is M = density x convex-hull volume of its anchors, the density log-uniform over
+  DENSITY_RANGE (foam, plush toys, bread, rubber). The mass does not change the motion (only k/m, d/m, f do), but
+  it makes the metric parameters realistic.
+- The simulator's input (paper convention, metric, at the object's own size L = diameter of its anchors) is
+  PhysicsParams.from_size_independent(values, L, M): k/m = (k_p/m_p) / L and d/m = (d_p/m_p) / sqrt(L).
+
+The draw rule is recorded per sample (`sampling`). The paper ranges are never applied to the metric values.
 """
 from __future__ import annotations
 
@@ -11,19 +21,30 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from reconphys_ros.core.physics.params import PARAM_NAMES, PARAM_RANGES, PhysicsParams
+from reconphys_ros.core.physics.params import (PARAM_NAMES, PARAM_RANGES, PhysicsParams, object_size,
+                                               object_volume, ratios_from_paper)
 
 PARAM_SAMPLING = {"mass": "log-uniform", "stiffness": "log-uniform", "damping": "log-uniform", "friction": "uniform"}
+DENSITY_RANGE = (30.0, 1200.0)  # kg/m^3: soft objects a robot handles (foam ... rubber)
+SIZE_INDEPENDENT_NAMES = ("log_stiffness_per_mass", "log_damping_per_mass", "friction")
+SAMPLING_RULE = (
+    "size-independent: m_p, k_p, d_p log-uniform and f uniform in the paper's ranges (for a 1 m object); "
+    "size-independent values = (ln k_p/m_p, ln d_p/m_p, f), the behaviour at 1 m; total mass = density x convex-hull "
+    f"volume of the anchors, density log-uniform in [{DENSITY_RANGE[0]:g}, {DENSITY_RANGE[1]:g}] kg/m^3; simulator "
+    "params = PhysicsParams.from_size_independent(values, object_size(anchors), total mass), i.e. k/m = (k_p/m_p) / L, "
+    "d/m = (d_p/m_p) / sqrt(L), L = anchor diameter in m")
 
 
 @dataclass(frozen=True)
 class MotionRanges:
-    """Ranges of the initial conditions, in units of the object size where motion must stay in view."""
+    """Ranges of the initial conditions, in units of the object size where motion must stay in view.
+    The horizontal heading of the sideways velocity is uniform over 360 deg, so clips move across, towards and
+    away from each camera (the per-view component towards the camera is recorded in meta.json `cameras`)."""
 
     drop_height: tuple = (0.3, 1.0)  # gap between object bottom and ground, in object sizes
     toss_up_speed: tuple = (0.0, 1.5)  # m/s upwards (a toss delays impact into later frames)
     toss_up_probability: float = 0.4
-    sideways_speed: tuple = (0.0, 0.8)  # object sizes per second
+    sideways_speed: tuple = (0.0, 0.8)  # object sizes per second, heading uniform in [0, 360) deg
     spin: tuple = (0.0, 3.0)  # rad/s about a random axis
 
     RANGE_FIELDS = ("drop_height", "toss_up_speed", "sideways_speed", "spin")
@@ -42,7 +63,12 @@ class MotionRanges:
 
 @dataclass
 class SampleChoices:
-    """Everything random about one sample besides the object itself (JSON-able via `to_dict`)."""
+    """Everything random about one sample besides the object itself (JSON-able via `to_dict`).
+
+    `params` is the simulator's input (paper convention, metric at the object's size). `physics` records the
+    draw behind it (`paper_draw`: the m_p, k_p, d_p, f drawn in the paper's ranges, `density`); empty for
+    hand-picked params. `camera` may fix the camera draw (keys `elevation_deg`, `fill`, `azimuth_deg`); empty:
+    drawn per sample (sample.sample_cameras)."""
 
     params: PhysicsParams
     sampling: dict
@@ -51,6 +77,8 @@ class SampleChoices:
     velocity: list  # (3,) m/s of the centre of mass
     angular_velocity: list  # (3,) rad/s
     background: dict = field(default_factory=dict)
+    physics: dict = field(default_factory=dict)
+    camera: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -58,8 +86,8 @@ class SampleChoices:
         return out
 
 
-def sample_params(rng: np.random.Generator) -> tuple[PhysicsParams, dict]:
-    """m, k, d, f inside PARAM_RANGES with the rule in PARAM_SAMPLING."""
+def sample_paper_params(rng: np.random.Generator) -> PhysicsParams:
+    """m_p, k_p, d_p, f inside PARAM_RANGES with the rule in PARAM_SAMPLING (the paper's draw, for a 1 m object)."""
     values = {}
     for name in PARAM_NAMES:
         lo, hi = PARAM_RANGES[name]
@@ -67,7 +95,23 @@ def sample_params(rng: np.random.Generator) -> tuple[PhysicsParams, dict]:
             values[name] = float(min(hi, max(lo, math.exp(rng.uniform(math.log(lo), math.log(hi))))))
         else:
             values[name] = float(rng.uniform(lo, hi))
-    return PhysicsParams(**values).validate(), dict(PARAM_SAMPLING)
+    return PhysicsParams(**values)
+
+
+def sample_params(rng: np.random.Generator, anchors) -> tuple[PhysicsParams, dict, dict]:
+    """Simulator params for an object whose anchors at rest are `anchors` ((N_A, 3), m), drawn in the
+    size-independent form (module docstring). Returns (params, sampling rule, physics record)."""
+    paper = sample_paper_params(rng)
+    values = ratios_from_paper(np.array(paper.to_tuple()))  # (3,) size-independent: the behaviour at 1 m
+    lo, hi = DENSITY_RANGE
+    density = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    size = object_size(anchors)
+    volume = object_volume(anchors)
+    total_mass = density * volume
+    params = PhysicsParams.from_size_independent(values, size, total_mass).validate()
+    sampling = dict(PARAM_SAMPLING, density="log-uniform", form="size-independent", rule=SAMPLING_RULE)
+    physics = {"paper_draw": paper.to_dict(), "density": density, "density_range": list(DENSITY_RANGE)}
+    return params, sampling, physics
 
 
 def random_quaternion(rng: np.random.Generator) -> np.ndarray:
@@ -85,11 +129,15 @@ def quaternion_to_matrix(q) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-def sample_choices(rng: np.random.Generator, size: float, ranges: MotionRanges = MotionRanges()) -> SampleChoices:
-    """All per-sample random choices for an object of longest dimension `size` (m)."""
+def sample_choices(rng: np.random.Generator, size: float, ranges: MotionRanges = MotionRanges(),
+                   anchors=None) -> SampleChoices:
+    """All per-sample random choices for an object of longest dimension `size` (m) whose anchors at rest are
+    `anchors` ((N_A, 3), m; they set the physics' size and mass). The sideways heading is uniform in [0, 2 pi)."""
     if not size > 0:
         raise ValueError(f"size must be positive, got {size}")
-    params, sampling = sample_params(rng)
+    if anchors is None:
+        raise ValueError("sample_choices needs the object's anchors (their size and volume set the physics)")
+    params, sampling, physics = sample_params(rng, anchors)
     heading = rng.uniform(0, 2 * math.pi)
     side = rng.uniform(*ranges.sideways_speed) * size
     up = rng.uniform(*ranges.toss_up_speed) if rng.uniform() < ranges.toss_up_probability else 0.0
@@ -102,4 +150,5 @@ def sample_choices(rng: np.random.Generator, size: float, ranges: MotionRanges =
         drop_gap=float(rng.uniform(*ranges.drop_height) * size),
         velocity=[float(side * math.cos(heading)), float(side * math.sin(heading)), float(up)],
         angular_velocity=(axis * rng.uniform(*ranges.spin)).tolist(),
+        physics=physics,
     )

@@ -1,4 +1,10 @@
-"""One data sample: object + random choices -> simulated drop -> 4 rendered views -> files on disk."""
+"""One data sample: object + random choices -> simulated drop -> 4 rendered views -> files on disk.
+
+Objects are real-sized (default 5 cm - 1 m, log-uniform); physics is drawn in the size-independent form
+(params.py). Cameras stand where a robot's would: 4 orthogonal views at 0.4-2.5 m, looking down 10-50 deg, a fixed
+60 deg field of view, the distance chosen so that the object fills a drawn 5-60 % of the image height while the
+whole drop (start to rest, sideways motion included) stays in view (`sample_cameras`).
+"""
 from __future__ import annotations
 
 import math
@@ -10,11 +16,15 @@ import torch
 
 from reconphys_ros.core.physics import (LatticeConfig, ModelBuilder, State, lattice_from_name, object_seed,
                                         sample_anchors, simulate)
-from reconphys_ros.core.render import dataset_views, render_sequence
+from reconphys_ros.core.physics.params import object_size as anchor_diameter
+from reconphys_ros.core.physics.params import object_volume
+from reconphys_ros.core.render import render_sequence
+from reconphys_ros.core.render.camera import focal_from_fov, look_at
 from training.data.backgrounds import BACKGROUND_KINDS, random_background_spec, render_background
 from training.data.binding_adapter import BINDING_NEIGHBORS, BINDING_POWER, bind_trajectory
 from training.data.objects import build_object
-from training.data.params import MotionRanges, SampleChoices, quaternion_to_matrix, sample_choices
+from training.data.params import (SIZE_INDEPENDENT_NAMES, MotionRanges, SampleChoices, quaternion_to_matrix,
+                                  sample_choices)
 from training.data.storage import write_sample
 
 LATE_WINDOW = slice(20, 30)  # frames 21-30: the future-prediction window
@@ -37,9 +47,11 @@ class SampleConfig:
     num_gaussians: int = 2048
     lattice: str = "coarse"
     substeps: int = 100  # raised automatically where the stiffest samples need more for stability
-    size_range: tuple = (0.5, 1.0)  # m, longest dimension (log-uniform per object); see README of the data set
-    fov_deg: float = 40.0
-    camera_elevation_deg: float = 12.0
+    size_range: tuple = (0.05, 1.0)  # m, longest dimension (log-uniform per object)
+    fov_deg: float = 60.0  # fixed field of view across the (square) image, a typical robot RGB camera
+    camera_elevation_deg: tuple = (10.0, 50.0)  # looking down, drawn uniformly per sample (all 4 views)
+    camera_distance: tuple = (0.4, 2.5)  # m, camera to the centre of the motion (clamp)
+    camera_fill: tuple = (0.05, 0.6)  # object height / image height at t = 0, log-uniform per sample
     backgrounds: tuple = BACKGROUND_KINDS
     motion: MotionRanges = field(default_factory=MotionRanges)
     device: str = "cpu"
@@ -52,14 +64,25 @@ class SampleConfig:
         lo, hi = self.size_range
         if not 0 < lo <= hi:
             raise ValueError(f"size_range must satisfy 0 < lo <= hi, got {self.size_range}")
+        if not 0.0 < self.fov_deg < 180.0:
+            raise ValueError(f"fov_deg must be in (0, 180), got {self.fov_deg}")
+        lo, hi = self.camera_elevation_deg
+        if not 0.0 <= lo <= hi < 90.0:
+            raise ValueError(f"camera_elevation_deg must satisfy 0 <= min <= max < 90, got {self.camera_elevation_deg}")
+        lo, hi = self.camera_distance
+        if not 0.0 < lo <= hi < float("inf"):
+            raise ValueError(f"camera_distance must satisfy 0 < min <= max, got {self.camera_distance}")
+        lo, hi = self.camera_fill
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"camera_fill must satisfy 0 < min <= max <= 1, got {self.camera_fill}")
         resolve_lattice(self.lattice)
         self.motion.validate()
         return self
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["size_range"] = list(self.size_range)
-        out["backgrounds"] = list(self.backgrounds)
+        for name in ("size_range", "camera_elevation_deg", "camera_distance", "camera_fill", "backgrounds"):
+            out[name] = list(getattr(self, name))
         out["motion"] = {k: list(v) if isinstance(v, tuple) else v for k, v in out["motion"].items()}
         return out
 
@@ -78,14 +101,100 @@ def _object_with_anchors(object_id: str, size: float, num_gaussians: int, num_an
     return asset, anchors
 
 
-def sample_cameras(config: SampleConfig, size: float, center_xy):
-    """4 orthogonal views framing the drop region: about 2.5 object sizes across, centred over the start."""
-    half_span = 1.25 * size
-    distance = half_span / math.tan(math.radians(config.fov_deg / 2))
-    target = (float(center_xy[0]), float(center_xy[1]), 1.0 * size)
-    eye_height = target[2] + distance * math.tan(math.radians(config.camera_elevation_deg))
-    return dataset_views(target=target, distance=distance, height=eye_height, fov_deg=config.fov_deg,
-                         width=config.resolution, image_height=config.resolution)
+CAMERA_MARGIN = 0.05  # of the image width kept free on each side around the whole motion
+CAMERA_POINTS_PER_FRAME = 512  # Gaussian centres per frame used to frame the motion
+
+
+def _view_rotation(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """Rows: right, down, forward (world) of a camera at `azimuth_deg` around the target looking down by
+    `elevation_deg` (the convention of render.camera.look_at)."""
+    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
+    forward = -np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(forward, right), forward])
+
+
+def _height_fill(q: np.ndarray, distance: float, tan_half: float) -> float:
+    """Image-height fraction spanned by points with camera coordinates q + (0, 0, distance)."""
+    y = q[:, 1] / (q[:, 2] + distance)
+    return float((y.max() - y.min()) / (2.0 * tan_half))
+
+
+def _distance_for_fill(q: np.ndarray, fill: float, tan_half: float) -> float:
+    """Camera-to-target distance at which points q (camera axes, relative to the target) span `fill` of the
+    image height (bisection; the span shrinks monotonically with the distance once all points are in front)."""
+    lo = max(1e-3, float(-q[:, 2].min()) + 1e-3)
+    hi = max(10.0 * lo, 1e3)
+    if _height_fill(q, lo, tan_half) <= fill:
+        return lo
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if _height_fill(q, mid, tan_half) > fill else (lo, mid)
+    return hi
+
+
+def sample_cameras(config: SampleConfig, means_traj: np.ndarray, rng: np.random.Generator, fixed: dict | None = None):
+    """4 orthogonal views of the whole motion where a robot's camera would be. Returns (cameras, record).
+
+    Per sample: elevation uniform in config.camera_elevation_deg, fill fraction log-uniform in config.camera_fill,
+    the first view's azimuth uniform (views at +90, +180, +270 deg); `fixed` may set any of these. All views look
+    at the centre of the trajectory's bounding box with the fixed field of view config.fov_deg. Each view's
+    distance is the one at which the object at t = 0 spans the drawn fill of the image height, raised until every
+    Gaussian centre of every frame lies inside the image (5 % margin), then clamped to config.camera_distance.
+    """
+    fixed = dict(fixed or {})
+    lo, hi = config.camera_elevation_deg
+    elevation = float(fixed.get("elevation_deg", rng.uniform(lo, hi)))
+    lo, hi = config.camera_fill
+    fill = float(fixed.get("fill", math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+    azimuth0 = float(fixed.get("azimuth_deg", rng.uniform(0.0, 360.0)))
+    T, N = means_traj.shape[:2]
+    pts = np.asarray(means_traj[:, ::max(1, N // CAMERA_POINTS_PER_FRAME)], np.float64)  # (T, n, 3)
+    flat = pts.reshape(-1, 3)
+    target = (flat.min(0) + flat.max(0)) / 2.0
+    tan_half = math.tan(math.radians(config.fov_deg) / 2.0)
+    tan_fit = (1.0 - 2.0 * CAMERA_MARGIN) * tan_half
+    focal = focal_from_fov(config.fov_deg, config.resolution)
+    d_lo, d_hi = config.camera_distance
+    cameras, views = [], []
+    for v in range(4):
+        azimuth = (azimuth0 + 90.0 * v) % 360.0
+        rot = _view_rotation(azimuth, elevation)
+        q_all = (flat - target) @ rot.T  # camera coordinates at distance 0
+        d_fit = float((np.abs(q_all[:, :2]).max(1) / tan_fit - q_all[:, 2]).max())
+        d_fill = _distance_for_fill((pts[0] - target) @ rot.T, fill, tan_half)
+        wanted = max(d_fill, d_fit)
+        distance = float(min(d_hi, max(d_lo, wanted)))
+        clamped = "near" if wanted < d_lo else "far" if wanted > d_hi else None
+        eye = target - distance * rot[2]
+        cam = look_at(eye.tolist(), target.tolist(), (0.0, 0.0, 1.0), focal, None, config.resolution,
+                      config.resolution)
+        K, w2c = cam.K.cpu().numpy().astype(np.float64), cam.world_to_cam.cpu().numpy().astype(np.float64)
+        xyz = flat @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = (xyz @ K.T)[:, :2] / np.maximum(xyz[:, 2:3], 1e-9)
+        margin = CAMERA_MARGIN * config.resolution
+        in_view = bool((xyz[:, 2] > 0).all() and (uv >= margin - 0.5).all()
+                       and (uv <= config.resolution - margin + 0.5).all())
+        rows = uv.reshape(T, -1, 2)[:, :, 1]
+        towards = eye[:2] - target[:2]
+        towards /= max(np.linalg.norm(towards), 1e-12)
+        centres = pts.mean(1)  # (T, 3)
+        views.append({
+            "azimuth_deg": azimuth,
+            "distance_m": distance,  # camera to the look-at point (centre of the motion)
+            "distance_to_object_m": [float(np.linalg.norm(eye - centres[0])), float(np.linalg.norm(eye - centres[-1]))],
+            "fill": float(np.ptp(rows[0]) / config.resolution),  # object height / image height at t = 0
+            "fill_max": float(np.ptp(rows, axis=1).max() / config.resolution),
+            "clamped": clamped,  # the distance the fill or the motion wanted lay outside camera_distance
+            "motion_in_view": in_view,
+            "eye": eye.tolist(),
+        })
+        cameras.append(cam)
+    record = {"fov_deg": float(config.fov_deg), "elevation_deg": elevation, "fill_target": fill,
+              "azimuth_deg": azimuth0, "target": target.tolist(), "distance_range_m": list(config.camera_distance),
+              "views": views}
+    return cameras, record
 
 
 def _kabsch_height(rest: np.ndarray, final: np.ndarray) -> float:
@@ -128,7 +237,7 @@ def simulate_sample(object_id: str, seed: int, config: SampleConfig, choices: Sa
     asset, anchors_obj = _object_with_anchors(object_id, size, config.num_gaussians, lattice.num_anchors)
     rng = np.random.default_rng(seed)
     if choices is None:
-        choices = sample_choices(rng, size, config.motion)
+        choices = sample_choices(rng, size, config.motion, anchors=anchors_obj)
         choices.background = random_background_spec(rng, config.backgrounds)
     rot = quaternion_to_matrix(choices.orientation)
     means = asset.means.astype(np.float64) @ rot.T
@@ -174,8 +283,18 @@ def generate_sample(sample_dir: str, sample_id: str, object_id: str, split: str,
                     config: SampleConfig, choices: SampleChoices | None = None) -> dict:
     """Simulate, render and write one sample; returns its meta dict."""
     asset, choices, anchor_traj, means_traj, lattice, substeps = simulate_sample(object_id, seed, config, choices)
-    start_xy = anchor_traj[0, :, :2].mean(0)
-    cameras = sample_cameras(config, asset.size, start_xy)
+    camera_rng = np.random.default_rng([int(seed), 0xCA3E7A])  # own stream: fixed choices leave it unchanged
+    cameras, camera_record = sample_cameras(config, means_traj, camera_rng, choices.camera)
+    # the physics' size and mass: the anchors at rest on this lattice (the same ones the parameters were drawn for)
+    _, rest_anchors = _object_with_anchors(object_id, asset.size, config.num_gaussians, lattice.num_anchors)
+    size = anchor_diameter(rest_anchors)
+    volume = object_volume(rest_anchors)
+    params = choices.params
+    size_independent = params.size_independent(size)
+    velocity = np.asarray(choices.velocity, np.float64)
+    for view in camera_record["views"]:
+        a = math.radians(view["azimuth_deg"])
+        view["velocity_towards_camera"] = float(velocity[0] * math.cos(a) + velocity[1] * math.sin(a))  # m/s
     rgb, alpha, depth = render_sample(asset, means_traj, choices.background, cameras, config.device)
     K = np.stack([c.K.cpu().numpy() for c in cameras]).astype(np.float32)
     w2c = np.stack([c.world_to_cam.cpu().numpy() for c in cameras]).astype(np.float32)
@@ -191,13 +310,27 @@ def generate_sample(sample_dir: str, sample_id: str, object_id: str, split: str,
         "world_to_cam": w2c,
     }
     choice_dict = choices.to_dict()
+    physics_draw = choice_dict.pop("physics")
+    choice_dict.pop("camera")
+    speed = float(np.hypot(velocity[0], velocity[1]))
+    # horizontal heading of the sideways velocity (world, deg; uniform over 360 deg), None when there is none
+    choice_dict["heading_deg"] = (float(math.degrees(math.atan2(velocity[1], velocity[0])) % 360.0)
+                                  if speed > 0 else None)
+    choice_dict["physics_draw"] = physics_draw
     meta = {
         "sample_id": sample_id,
         "object_id": object_id,
         "split": split,
         "seed": int(seed),
         "params": choice_dict.pop("params"),
-        "param_convention": "paper: m per anchor, k and d per spring on the reference lattice (2048 anchors, K=256)",
+        "param_convention": ("paper convention in SI units at the object's own size: m = total mass / 2048 (kg per "
+                             "anchor of the reference lattice), k (N/m) and d (N s/m) per spring of the reference "
+                             "lattice (2048 anchors, K=256); size-independent form in 'size_independent'"),
+        "object_size": size,  # m: diameter of the anchors at rest (params.object_size)
+        "object_volume": volume,  # m^3: convex hull of the anchors at rest
+        "total_mass": params.total_mass,  # kg
+        "density": float(physics_draw.get("density", params.total_mass / volume)),  # kg/m^3
+        "size_independent": dict(zip(SIZE_INDEPENDENT_NAMES, (float(x) for x in size_independent))),
         "initial_state": choice_dict,
         "background": choice_dict.pop("background"),
         "object": asset.recipe,
@@ -206,6 +339,7 @@ def generate_sample(sample_dir: str, sample_id: str, object_id: str, split: str,
         "fps": float(config.fps),
         "binding": {"neighbors": BINDING_NEIGHBORS, "power": BINDING_POWER},
         "primary_view": 0,
+        "cameras": camera_record,
         "stats": motion_statistics(anchor_traj, K, w2c),
     }
     return write_sample(sample_dir, rgb, alpha, depth, arrays, meta)

@@ -2,8 +2,9 @@
 without weights) and the test-time refinement after the learned predictor (`refine`).
 
 From one video only k/m, d/m and f are identifiable (scaling m, k, d together gives the same motion under the
-hard ground contact), so we estimate log(k/m) (and refine log(d/m), f) and take the mass from the user
-(`known_mass`) or a prior (the geometric mean of the paper's range). The loss is the silhouette L2 between the
+hard ground contact), so we estimate log(k/m) (and refine log(d/m), f) and take the total mass from the user
+(`known_mass`, kg) or a prior (a density times the object's volume). Every range is the size-independent one
+(physics/params.py: the paper's range at 1 m) converted to the object's size. The loss is the silhouette L2 between the
 rendered alpha of the simulated object and the observed masks over the observed frames:
 
 1. sweep: `sweep_points` forward rollouts log-spaced over the allowed k/m range (or around an initial guess),
@@ -22,7 +23,7 @@ Uncertainty (one standard deviation, reported per quantity):
   which we report as sigma_log. Without a usable curvature (minimum at the sweep's edge, flat loss), sigma_log is
   the half-width of the sweep points inside that set (at least one sweep step).
 - d/m and f are weakly visible in a 0.67 s clip (DESIGN.md probe): their std is the prior's (log-uniform over the
-  paper range for d/m, uniform over [0, 1] for f), not a measurement.
+  range for d/m, uniform over [0, 1] for f), not a measurement.
 - mass: 0 when given, else the log-uniform prior's spread; k and d combine the ratio's and the mass's log-spreads.
   Standard deviations in linear units are value * sigma_log (first order).
 
@@ -44,8 +45,9 @@ import torch
 from ..asset import PhysicsEstimate
 from ..gaussians import GaussianCloud
 from ..physics import LatticeConfig, PhysicsParams, sample_anchors
-from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, MASS_PRIOR_LOG_SIGMA, PARAM_RANGES,
-                              log_uniform_sigma, mass_prior, paper_from_ratios)
+from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, MASS_PRIOR_LOG_SIGMA, RATIO_RANGES,
+                              REFERENCE_NUM_ANCHORS, log_uniform_sigma, mass_prior, object_size, object_volume,
+                              paper_from_ratios, ratios_from_size_independent)
 from ..render import Camera
 from . import silhouette_rollout as sr
 
@@ -61,7 +63,7 @@ class RefineConfig:
     """Settings of the non-learned physics estimation (see the module docstring for the method)."""
 
     budget_s: float = 0.6  # wall-time for sweep + Adam; the sweep always completes, Adam stops at the budget
-    sweep_points: int = 8  # rollouts of the coarse sweep over log(k/m) (plus up to 4 finer ones around its minimum)
+    sweep_points: int = 11  # rollouts of the coarse sweep over log(k/m) (plus up to 4 finer ones around its minimum)
     sweep_span: float = 1.5  # with an initial guess: sweep ln-range +-span around it (else the full range)
     sweep_batch: int = 16  # at most this many candidates simulated together in one batched model
     max_adam_steps: int = 8
@@ -226,12 +228,14 @@ def _curvature_sigma(x: np.ndarray, losses: np.ndarray, best: int, tolerance: fl
 
 @dataclass(frozen=True)
 class _Bounds:
-    """Search box in the identifiable form: ln k/m (the sweep's span), d/m, and the mass they scale."""
+    """Search box in the identifiable form at the object's size: ln k/m (the sweep's span), d/m, friction, and the
+    anchor mass m they scale (paper convention: total mass / 2048)."""
 
     ln_kpm: tuple  # (lo, hi) of the sweep
     dpm: tuple  # (lo, hi) of d/m, 1/s
-    mass: float
-    mass_range: tuple  # (lo, hi): the given mass twice, else the paper range
+    friction: tuple  # (lo, hi)
+    mass: float  # kg per reference anchor
+    ln_kpm_range: tuple  # (lo, hi): the whole allowed range of ln k/m at this size
 
 
 def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocity) -> np.ndarray:
@@ -250,18 +254,20 @@ def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocit
     return velocity
 
 
-def _search_bounds(mass: float, mass_given: bool, initial_guess: PhysicsParams | None, span: float) -> _Bounds:
-    """k/m from the paper range of k divided by the (given or possible) mass; around a guess, +-span in ln k/m."""
-    k_lo, k_hi = PARAM_RANGES["stiffness"]
-    m_lo, m_hi = (mass, mass) if mass_given else PARAM_RANGES["mass"]
-    ln_lo, ln_hi = math.log(k_lo / m_hi), math.log(k_hi / m_lo)
+def _search_bounds(size: float, total_mass: float, initial_guess: PhysicsParams | None, span: float) -> _Bounds:
+    """The size-independent ranges (RATIO_RANGES, the paper's at 1 m) at this object's size L (m); around a guess,
+    +-span in ln k/m."""
+    lo = ratios_from_size_independent(np.array([v[0] for v in RATIO_RANGES.values()]), size)
+    hi = ratios_from_size_independent(np.array([v[1] for v in RATIO_RANGES.values()]), size)
+    ln_lo, ln_hi = float(lo[0]), float(hi[0])
+    full = (ln_lo, ln_hi)
     if initial_guess is not None:
         centre = math.log(initial_guess.stiffness_per_mass)
         ln_lo, ln_hi = max(ln_lo, centre - span), min(ln_hi, centre + span)
         if ln_hi <= ln_lo:
             ln_lo, ln_hi = ln_lo - 1e-3, ln_lo + 1e-3
-    d_lo, d_hi = PARAM_RANGES["damping"]
-    return _Bounds((ln_lo, ln_hi), (d_lo / m_hi, d_hi / m_lo), mass, (m_lo, m_hi))
+    return _Bounds((ln_lo, ln_hi), (math.exp(lo[1]), math.exp(hi[1])), (float(lo[2]), float(hi[2])),
+                   total_mass / REFERENCE_NUM_ANCHORS, full)
 
 
 def _sweep(loss_fn: _SilhouetteLoss, bounds: _Bounds, dpm0: float, f0: float, config: RefineConfig, device: str,
@@ -311,11 +317,20 @@ def _adam_refine(loss_fn: _SilhouetteLoss, start_theta: torch.Tensor, start_loss
 
 
 def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np.ndarray, best: int, step: float,
-                               bounds: _Bounds, mass_given: bool, config: RefineConfig, notes: list
+                               bounds: _Bounds, mass_given: bool, size: float, config: RefineConfig, notes: list
                                ) -> PhysicsEstimate:
-    """The estimate in the paper convention (clamped into its ranges, with notes) and one std per quantity (module
-    docstring)."""
+    """The estimate (clamped into the size-independent ranges at this size, with notes) and one std per quantity
+    (module docstring)."""
     log_kpm, log_dpm, friction = (float(v) for v in theta)
+    ranges = {"k/m": (log_kpm, bounds.ln_kpm_range), "d/m": (log_dpm, tuple(map(math.log, bounds.dpm))),
+              "friction": (friction, bounds.friction)}
+    clamped = {}
+    for name, (value, (lo, hi)) in ranges.items():
+        clamped[name] = min(max(value, lo), hi)
+        if clamped[name] != value:
+            shown = value if name == "friction" else math.exp(value)
+            notes.append(f"{name} {shown:.4g} outside the range for a {size:.3g} m object: clamped")
+    log_kpm, log_dpm, friction = clamped["k/m"], clamped["d/m"], clamped["friction"]
     kpm, dpm, mass = math.exp(log_kpm), math.exp(log_dpm), bounds.mass
     sigma_kpm = _curvature_sigma(grid, losses, best, config.tolerance)
     if sigma_kpm is None:
@@ -326,15 +341,10 @@ def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np
     if best in (0, len(grid) - 1):
         notes.append(f"sweep minimum at the edge of the k/m range ({kpm:.3g} 1/s^2): estimate may be bounded")
     sigma_dpm = log_uniform_sigma(*bounds.dpm)
-    sigma_f = (PARAM_RANGES["friction"][1] - PARAM_RANGES["friction"][0]) / math.sqrt(12.0)
+    sigma_f = (bounds.friction[1] - bounds.friction[0]) / math.sqrt(12.0)
     sigma_m = 0.0 if mass_given else MASS_PRIOR_LOG_SIGMA
 
     values = {"mass": mass, "stiffness": kpm * mass, "damping": dpm * mass, "friction": friction}
-    for name, value in list(values.items()):
-        lo, hi = PARAM_RANGES[name]
-        if not lo <= value <= hi:
-            notes.append(f"{name} {value:.4g} outside the paper range [{lo}, {hi}]: clamped")
-            values[name] = min(max(value, lo), hi)
     std = {
         "mass": mass * sigma_m,
         "stiffness": values["stiffness"] * math.hypot(sigma_kpm, sigma_m),
@@ -343,7 +353,7 @@ def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np
         "stiffness_per_mass": kpm * sigma_kpm,
         "damping_per_mass": dpm * sigma_dpm,
     }
-    return PhysicsEstimate(PhysicsParams(**values), std, mass_given).validate()
+    return PhysicsEstimate(PhysicsParams(**values), std, mass_given, size).validate()
 
 
 def estimate_physics(
@@ -358,28 +368,36 @@ def estimate_physics(
     config: RefineConfig = RefineConfig(),
     device: str | torch.device = "cpu",
     seed: int = 0,
+    size: float | None = None,
+    volume: float | None = None,
 ) -> RefineResult:
     """Estimate physics from observed masks: bounds, sweep, Adam, uncertainty.
 
     gaussians: the object at frame 0 in world coordinates (e.g. from mask inflation).
     masks: (T, H, W) observed masks, object > 0, T >= 3, same size as `camera`.
     initial_velocity: (3,) m/s of the object at frame 0 (see initial_motion.py).
+    known_mass: the object's total mass in kg (None: a density prior times its volume).
     initial_guess: a learned prediction to refine (the sweep then spans +-sweep_span in ln(k/m) around it).
-    Returns a RefineResult whose estimate is in the paper convention and inside the paper ranges."""
+    size, volume: the object's size (m, params.object_size) and volume (m^3) of the asset's anchors; None: from this
+    estimator's own anchors.
+    Returns a RefineResult whose estimate lies inside the size-independent ranges at the object's size."""
     start = time.perf_counter()
     config.validate()
     device = str(device)
     masks = np.asarray(masks)
     velocity = _check_inputs(masks, camera, fps, initial_velocity)
-    mass, mass_given = mass_prior(known_mass)
     notes: list[str] = []
     timings: dict[str, float] = {}
 
     anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    size = object_size(anchors) if size is None else float(size)
+    total_mass, mass_given = mass_prior(known_mass, object_volume(anchors) if volume is None else float(volume))
     loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
     timings["setup"] = time.perf_counter() - start
-    bounds = _search_bounds(mass, mass_given, initial_guess, config.sweep_span)
-    dpm0 = DAMPING_PER_MASS_PRIOR if initial_guess is None else initial_guess.damping_per_mass
+    bounds = _search_bounds(size, total_mass, initial_guess, config.sweep_span)
+    dpm_prior = float(np.exp(ratios_from_size_independent(np.array([0.0, math.log(DAMPING_PER_MASS_PRIOR), 0.0]),
+                                                           size)[1]))
+    dpm0 = dpm_prior if initial_guess is None else initial_guess.damping_per_mass
     f0 = FRICTION_PRIOR if initial_guess is None else initial_guess.friction
 
     t0 = time.perf_counter()
@@ -393,15 +411,17 @@ def estimate_physics(
     start_theta = torch.tensor([_parabola_vertex(grid, losses, best), math.log(dpm0), f0], dtype=torch.float32,
                                device=device)
     bracket = (float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)]))
-    lower = torch.tensor([bracket[0], math.log(bounds.dpm[0]), PARAM_RANGES["friction"][0]], device=device)
-    upper = torch.tensor([bracket[1], math.log(bounds.dpm[1]), PARAM_RANGES["friction"][1]], device=device)
-    theta, best_loss, adam_steps = _adam_refine(loss_fn, start_theta, float(losses[best]), lower, upper, mass, config,
+    lower = torch.tensor([bracket[0], math.log(bounds.dpm[0]), bounds.friction[0]], device=device)
+    upper = torch.tensor([bracket[1], math.log(bounds.dpm[1]), bounds.friction[1]], device=device)
+    theta, best_loss, adam_steps = _adam_refine(loss_fn, start_theta, float(losses[best]), lower, upper, bounds.mass,
+                                                config,
                                                 start + config.budget_s)
     timings["adam"] = time.perf_counter() - t0
     if adam_steps == 0:
         notes.append("no Adam refinement step fitted in the time budget: sweep result only")
 
-    estimate = _estimate_with_uncertainty(theta, grid, losses, best, step, bounds, mass_given, config, notes)
+    estimate = _estimate_with_uncertainty(theta, grid, losses, best, step, bounds, mass_given, size, config,
+                                          notes)
     timings["total"] = time.perf_counter() - start
     return RefineResult(estimate, best_loss, np.exp(grid), losses, adam_steps, math.exp(float(theta[0])),
                         math.exp(float(theta[1])), notes, timings)

@@ -6,9 +6,13 @@ colour, the mask and two coordinate channels, plus five mask statistics per fram
 heads. The heads give, for u = (ln k/m, ln d/m, f), a mean squashed into the paper's ranges by a sigmoid and a
 log-variance (one standard deviation per quantity, in ln units for the ratios).
 
-Why ratios: from a video only k/m, d/m and f are identifiable (DESIGN.md), so the network predicts those; the
-mass comes from the user (`known_mass`, then k = m k/m and d = m d/m are in absolute units) or from the prior
-of physics_by_simulation (geometric mean of the paper's mass range, with its log-uniform spread as uncertainty).
+Why ratios: from a video only k/m, d/m and f are identifiable (DESIGN.md), so the network predicts those, in the
+size-independent form (physics/params.py: the k/m and d/m the same behaviour would have at 1 m), so one network and
+one set of ranges serve every object size. It is told the clip's time scale: ln of the frame interval in the
+object's own time unit, tau = sqrt(g / L) / fps (L its size): a 5 cm object falls 4.5x as many of its own sizes
+per frame as a 1 m one, and a 60 fps camera half as many as a 30 fps one. The metric k/m and d/m follow from the
+object's size; the total mass comes from the user (`known_mass`, kg; then k = m k/m and d = m d/m are in absolute
+units) or from a density prior times the object's volume (params.mass_prior, with its spread as uncertainty).
 
 `load(path, device)` is the hook of models/predictors.py: it returns a `LearnedPhysicsPredictor`.
 """
@@ -24,8 +28,8 @@ from torch import nn
 
 from ..asset import PhysicsEstimate
 from ..physics import PhysicsParams
-from ..physics.params import (MASS_PRIOR_LOG_SIGMA, PARAM_NAMES, PARAM_RANGES, RATIO_RANGES, mass_prior,
-                              paper_from_ratios)
+from ..physics.params import (GRAVITY_MAGNITUDE, MASS_PRIOR_LOG_SIGMA, PARAM_NAMES, RATIO_RANGES,
+                              REFERENCE_NUM_ANCHORS, mass_prior, paper_from_ratios, ratios_from_size_independent)
 from .checkpoint import check_state_dict, load_checkpoint
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
@@ -49,6 +53,7 @@ class PhysicsNetConfig:
     embed: int = 96  # token size of the temporal transformer
     heads: int = 4
     layers: int = 2
+    time_scale_input: bool = False  # the clip's ln tau as an input (checkpoints before v8 have none)
 
     def validate(self) -> "PhysicsNetConfig":
         if self.image_size < 16 or self.image_size % 16:
@@ -75,9 +80,15 @@ def mask_statistics(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx, cy, area / (H * W), 4 * sx, 4 * sy], dim=-1)
 
 
+def log_frame_interval(size, fps):
+    """ln tau, the frame interval in the object's time unit sqrt(L / g): ln(sqrt(g / L) / fps). size L (m) and fps
+    (1/s) floats or arrays."""
+    return 0.5 * np.log(GRAVITY_MAGNITUDE / np.asarray(size, np.float64)) - np.log(np.asarray(fps, np.float64))
+
+
 class PhysicsNet(nn.Module):
-    """(B, T, 3, S, S) frames in [0, 1] + (B, T, 1, S, S) masks -> mean (B, 3) in RATIO_RANGES order and
-    log_var (B, 3)."""
+    """(B, T, 3, S, S) frames in [0, 1] + (B, T, 1, S, S) masks [+ (B,) ln tau] -> mean (B, 3) of the
+    size-independent values in RATIO_RANGES order and log_var (B, 3)."""
 
     def __init__(self, config: PhysicsNetConfig = PhysicsNetConfig()):
         super().__init__()
@@ -90,13 +101,15 @@ class PhysicsNet(nn.Module):
         self.encoder = nn.Sequential(block(6, w), block(w, 2 * w), block(2 * w, 2 * w), block(2 * w, 4 * w),
                                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, e))
         self.stats = nn.Linear(NUM_MASK_STATS * 2, e)  # statistics and their change since the previous frame
+        self.time_scale = nn.Linear(1, e) if config.time_scale_input else None
         self.position = nn.Parameter(torch.zeros(config.max_frames, e))
         layer = nn.TransformerEncoderLayer(e, config.heads, dim_feedforward=2 * e, dropout=0.0, batch_first=True,
                                            norm_first=True)
         self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, e), nn.GELU(), nn.Linear(e, 6))
 
-    def forward(self, frames: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor,
+                log_tau: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, _, H, W = frames.shape
         S = self.config.image_size
         if (H, W) != (S, S) or masks.shape != (B, T, 1, H, W):
@@ -112,6 +125,12 @@ class PhysicsNet(nn.Module):
         stats = mask_statistics(masks)  # (B, T, 5)
         delta = torch.cat([torch.zeros_like(stats[:, :1]), stats[:, 1:] - stats[:, :-1]], dim=1)
         tokens = tokens + self.stats(torch.cat([stats, 10.0 * delta], -1)) + self.position[:T]
+        if self.time_scale is not None:
+            if log_tau is None or log_tau.shape != (B,):
+                raise ValueError(f"this PhysicsNet needs log_tau (B,) = ln(sqrt(g / size) / fps) per clip, got "
+                                 f"{None if log_tau is None else tuple(log_tau.shape)}")
+            # centred on a 30 cm object at 30 fps (ln tau = -1.69)
+            tokens = tokens + self.time_scale((log_tau.to(tokens) + 1.69)[:, None])[:, None]
         pooled = self.temporal(tokens).mean(dim=1)  # (B, E)
         raw = self.head(pooled)  # (B, 6)
         lo, hi = _LO.to(raw), _HI.to(raw)
@@ -148,33 +167,34 @@ class LearnedPhysicsPredictor:
         self.device = device
 
     @torch.no_grad()
-    def predict_raw(self, frames, masks) -> tuple[np.ndarray, np.ndarray]:
-        """One clip -> (mean (3,), sigma (3,)) of (ln k/m, ln d/m, f)."""
+    def predict_raw(self, frames, masks, size: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
+        """One clip of an object of size L (m) at fps -> (mean (3,), sigma (3,)) of the size-independent
+        (ln k/m at 1 m, ln d/m at 1 m, f)."""
         n = min(self.net.config.num_frames, len(frames))
         rgb, cov = prepare_clip(np.asarray(frames)[:n], np.asarray(masks)[:n], self.net.config.image_size)
-        mean, log_var = self.net(rgb[None].to(self.device), cov[None].to(self.device))
+        log_tau = torch.tensor([float(log_frame_interval(size, fps))], dtype=torch.float32, device=self.device)
+        mean, log_var = self.net(rgb[None].to(self.device), cov[None].to(self.device), log_tau)
         return mean[0].cpu().numpy().astype(np.float64), (0.5 * log_var[0]).exp().cpu().numpy().astype(np.float64)
 
-    def predict_estimate(self, frames, masks, known_mass: float | None = None) -> PhysicsEstimate:
-        """frames (T, H, W, 3), masks (T, H, W) -> PhysicsEstimate in the paper convention (clamped to its
-        ranges) with one standard deviation per quantity."""
-        mean, sigma = self.predict_raw(frames, masks)
-        return estimate_from_prediction(mean, sigma, known_mass)
-
-    def predict(self, frames, masks, camera=None, gaussians=None) -> PhysicsParams:
-        """The hook of models/predictors.py (camera and Gaussians unused: the network reads the clip alone)."""
-        return self.predict_estimate(frames, masks).params
+    def predict_estimate(self, frames, masks, size: float, volume: float, fps: float = 30.0,
+                         known_mass: float | None = None) -> PhysicsEstimate:
+        """frames (T, H, W, 3), masks (T, H, W) of an object of size L (m) and volume (m^3) -> PhysicsEstimate
+        (inside the size-independent ranges) with one standard deviation per quantity. known_mass: total, kg."""
+        mean, sigma = self.predict_raw(frames, masks, size, fps)
+        return estimate_from_prediction(mean, sigma, size, volume, known_mass)
 
 
-def estimate_from_prediction(mean, sigma, known_mass: float | None = None) -> PhysicsEstimate:
-    """(ln k/m, ln d/m, f) means and standard deviations -> PhysicsEstimate (paper convention, clamped)."""
-    mass, given = mass_prior(known_mass)
-    kpm, dpm = math.exp(mean[0]), math.exp(mean[1])
+def estimate_from_prediction(mean, sigma, size: float, volume: float,
+                             known_mass: float | None = None) -> PhysicsEstimate:
+    """Size-independent (ln k/m, ln d/m, f) means and standard deviations of an object of size L (m) and volume
+    (m^3) -> PhysicsEstimate at that size (clamped into the ranges), the mass the user's (kg) or the prior's."""
+    total_mass, given = mass_prior(known_mass, volume)
+    mass = total_mass / REFERENCE_NUM_ANCHORS
+    lo, hi = _LO.double().numpy(), _HI.double().numpy()
+    ratios = ratios_from_size_independent(np.clip(np.asarray(mean[:3], np.float64), lo, hi), size)
+    kpm, dpm = math.exp(ratios[0]), math.exp(ratios[1])
     sigma_m = 0.0 if given else MASS_PRIOR_LOG_SIGMA
-    values = dict(zip(PARAM_NAMES, map(float, paper_from_ratios(np.asarray(mean[:3], np.float64), mass))))
-    for key, value in values.items():
-        lo, hi = PARAM_RANGES[key]
-        values[key] = min(max(value, lo), hi)
+    values = dict(zip(PARAM_NAMES, map(float, paper_from_ratios(ratios, mass))))
     std = {
         "mass": mass * sigma_m,
         "stiffness": values["stiffness"] * math.hypot(sigma[0], sigma_m),
@@ -183,7 +203,7 @@ def estimate_from_prediction(mean, sigma, known_mass: float | None = None) -> Ph
         "stiffness_per_mass": kpm * float(sigma[0]),
         "damping_per_mass": dpm * float(sigma[1]),
     }
-    return PhysicsEstimate(PhysicsParams(**values), std, given).validate()
+    return PhysicsEstimate(PhysicsParams(**values), std, given, float(size)).validate()
 
 
 def build_net(config: dict) -> PhysicsNet:

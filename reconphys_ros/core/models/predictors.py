@@ -4,8 +4,8 @@
 A learned predictor plugs in by shipping `<weights_dir>/<name>.pt` plus a module
 `reconphys_ros.core.models.<name>` with `load(path, device)` returning an object with the matching `predict`:
 - gaussian_predictor: `predict(image (H, W, 3) uint8, mask (H, W), camera, depth_prior) -> GaussianCloud`
-- physics_predictor: `predict(frames (T, H, W, 3) uint8, masks (T, H, W), camera, gaussians) -> PhysicsParams` and
-  `predict_estimate(frames, masks, known_mass) -> PhysicsEstimate` (the same with one standard deviation each)
+- physics_predictor: `predict_estimate(frames (T, H, W, 3) uint8, masks (T, H, W), size (m), volume (m^3), fps,
+  known_mass (kg)) -> PhysicsEstimate` (physics with one standard deviation per quantity)
 
 Shipped: `physics_predictor.pt` (models/physics_predictor.py: CNN + temporal attention -> k/m, d/m, f with
 uncertainty) and `gaussian_predictor.pt` (models/gaussian_predictor.py: a Splatter-Image-style U-Net; better shape
@@ -23,7 +23,6 @@ import numpy as np
 from ..asset import PhysicsEstimate
 from ..files import package_dir
 from ..gaussians import GaussianCloud
-from ..physics import PhysicsParams
 from ..render import Camera
 from .mask_inflation import inflate_mask
 from .object_depth import DepthPrior
@@ -45,12 +44,11 @@ class GaussianPredictor(Protocol):
 class PhysicsPredictor(Protocol):
     name: str
 
-    def predict(self, frames: np.ndarray, masks: np.ndarray, camera: Camera, gaussians: GaussianCloud) -> PhysicsParams:
-        ...
-
-    def predict_estimate(self, frames: np.ndarray, masks: np.ndarray, known_mass: float | None) -> PhysicsEstimate:
-        """The prediction with one standard deviation per quantity, scaled to `known_mass` (kg per anchor) when
-        given; the pipeline uses it as the physics unless test-time refinement is on."""
+    def predict_estimate(self, frames: np.ndarray, masks: np.ndarray, size: float, volume: float, fps: float,
+                         known_mass: float | None) -> PhysicsEstimate:
+        """The physics of an object of size L (m, params.object_size of its anchors) and volume (m^3) seen at
+        fps, with one standard deviation per quantity, scaled to `known_mass` (total, kg) when given; the pipeline
+        uses it as the physics, or as the starting guess of test-time refinement."""
         ...
 
 

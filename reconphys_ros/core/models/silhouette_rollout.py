@@ -28,14 +28,13 @@ import torch
 from ..binding import Binding, apply_binding, compute_binding
 from ..gaussians import GaussianCloud
 from ..physics import LatticeConfig, Model, ModelBuilder, PhysicsParams, State, simulate
-from ..physics.params import MASS_PRIOR
 from ..render import Camera, render_sequence
 
 __all__ = ["RolloutObject", "scaled_camera", "resize_masks", "render_subset", "prepare_object", "build_model",
            "rollout_frames", "rollout_loss"]
 
 # The model's stored params; never simulated (every rollout passes its own), but the builder wants valid ones.
-PLACEHOLDER_PARAMS = PhysicsParams(MASS_PRIOR, 100.0, 1.0, 0.5)
+PLACEHOLDER_PARAMS = PhysicsParams(1e-3, 0.1, 1e-3, 0.5)
 BLACK = (0.0, 0.0, 0.0)
 WIDENING_CANDIDATES = 5  # widenings tried between 0 and the full one when fitting the first frame
 

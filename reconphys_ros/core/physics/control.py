@@ -1,6 +1,28 @@
-"""Kinematic control: a free-floating gripper that grasps anchors with capped springs, plus drop and push."""
+"""Kinematic control: a free-floating gripper that grasps anchors with capped springs, plus drop and push.
+
+The grasp model (SI): each grasped anchor a, of mass m_a (kg, on the simulated lattice), is pulled towards its
+target by a spring-damper *per unit mass*,
+
+    f_a = m_a * (w^2 * (target - x_a) + 2 zeta w * (target_vel - v_a)),   w = 2 pi * grasp frequency,
+
+capped at |f_a| <= max_effort / n0 (N, n0 = anchors grasped on closing), so the total grasp force never exceeds
+max_effort, and anchors that slipped out take their share of it with them (the rest never cling harder). The
+grasp then moves a 50 g and a 5 kg object identically (the same sag and settling time, stable at the same
+substep count) and only the force cap, in N, depends on the mass: a cap below the object's weight (plus the force
+its acceleration needs) cannot hold it, the capped springs stretch, and anchors pulled further than both 3x the
+stretch at the cap and the grasp radius (out of the jaws) are let go, so the object slips out instead of stretching
+without limit. A brief shortfall (the gripper starting at full speed) only lags the object behind within the jaws.
+
+Stability (semi-implicit Euler, dt = 1 / (fps * substeps)): a spring-damper per unit mass is stable for
+(w dt)^2 + 4 zeta w dt < 4; the object's own springs already use up to 80% of that budget (Model.required_substeps,
+safety 0.8), so the grasp keeps (w dt)^2 + 4 zeta w dt inside the remaining 0.8. The defaults (12 Hz, zeta = 1:
+w = 75 1/s) give w dt = 0.13 and (w dt)^2 + 4 zeta w dt = 0.52 (65% of the 0.8) at 30 fps x 20 substeps (the
+simulation node's defaults), less at more substeps; `grasp_stability_margin` checks other rates. The static sag of a
+hanging object is about (N / n) g / w^2 (n of its N anchors grasped): 1.4 cm with 1/8 of them.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,6 +30,35 @@ import torch
 
 from ..geometry import quat_to_matrix, unit_quaternion
 from .model import Model, State
+
+DEFAULT_MAX_EFFORT = 40.0  # N: a parallel gripper's grip force (robot grippers: ~5-100 N)
+DEFAULT_GRASP_FREQUENCY = 12.0  # Hz: natural frequency of a grasped anchor on its grasp spring
+DEFAULT_GRASP_STIFFNESS = (2.0 * math.pi * DEFAULT_GRASP_FREQUENCY) ** 2  # 1/s^2 per unit mass (~5685)
+GRASP_DAMPING_RATIO = 1.0  # critical damping of the grasp springs
+GRASP_STABILITY_BUDGET = 0.8  # of the explicit integrator's limit 4 left over by Model.required_substeps (safety 0.8)
+SLIP_STRETCH_FACTOR = 3.0  # anchors stretched beyond this times the stretch at the force cap (and beyond the grasp
+# radius: out of the jaws) slip out
+
+
+def check_max_effort(max_effort, where: str = "max_effort") -> float:
+    """A total grasp force cap (N) as a float, or a ValueError that names the unit."""
+    if isinstance(max_effort, bool) or not isinstance(max_effort, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(max_effort) or not max_effort > 0:
+        raise ValueError(f"{where} is the cap on the total grasp force in N and must be a finite number > 0 N, "
+                         f"got {max_effort!r}")
+    return float(max_effort)
+
+
+def grasp_stability_margin(stiffness: float, damping: float, dt: float) -> float:
+    """(w dt)^2 + 2 c dt of a grasp spring-damper per unit mass (stiffness w^2 in 1/s^2, damping c in 1/s) at
+    substep dt (s), as a fraction of GRASP_STABILITY_BUDGET: < 1 keeps the grasp stable on top of any object whose
+    substeps Model.required_substeps chose."""
+    return (stiffness * dt * dt + 2.0 * damping * dt) / GRASP_STABILITY_BUDGET
+
+
+def critical_damping(stiffness: float) -> float:
+    """Grasp damping per unit mass (1/s) for GRASP_DAMPING_RATIO at grasp stiffness w^2 (1/s^2)."""
+    return 2.0 * GRASP_DAMPING_RATIO * math.sqrt(stiffness)
 
 
 @dataclass
@@ -18,7 +69,7 @@ class Control:
     anchor: torch.Tensor  # (G,) int32
     target_start: torch.Tensor  # (G, 3)
     target_end: torch.Tensor  # (G, 3)
-    stiffness: float  # N/m per grasp spring
+    stiffness: float  # N/m per grasp spring (the gripper's per-unit-mass stiffness times the anchor mass)
     damping: float  # N s/m per grasp spring
     max_force_per_anchor: float  # N; total grasp force <= max_effort
     frame_dt: float
@@ -44,32 +95,68 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, max_angle: float) -> np.ndarray:
 
 class Gripper:
     """Free-floating parallel gripper. `command(...)` sets the goal; `frame_control(frame, state, frame_dt)`
-    moves the gripper towards it under rate limits and returns this frame's Control (None when open)."""
+    moves the gripper towards it under rate limits and returns this frame's Control (None when open).
+
+    max_effort: cap on the total grasp force, N (default 40 N). stiffness: grasp stiffness per unit mass of the
+    grasped anchors, 1/s^2 (= w^2; default (2 pi 12 Hz)^2); damping: per unit mass, 1/s (None: critical,
+    2 sqrt(stiffness)). Per spring (N/m, N s/m) they are these times the grasped anchors' mass, so every object
+    mass is held alike (module docstring). Anchors of several objects with different masses: the lightest one's
+    anchor mass is used (stable for all, softer for the heavier ones).
+
+    Closed, it grasps the anchors within grasp_radius of its centre (at the first frame any are in reach). Once the
+    object has slipped out it stays closed on nothing (`slipped`) until opened: it does not grab again."""
 
     def __init__(self, model: Model, position=(0.0, 0.0, 1.0), orientation=(1.0, 0.0, 0.0, 0.0),
-                 grasp_radius: float = 0.05, max_effort: float = 2.0e4, stiffness: float = 2.0e4,
-                 damping: float = 200.0, max_speed: float = 0.5, max_angular_speed: float = 2.0):
+                 grasp_radius: float = 0.05, max_effort: float = DEFAULT_MAX_EFFORT,
+                 stiffness: float = DEFAULT_GRASP_STIFFNESS, damping: float | None = None,
+                 max_speed: float = 0.5, max_angular_speed: float = 2.0):
         self.model = model
         self.position = np.asarray(position, np.float64)
         self.orientation = np.asarray(orientation, np.float64)
         self.target_position = self.position.copy()
         self.target_orientation = self.orientation.copy()
         self.grasp_radius = float(grasp_radius)
-        self.max_effort = float(max_effort)
-        self.stiffness = float(stiffness)
-        self.damping = float(damping)
+        self.max_effort = check_max_effort(max_effort, "Gripper: max_effort")
+        if not (math.isfinite(stiffness) and stiffness > 0):
+            raise ValueError(f"Gripper: stiffness is per unit mass, 1/s^2, and must be finite and > 0, got {stiffness}")
+        self.stiffness = float(stiffness)  # 1/s^2
+        damping = critical_damping(self.stiffness) if damping is None else damping
+        if not (math.isfinite(damping) and damping >= 0):
+            raise ValueError(f"Gripper: damping is per unit mass, 1/s, and must be finite and >= 0, got {damping}")
+        self.damping = float(damping)  # 1/s
         self.max_speed = float(max_speed)
         self.max_angular_speed = float(max_angular_speed)
         self.closed = False
         self._attached = np.zeros(0, np.int64)
         self._offsets = np.zeros((0, 3))  # attached anchor offsets in the gripper frame
+        self._anchor_mass = 0.0  # kg: simulated mass of each grasped anchor (the lightest object's)
+        self._num_grasped = 1  # anchors grasped on closing (before any slipped)
+        self._slipped = False  # the object slipped out since the last closing
+        self._object_mass = model.sim_params()[0].detach().cpu().double().numpy()  # (B,) kg per simulated anchor
+        self._anchor_object = model.anchor_object.detach().cpu().numpy()
 
     @property
     def attached(self) -> np.ndarray:
         return self._attached.copy()
 
+    @property
+    def slipped(self) -> bool:
+        """True when every grasped anchor slipped out since the last closing (cleared by opening)."""
+        return self._slipped
+
+    @property
+    def spring_stiffness(self) -> float:
+        """N/m of each grasp spring now (0 while nothing is grasped)."""
+        return self.stiffness * self._anchor_mass
+
+    @property
+    def spring_damping(self) -> float:
+        """N s/m of each grasp spring now (0 while nothing is grasped)."""
+        return self.damping * self._anchor_mass
+
     def command(self, position=None, orientation=None, closed: bool | None = None, grasp_radius=None,
                 max_effort=None) -> None:
+        """max_effort: cap on the total grasp force in N (finite, > 0); None keeps the current one."""
         if position is not None:
             position = np.asarray(position, np.float64)
             if position.shape != (3,) or not np.all(np.isfinite(position)):
@@ -78,13 +165,11 @@ class Gripper:
         if orientation is not None:
             self.target_orientation = unit_quaternion(orientation, "Gripper.command: orientation")
         if grasp_radius is not None:
-            if not grasp_radius > 0:
-                raise ValueError("Gripper.command: grasp_radius must be > 0")
+            if not (math.isfinite(grasp_radius) and grasp_radius > 0):
+                raise ValueError(f"Gripper.command: grasp_radius must be finite and > 0 m, got {grasp_radius!r}")
             self.grasp_radius = float(grasp_radius)
         if max_effort is not None:
-            if not max_effort > 0:
-                raise ValueError("Gripper.command: max_effort must be > 0")
-            self.max_effort = float(max_effort)
+            self.max_effort = check_max_effort(max_effort, "Gripper.command: max_effort")
         if closed is not None:
             self.closed = bool(closed)
 
@@ -93,20 +178,25 @@ class Gripper:
 
     def frame_control(self, frame: int, state: State, frame_dt: float) -> Control | None:
         x = state.x.detach().cpu().double().numpy()
-        if self.closed and len(self._attached) == 0:
+        if self.closed and len(self._attached) == 0 and not self._slipped:
             near = np.nonzero(np.linalg.norm(x - self.position, axis=1) <= self.grasp_radius)[0]
             rot = quat_to_matrix(self.orientation)
             self._attached = near
             self._offsets = (x[near] - self.position) @ rot  # world -> gripper frame
-        elif not self.closed and len(self._attached):
+            self._anchor_mass = float(self._object_mass[self._anchor_object[near]].min()) if len(near) else 0.0
+            self._num_grasped = max(len(near), 1)
+        elif not self.closed:
             self._attached = np.zeros(0, np.int64)
             self._offsets = np.zeros((0, 3))
+            self._slipped = False
         elif len(self._attached):
-            # slip: anchors pulled much further than the capped force can hold are let go
-            per_anchor = self.max_effort / len(self._attached)
+            # slip: anchors pulled much further than the capped force can hold, and out of the grasp, are let go. The
+            # share of the cap is that of the anchors first grasped: a partial slip does not make the rest cling harder.
+            per_anchor = self.max_effort / self._num_grasped
             stretch = np.linalg.norm(self._world_targets() - x[self._attached], axis=1)
-            keep = stretch <= 3.0 * per_anchor / self.stiffness
+            keep = stretch <= max(SLIP_STRETCH_FACTOR * per_anchor / self.spring_stiffness, self.grasp_radius)
             self._attached, self._offsets = self._attached[keep], self._offsets[keep]
+            self._slipped = len(self._attached) == 0  # closed on nothing now: no re-grasp until opened again
         start = self._world_targets()
         step = self.target_position - self.position
         dist = np.linalg.norm(step)
@@ -114,14 +204,15 @@ class Gripper:
         self.position = self.position + (step if dist <= max_step else step * (max_step / dist))
         self.orientation = _slerp(self.orientation, self.target_orientation, self.max_angular_speed * frame_dt)
         if len(self._attached) == 0:
+            self._anchor_mass = 0.0
             return None
         dev = state.x.device
         return Control(
             anchor=torch.as_tensor(self._attached, dtype=torch.int32, device=dev),
             target_start=torch.as_tensor(start, dtype=torch.float32, device=dev),
             target_end=torch.as_tensor(self._world_targets(), dtype=torch.float32, device=dev),
-            stiffness=self.stiffness, damping=self.damping,
-            max_force_per_anchor=self.max_effort / len(self._attached), frame_dt=frame_dt)
+            stiffness=self.spring_stiffness, damping=self.spring_damping,
+            max_force_per_anchor=self.max_effort / self._num_grasped, frame_dt=frame_dt)
 
 
 def drop_state(model: Model, position=(0.0, 0.0, 0.5), orientation=(1.0, 0.0, 0.0, 0.0),

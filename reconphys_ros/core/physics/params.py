@@ -1,4 +1,21 @@
-"""Physical parameters of one object in the paper's convention (reference lattice 2048 anchors / K = 256)."""
+"""Physical parameters of one object: the simulator's form (the paper's convention), the size-independent form
+(what is estimated, predicted and range-checked) and the SI values a user reads.
+
+Three forms of the same physics:
+- **SI** (what a robot user touches): the object's total mass M (kg), friction f, and k/m (1/s^2), d/m (1/s),
+  the stiffness and damping per unit mass of the paper's reference lattice (2048 anchors, K = 256), which are
+  what a video constrains. Per-spring k (N/m) and d (N s/m) of an asset's own lattice follow from these
+  (lattice.py).
+- **Size-independent** (what video determines whatever the object's size): a geometrically similar object scaled
+  by s moves the same way under gravity (positions x s, time x sqrt(s)) only if k/m scales by 1/s and d/m by
+  1/sqrt(s). So ln(k/m * L / L_ref), ln(d/m * sqrt(L / L_ref)) and f describe the material independently of the
+  object's size L (its diameter, `object_size`): they are the k/m and d/m the same behaviour would have at
+  L_ref = 1 m, where the paper's ranges apply (its simulator works on objects normalised to about unit size).
+  The predictor, the estimator, the calibration and every range check work in this form (`RATIO_RANGES`).
+- **Paper convention** (`PhysicsParams`, the simulator's input, a derived value elsewhere): m is the mass of EACH
+  anchor of the reference lattice (M / 2048), k and d are per reference spring. Coarser lattices map these exactly
+  (lattice.py).
+"""
 from __future__ import annotations
 
 import math
@@ -10,7 +27,8 @@ import torch
 GRAVITY_MAGNITUDE = 9.81  # m/s^2
 GRAVITY = (0.0, 0.0, -GRAVITY_MAGNITUDE)  # world z up
 
-# Paper ranges (Table / sampling ranges of the ReconPhys data set).
+# Paper ranges (sampling ranges of the ReconPhys data set), for its ~1 m objects: they define the size-independent
+# ranges below and are never applied to metric values.
 PARAM_RANGES = {
     "mass": (0.2, 6.0),
     "stiffness": (10.0, 1200.0),
@@ -20,6 +38,11 @@ PARAM_RANGES = {
 PARAM_NAMES = ("mass", "stiffness", "damping", "friction")
 # The paper's m is the mass of one anchor of its reference lattice: the object's total mass is m times this.
 REFERENCE_NUM_ANCHORS = 2048
+REFERENCE_SIZE = 1.0  # m: the object size at which the size-independent values equal k/m and d/m
+
+# Objects the package reconstructs (m, diameter): outside, the reconstruction is refused or flagged.
+OBJECT_SIZE_RANGE = (0.02, 3.0)
+KNOWN_MASS_RANGE = (0.0, 1000.0)  # kg, exclusive lower bound: a user's known total mass
 
 
 def range_centre(name: str) -> float:
@@ -34,14 +57,7 @@ def log_uniform_sigma(lo: float, hi: float) -> float:
     return math.log(hi / lo) / math.sqrt(12.0)
 
 
-# Priors for what a video does not determine (only k/m, d/m and f are identifiable, DESIGN.md): the mass, and the
-# starting d/m and f of the estimator.
-MASS_PRIOR = range_centre("mass")  # kg per reference anchor
-MASS_PRIOR_LOG_SIGMA = log_uniform_sigma(*PARAM_RANGES["mass"])  # spread of ln m under the log-uniform draw
-FRICTION_PRIOR = range_centre("friction")
-DAMPING_PER_MASS_PRIOR = range_centre("damping") / MASS_PRIOR  # 1/s
-
-# Ranges of the identifiable quantities (ln k/m, ln d/m, f) implied by the paper's ranges of m, k, d, f.
+# Ranges of the size-independent quantities (ln k/m and ln d/m at 1 m, f) implied by the paper's ranges of m, k, d, f.
 RATIO_RANGES = {
     "log_stiffness_per_mass": (math.log(PARAM_RANGES["stiffness"][0] / PARAM_RANGES["mass"][1]),
                                math.log(PARAM_RANGES["stiffness"][1] / PARAM_RANGES["mass"][0])),
@@ -50,21 +66,102 @@ RATIO_RANGES = {
     "friction": PARAM_RANGES["friction"],
 }
 
+# Priors for what a video does not determine (only k/m, d/m and f are identifiable, DESIGN.md): the mass, and the
+# starting d/m and f of the estimator. The mass prior is a density times the object's volume: soft objects a robot
+# handles (foam, plush toys, bread, rubber) span ~30-1200 kg/m^3; the geometric centre with that spread.
+DENSITY_PRIOR = 200.0  # kg/m^3
+MASS_PRIOR_LOG_SIGMA = log_uniform_sigma(30.0, 1200.0)  # spread of ln M (density unknown over that range)
+FRICTION_PRIOR = range_centre("friction")
+DAMPING_PER_MASS_PRIOR = range_centre("damping") / range_centre("mass")  # 1/s at 1 m (size-independent)
 
-def mass_prior(known_mass: float | None) -> tuple[float, bool]:
-    """(mass, given?) -- the user's mass when set, else the prior."""
-    if known_mass is None:
-        return MASS_PRIOR, False
-    lo, hi = PARAM_RANGES["mass"]
-    if not (isinstance(known_mass, (int, float)) and math.isfinite(known_mass) and lo <= known_mass <= hi):
-        raise ValueError(f"known_mass must be a number in the paper range [{lo}, {hi}] kg, got {known_mass!r}")
-    return float(known_mass), True
+
+def object_size(points) -> float:
+    """The object's size L (m): its diameter, the largest distance between two of its points (rotation invariant,
+    the length the size-independent parameters refer to). (N, 3) -> float; exact for N <= 4096, else on an evenly
+    strided subset of 4096 points."""
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    if len(p) < 2 or not np.isfinite(p).all():
+        raise ValueError(f"object_size needs >= 2 finite points, got {len(p)}")
+    if len(p) > 4096:
+        p = p[np.linspace(0, len(p) - 1, 4096).astype(int)]
+    best = 0.0
+    for start in range(0, len(p), 1024):
+        d2 = ((p[start:start + 1024, None, :] - p[None, :, :]) ** 2).sum(-1)
+        best = max(best, float(d2.max()))
+    return math.sqrt(best)
+
+
+def object_volume(points) -> float:
+    """Volume (m^3) of the convex hull of (N, 3) points that fill the object (anchors are sampled through its
+    volume); a flat or degenerate set gets the volume of its bounding box with a floor of 1% of its size."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    try:
+        return float(ConvexHull(p).volume)
+    except (QhullError, ValueError):
+        extent = np.ptp(p, axis=0) if len(p) else np.zeros(3)
+        return float(np.prod(np.maximum(extent, 0.01 * max(float(extent.max(initial=0.0)), 1e-6))))
+
+
+def check_known_mass(known_mass) -> float:
+    """A user's known total mass (kg) as a float, or a ValueError that names the unit."""
+    lo, hi = KNOWN_MASS_RANGE
+    if isinstance(known_mass, bool) or not isinstance(known_mass, (int, float)) or not math.isfinite(known_mass) \
+            or not lo < known_mass <= hi:
+        raise ValueError(f"known_mass is the object's total mass in kg and must be a number in ({lo:g}, {hi:g}] kg, "
+                         f"got {known_mass!r}")
+    return float(known_mass)
+
+
+def mass_prior(known_mass: float | None, volume: float) -> tuple[float, bool]:
+    """(total mass in kg, given?) -- the user's mass when set, else DENSITY_PRIOR times the object's volume (m^3)."""
+    if known_mass is not None:
+        return check_known_mass(known_mass), True
+    if not (math.isfinite(volume) and volume > 0):
+        raise ValueError(f"mass_prior: the object's volume must be > 0 m^3, got {volume!r}")
+    return DENSITY_PRIOR * float(volume), False
+
+
+def size_independent_from_ratios(ratios, size):
+    """(..., 3) ln k/m, ln d/m, f of an object of size L (m, float or (...,)) -> (..., 3) the size-independent
+    values (ln k/m and ln d/m of the same behaviour at REFERENCE_SIZE, f). Torch (differentiable) or numpy."""
+    return _rescale(ratios, size, +1.0)
+
+
+def ratios_from_size_independent(values, size):
+    """Inverse of size_independent_from_ratios: (..., 3) size-independent values -> ln k/m, ln d/m, f at size L."""
+    return _rescale(values, size, -1.0)
+
+
+def _rescale(values, size, sign: float):
+    if isinstance(values, torch.Tensor):
+        log_s = torch.as_tensor(size, dtype=values.dtype, device=values.device).log() - math.log(REFERENCE_SIZE)
+        log_s = log_s.expand(values.shape[:-1])
+        return torch.stack([values[..., 0] + sign * log_s, values[..., 1] + sign * 0.5 * log_s, values[..., 2]], -1)
+    v = np.asarray(values, np.float64)
+    log_s = np.broadcast_to(np.log(np.asarray(size, np.float64)) - math.log(REFERENCE_SIZE), v.shape[:-1])
+    return np.stack([v[..., 0] + sign * log_s, v[..., 1] + sign * 0.5 * log_s, v[..., 2]], -1)
+
+
+# Bounds on the simulator's input beyond finiteness, in the paper convention at any object size (a 2 cm object at the
+# stiff end of the size-independent range has k/m ~ 3e5 1/s^2): outside them no object the package handles lies.
+# The mass bound admits the paper's own objects (up to 6 kg per anchor, ~12 t); a user's known mass is checked
+# against KNOWN_MASS_RANGE.
+SIMULATABLE_BOUNDS = {
+    "mass": (0.0, PARAM_RANGES["mass"][1]),  # kg per reference anchor, exclusive lower bound
+    "stiffness_per_mass": (0.0, 1e7),  # 1/s^2
+    "damping_per_mass": (0.0, 1e5),  # 1/s
+    "friction": (0.0, 1.0),
+}
 
 
 @dataclass
 class PhysicsParams:
-    """m = mass of each anchor (kg), k = per-spring stiffness (N/m), d = per-spring damping (N s/m),
-    f = Coulomb friction coefficient with the ground. Defined on the reference lattice (see lattice.py)."""
+    """The simulator's input, in the paper's convention: m = mass of each anchor of the reference lattice (kg; the
+    object's total mass is m * 2048), k = per-spring stiffness (N/m), d = per-spring damping (N s/m) of the reference
+    lattice (K = 256 springs per anchor), f = Coulomb friction coefficient with the ground. Metric values at the
+    object's own size: the size-independent form is in PhysicsEstimate (asset.py)."""
 
     mass: float
     stiffness: float
@@ -72,6 +169,7 @@ class PhysicsParams:
     friction: float
 
     def validate(self, check_range: bool = True) -> "PhysicsParams":
+        """Finite and positive (friction >= 0); with check_range also inside SIMULATABLE_BOUNDS."""
         for name in PARAM_NAMES:
             value = getattr(self, name)
             try:
@@ -80,13 +178,18 @@ class PhysicsParams:
                 raise ValueError(f"PhysicsParams.{name} must be a number, got {value!r}") from None
             if not math.isfinite(value):
                 raise ValueError(f"PhysicsParams.{name} must be finite, got {value}")
-            lo, hi = PARAM_RANGES[name]
-            if check_range and not (lo <= value <= hi):
-                raise ValueError(f"PhysicsParams.{name} = {value} is outside the paper range [{lo}, {hi}]")
             if name != "friction" and value <= 0.0:
                 raise ValueError(f"PhysicsParams.{name} must be > 0, got {value}")
             if name == "friction" and value < 0.0:
                 raise ValueError(f"PhysicsParams.friction must be >= 0, got {value}")
+        if check_range:
+            units = {"mass": "kg per reference anchor", "stiffness_per_mass": "1/s^2", "damping_per_mass": "1/s",
+                     "friction": ""}
+            for name, (lo, hi) in SIMULATABLE_BOUNDS.items():
+                value = float(getattr(self, name))
+                if not value <= hi:
+                    raise ValueError(f"PhysicsParams.{name} = {value:.4g} {units[name]} is above the simulatable "
+                                     f"bound {hi:g} (objects >= 2 cm)")
         return self
 
     @property
@@ -104,6 +207,20 @@ class PhysicsParams:
         """d/m (1/s): identifiable from video."""
         return self.damping / self.mass
 
+    def ratios(self) -> np.ndarray:
+        """(3,) ln k/m, ln d/m, f."""
+        return ratios_from_paper(np.array(self.to_tuple()))
+
+    def size_independent(self, size: float) -> np.ndarray:
+        """(3,) ln k/m and ln d/m at REFERENCE_SIZE, f, for an object of size L = `size` (m)."""
+        return size_independent_from_ratios(self.ratios(), size)
+
+    @classmethod
+    def from_size_independent(cls, values, size: float, total_mass: float) -> "PhysicsParams":
+        """(3,) size-independent values of an object of size L (m) and total mass M (kg) -> simulator params."""
+        ratios = ratios_from_size_independent(np.asarray(values, np.float64), size)
+        return cls(*(float(x) for x in paper_from_ratios(ratios, total_mass / REFERENCE_NUM_ANCHORS)))
+
     def to_dict(self) -> dict:
         return {k: float(v) for k, v in asdict(self).items()}
 
@@ -118,8 +235,17 @@ class PhysicsParams:
         return (self.mass, self.stiffness, self.damping, self.friction)
 
 
-# The identifiable form (what video determines, what the predictor and the estimator work in) and back: the one
-# mapping between the two, for torch tensors (differentiable) and numpy arrays alike.
+def in_ratio_ranges(values, slack: float = 1e-3) -> list[str]:
+    """Names of the size-independent values (3,) outside RATIO_RANGES (by more than `slack`); [] when all inside."""
+    out = []
+    for value, (name, (lo, hi)) in zip(np.asarray(values, np.float64), RATIO_RANGES.items()):
+        if not (lo - slack <= value <= hi + slack):
+            out.append(name)
+    return out
+
+
+# The identifiable form (what video determines) and back: the one mapping between the two, for torch tensors
+# (differentiable) and numpy arrays alike.
 def ratios_from_paper(params):
     """(..., 4) paper m, k, d, f -> (..., 3) ln k/m, ln d/m, f."""
     lib = torch if isinstance(params, torch.Tensor) else np

@@ -28,16 +28,24 @@ def _f(value, digits: int = 3) -> str:
 
 def summary_markdown(s: dict) -> str:
     p = s["params"]
-    est, std, truth = p["estimate"], p["std"], p.get("truth") or {}
+    est, truth = p["estimate"], p.get("truth") or {}
     lines = [f"# reconphys demo: {s['example']} ({s['object_id']})", "",
-             f"Wall time {s['wall_time_s']:.1f} s. Parameters in the paper's convention (mass per anchor, k and d "
-             "per spring on the 2048-anchor / K=256 reference lattice); only k/m, d/m and f are identifiable "
-             f"from video (mass {'given' if p['mass_given'] else 'from the prior'}).", "",
-             "| parameter | estimate | std | truth | paper range |", "| --- | --- | --- | --- | --- |"]
-    for name in ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass"):
-        rng = p["paper_ranges"].get(name)
-        lines.append(f"| {name} | {_f(est[name], 4)} | {_f(std.get(name), 3)} | {_f(truth.get(name), 4)} | "
-                     f"{'' if rng is None else f'[{rng[0]:g}, {rng[1]:g}]'} |")
+             f"Wall time {s['wall_time_s']:.1f} s. Physics in SI; only k/m, d/m and f are identifiable from video "
+             f"(mass {'given' if p['mass_given'] else 'from a density prior times the volume'}). The size-independent "
+             "values are the k/m and d/m the same behaviour would have at 1 m (the paper's ranges apply there).", "",
+             "| parameter | estimate | std | truth | range |", "| --- | --- | --- | --- | --- |"]
+    ranges = {"stiffness_per_mass_at_1m": "log_stiffness_per_mass", "damping_per_mass_at_1m": "log_damping_per_mass",
+              "friction": "friction"}
+    units = {"total_mass": "kg", "stiffness_per_mass": "1/s²", "damping_per_mass": "1/s", "size": "m",
+             "stiffness_per_mass_at_1m": "1/s²", "damping_per_mass_at_1m": "1/s", "friction": ""}
+    for name, unit in units.items():
+        key = ranges.get(name)
+        rng = p.get("size_independent_ranges", {}).get(key) if key else None
+        if rng is not None and key != "friction":
+            rng = [math.exp(rng[0]), math.exp(rng[1])]
+        lines.append(f"| {name}{f' ({unit})' if unit else ''} | {_f(est.get(name), 4)} | "
+                     f"{_f(est.get(f'{name}_std'), 3)} | {_f(truth.get(name), 4)} | "
+                     f"{'' if rng is None else f'[{rng[0]:.3g}, {rng[1]:.3g}]'} |")
     ps = s["psnr"]
     lines += ["", f"Future frames ({ps['future_frames']} held back, clip frames {ps['future_range'][0]}-"
               f"{ps['future_range'][1]}): PSNR in dB, whole image / inside the object masks (true or predicted):", "",
