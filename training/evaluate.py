@@ -53,6 +53,7 @@ from reconphys_ros.core.render import Camera, render_sequence
 from reconphys_ros.core.segment import make_segmenter
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
+from training.data.generate import SIZE_BUCKETS, size_bucket  # the generator's buckets of object_size (diameter)
 from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_size_independent,
                                    window_metrics)
 
@@ -62,8 +63,6 @@ PREDICTIONS = ("pipeline", "true-gaussians", "true-initial-state", "true-physics
                "per-scene")
 ORACLE = ("true-gaussians", "true-initial-state", "true-physics", "all-true")
 VIDEO_BASELINES = ("hold-last-frame", "first-frame", "constant-image")
-SIZE_BUCKETS = ((0.0, 0.1, "< 10 cm"), (0.1, 0.2, "10-20 cm"), (0.2, 0.4, "20-40 cm"), (0.4, 0.7, "40-70 cm"),
-                (0.7, math.inf, ">= 70 cm"))
 PAPER_TABLE1 = {"future_psnr": 21.64, "future_ssim": 0.907, "cd": 0.004, "emd": 0.017, "recon_psnr": 33.84}
 
 
@@ -275,10 +274,6 @@ def score_clip(clip: Clip, rendered: dict, emd_points: int) -> dict:
     return {"scores": scores, "per_frame": per_frame}
 
 
-def size_bucket(size_m: float) -> str:
-    return next(label for lo, hi, label in SIZE_BUCKETS if lo <= size_m < hi)
-
-
 # the run -------------------------------------------------------------------------------------------------------
 
 def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None = None,
@@ -323,7 +318,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
         scored = score_clip(clip, rendered, cfg.emd_points)
         estimate: PhysicsEstimate = info["estimate"]
         row = {"sample_id": clip.sample_id, "object_id": clip.object_id, "size_m": clip.size_m,
-               "size_bucket": size_bucket(clip.size_m), "moving": bool(clip.moving), "pair": clip.pair,
+               "size_bucket": size_bucket(clip.truth_size), "moving": bool(clip.moving), "pair": clip.pair,
                "latency_s": info["latency_s"], "notes": info["notes"], "scores": scored["scores"],
                "predicted": {**estimate.derived(), "paper": estimate.params.to_dict()}}
         if clip.truth is not None:
@@ -399,7 +394,7 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
                "per_scene_s": _mean(r.get("per_scene_s") for r in rows),
                "all": _table(rows), "moving": _table(moving) if moving else {},
                "by_size": {label: {"clips": len(group), "table": _table(group)}
-                           for _, _, label in SIZE_BUCKETS
+                           for label, _, _ in SIZE_BUCKETS
                            if (group := [r for r in rows if r["size_bucket"] == label])},
                "pairs": pair_ordering(rows),
                # the per-scene baseline runs on the first clips only: every method on those same clips (paired)
@@ -416,7 +411,7 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
             label: {"n": len(group), "log_kpm": _mean(r["param_errors"]["pipeline"]["log_kpm"] for r in group),
                     "log_kpm_1m": _mean(r["param_errors"]["pipeline"]["log_kpm_1m"] for r in group),
                     "at_bound_unjustified": sum(_at_bound_unjustified(r) for r in group)}
-            for _, _, label in SIZE_BUCKETS if (group := [r for r in with_truth if r["size_bucket"] == label])}
+            for label, _, _ in SIZE_BUCKETS if (group := [r for r in with_truth if r["size_bucket"] == label])}
     return summary
 
 

@@ -93,7 +93,7 @@ def test_pair_ordering_and_size_buckets():
     rows = [row("a", 10, 5), row("a", 20, 50), row("b", 30, 5), row("b", 20, 50),  # synthetic: 1 of 2 right
             row("c_soft", 5, pair=("c", "soft")), row("c_stiff", 9, pair=("c", "stiff"))]  # cross-engine: right
     assert pair_ordering(rows) == {"pairs": 3, "k_per_m_order_correct": pytest.approx(2 / 3)}
-    assert size_bucket(0.05) == "< 10 cm" and size_bucket(0.25) == "20-40 cm" and size_bucket(0.9) == ">= 70 cm"
+    assert size_bucket(0.05) == "<0.15 m" and size_bucket(0.25) == "0.15-0.40 m" and size_bucket(0.9) == ">0.40 m"
 
 
 def test_eval_config_rejects_bad_values():
