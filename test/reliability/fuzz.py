@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from reconphys_ros.msg import GaussianAsset, GripperCommand
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
 from reconphys_ros.ros.conversions import asset_to_msg, numpy_to_image, pointcloud2_from_points
-from test.ros.helpers import random_asset
+from test.ros.helpers import RecordingPublisher, random_asset  # noqa: F401 (re-exported for the fuzz tests)
 
 NASTY_FLOATS = (math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-45, -1e30, 1e30, 3.4e38, -1.0)
 floats = st.one_of(st.sampled_from(NASTY_FLOATS), st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False),
@@ -50,19 +50,6 @@ class RecordingLogger:
 
     def debug(self, text, **_):
         pass
-
-
-class RecordingPublisher:
-    """Stands in for an rclpy publisher: keeps what was published."""
-
-    def __init__(self):
-        self.messages = []
-
-    def publish(self, msg):
-        self.messages.append(msg)
-
-    def get_subscription_count(self) -> int:
-        return 1
 
 
 def _set_stamp(msg, stamp):

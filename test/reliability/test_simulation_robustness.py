@@ -9,20 +9,21 @@ import time
 import numpy as np
 import pytest
 import torch
-from rclpy.parameter import Parameter
 
 from reconphys_ros.core.physics import (PARAM_NAMES, PARAM_RANGES, ModelBuilder, PhysicsParams, State, drop_state,
                                         lattice_from_name, sample_anchors, simulate)
 from reconphys_ros.core.physics.integrator import resolve_substeps
+from reconphys_ros.core.physics.params import (object_size, paper_from_ratios, ratios_from_paper,
+                                               ratios_from_size_independent)
 from reconphys_ros.core.sim_session import thin_anchors
-from reconphys_ros.ros.conversions import asset_to_msg
 from reconphys_ros.ros.parameters import node_defaults
 from test.reliability import fuzz
-from test.ros.helpers import random_asset
+from test.ros.helpers import ticking_simulation_node
 
 
 def random_configs(count: int, seed: int) -> np.ndarray:
-    """(count, 4) m, k, d, f: the 16 corners of the paper box first, then log-uniform m, k, d and uniform f."""
+    """(count, 4) m, k, d, f of the paper's box for a 1 m object (the size-independent form, physics/params.py): the
+    16 corners first, then log-uniform m, k, d and uniform f. check_configs_finite maps them to the object's size."""
     lo = np.array([PARAM_RANGES[n][0] for n in PARAM_NAMES])
     hi = np.array([PARAM_RANGES[n][1] for n in PARAM_NAMES])
     corners = np.array(list(itertools.product(*zip(lo, hi))))
@@ -33,24 +34,28 @@ def random_configs(count: int, seed: int) -> np.ndarray:
     return np.concatenate([corners, rand])[:count].astype(np.float32)
 
 
-def object_model(num_anchors: int, device: str):
-    """A 0.3 m box object on the simulation node's default lattice; with num_anchors below the lattice size the
-    lattice shrinks to them as the node does for small assets (keeps the CPU run tractable)."""
+def object_model(num_anchors: int, device: str, scale: float = 1.0):
+    """A 0.3 m box object (times `scale`) on the simulation node's default lattice; with num_anchors below the
+    lattice size the lattice shrinks to them as the node does for small assets (keeps the CPU run tractable)."""
     defaults = node_defaults("simulation")
     lattice = lattice_from_name("coarse" if defaults["lattice"] == "auto" else defaults["lattice"])
     rng = np.random.default_rng(0)
-    points = rng.uniform([-0.15, -0.1, 0.0], [0.15, 0.1, 0.2], (4000, 3))
+    points = scale * rng.uniform([-0.15, -0.1, 0.0], [0.15, 0.1, 0.2], (4000, 3))
     anchors = sample_anchors(points, min(num_anchors, lattice.num_anchors), "robustness_box")
     anchors, lattice = thin_anchors(anchors, lattice, "robustness_box")  # K = min(K, N - 1), as the node does
     builder = ModelBuilder()
     builder.add_object(anchors, PhysicsParams(1.0, 100.0, 1.0, 0.5), lattice, object_id="robustness_box")
-    return builder.finalize(device), defaults
+    return builder.finalize(device), defaults, object_size(anchors)
 
 
-def check_configs_finite(configs: np.ndarray, num_anchors: int, device: str, batch: int, frames: int = 30):
-    """Drop every configuration from the node's drop height with the node's fps / substeps (raised to the stable
-    count as the node does); assert every state stays finite and above the ground."""
-    base, defaults = object_model(num_anchors, device)
+def check_configs_finite(configs: np.ndarray, num_anchors: int, device: str, batch: int, frames: int = 30,
+                         scale: float = 1.0):
+    """Drop every configuration (the paper's values for 1 m, mapped to the object's size by the similarity law) from
+    the node's drop height with the node's fps / substeps (raised to the stable count as the node does); assert
+    every state stays finite and above the ground."""
+    base, defaults, size = object_model(num_anchors, device, scale)
+    ratios = ratios_from_size_independent(ratios_from_paper(configs.astype(np.float64)), size)
+    configs = paper_from_ratios(ratios, configs[:, 0].astype(np.float64)).astype(np.float32)
     fps, substeps, height = defaults["fps"], defaults["substeps"], defaults["drop_height"]
     for start in range(0, len(configs), batch):
         chunk = torch.as_tensor(configs[start:start + batch], device=device)
@@ -68,9 +73,10 @@ def check_configs_finite(configs: np.ndarray, num_anchors: int, device: str, bat
         assert (span < 2.0).all(), "an object exploded (extent > 2 m)"
 
 
-def test_corner_and_random_configs_stay_finite():
+@pytest.mark.parametrize("scale", [1.0, 0.15], ids=["30cm", "5cm"])
+def test_corner_and_random_configs_stay_finite(scale):
     configs = random_configs(48, seed=1)
-    check_configs_finite(configs, num_anchors=48, device="cpu", batch=48, frames=20)
+    check_configs_finite(configs, num_anchors=48, device="cpu", batch=48, frames=20, scale=scale)
 
 
 @pytest.mark.slow
@@ -91,14 +97,7 @@ def test_10k_random_configs_stay_finite_on_the_coarse_lattice_cuda():
 # ---------------------------------------------------------------------------------------------------- node level
 @pytest.fixture
 def sim_node(ros_context):
-    from reconphys_ros.ros.simulation import SimulationNode
-    node = SimulationNode(context=ros_context, parameter_overrides=[Parameter("render_rate", value=0.0)])
-    node.timer.cancel()
-    node.status_timer.cancel()
-    for name in ("anchor_pub", "gaussian_pub", "image_pub", "status_pub"):
-        setattr(node, name, fuzz.RecordingPublisher())
-    node.on_asset(asset_to_msg(random_asset(200, num_anchors=40, seed=5)))
-    assert node.sim is not None
+    node = ticking_simulation_node(ros_context)
     yield node
     node.close()
     node.destroy_node()

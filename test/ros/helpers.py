@@ -47,3 +47,33 @@ def assert_assets_equal(a: SimAsset, b: SimAsset) -> None:
     np.testing.assert_allclose(a.physics.params.to_tuple(), b.physics.params.to_tuple(), rtol=1e-12)
     assert a.physics.size == pytest.approx(b.physics.size, rel=1e-12) and a.physics.mass_given == b.physics.mass_given
     assert a.physics.std == b.physics.std and a.physics.mass_given == b.physics.mass_given
+
+
+class RecordingPublisher:
+    """Stands in for an rclpy publisher: keeps what was published."""
+
+    def __init__(self):
+        self.messages = []
+
+    def publish(self, msg):
+        self.messages.append(msg)
+
+    def get_subscription_count(self) -> int:
+        return 1
+
+
+def ticking_simulation_node(ros_context):
+    """A SimulationNode with its timers cancelled (the test calls tick()), publishers recorded, and a 0.3 kg, 20 cm
+    test asset loaded. The caller closes and destroys it."""
+    from rclpy.parameter import Parameter
+
+    from reconphys_ros.ros.conversions import asset_to_msg
+    from reconphys_ros.ros.simulation import SimulationNode
+    node = SimulationNode(context=ros_context, parameter_overrides=[Parameter("render_rate", value=0.0)])
+    node.timer.cancel()
+    node.status_timer.cancel()
+    for name in ("anchor_pub", "gaussian_pub", "image_pub", "status_pub"):
+        setattr(node, name, RecordingPublisher())
+    node.on_asset(asset_to_msg(random_asset(200, num_anchors=40, seed=5)))
+    assert node.sim is not None
+    return node

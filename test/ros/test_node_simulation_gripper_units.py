@@ -4,36 +4,16 @@ import math
 
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
 
 from reconphys_ros.core.physics.control import DEFAULT_GRASP_STIFFNESS, DEFAULT_MAX_EFFORT
 from reconphys_ros.msg import GripperCommand
-from reconphys_ros.ros.conversions import asset_to_msg
 from reconphys_ros.ros.parameters import node_defaults
-from test.ros.helpers import random_asset
-
-
-class _Recorder:
-    def __init__(self):
-        self.messages = []
-
-    def publish(self, msg):
-        self.messages.append(msg)
-
-    def get_subscription_count(self) -> int:
-        return 1
+from test.ros.helpers import ticking_simulation_node
 
 
 @pytest.fixture
 def sim_node(ros_context):
-    from reconphys_ros.ros.simulation import SimulationNode
-    node = SimulationNode(context=ros_context, parameter_overrides=[Parameter("render_rate", value=0.0)])
-    node.timer.cancel()
-    node.status_timer.cancel()
-    for name in ("anchor_pub", "gaussian_pub", "image_pub", "status_pub"):
-        setattr(node, name, _Recorder())
-    node.on_asset(asset_to_msg(random_asset(200, num_anchors=40, seed=5)))  # 0.3 kg, 20 cm
-    assert node.sim is not None
+    node = ticking_simulation_node(ros_context)
     yield node
     node.close()
     node.destroy_node()
