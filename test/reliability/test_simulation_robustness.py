@@ -18,7 +18,6 @@ from reconphys_ros.core.physics.params import (object_size, paper_from_ratios, r
 from reconphys_ros.core.sim_session import thin_anchors
 from reconphys_ros.ros.parameters import node_defaults
 from test.reliability import fuzz
-from test.ros.helpers import ticking_simulation_node
 
 
 def random_configs(count: int, seed: int) -> np.ndarray:
@@ -95,14 +94,6 @@ def test_10k_random_configs_stay_finite_on_the_coarse_lattice_cuda():
 
 
 # ---------------------------------------------------------------------------------------------------- node level
-@pytest.fixture
-def sim_node(ros_context):
-    node = ticking_simulation_node(ros_context)
-    yield node
-    node.close()
-    node.destroy_node()
-
-
 def test_diverging_state_is_reported_and_reset(sim_node):
     node = sim_node
     for _ in range(3):

@@ -15,6 +15,16 @@ def ros_context():
     rclpy.shutdown(context=context)
 
 
+@pytest.fixture
+def sim_node(ros_context):
+    """A SimulationNode stepped by the test (tick()), publishers recorded, a 0.3 kg 20 cm test asset loaded."""
+    from test.ros.helpers import ticking_simulation_node
+    node = ticking_simulation_node(ros_context)
+    yield node
+    node.close()
+    node.destroy_node()
+
+
 def spin_until(executor, predicate, timeout_s: float) -> bool:
     """Spin `executor` until predicate() is true or timeout_s passes; returns predicate()."""
     import time

@@ -8,15 +8,6 @@ import pytest
 from reconphys_ros.core.physics.control import DEFAULT_GRASP_STIFFNESS, DEFAULT_MAX_EFFORT
 from reconphys_ros.msg import GripperCommand
 from reconphys_ros.ros.parameters import node_defaults
-from test.ros.helpers import ticking_simulation_node
-
-
-@pytest.fixture
-def sim_node(ros_context):
-    node = ticking_simulation_node(ros_context)
-    yield node
-    node.close()
-    node.destroy_node()
 
 
 def command(position, closed: bool, max_effort: float, radius: float = 0.2) -> GripperCommand:
