@@ -98,7 +98,7 @@ class ClipBank:
     """The split in memory as network inputs; self-supervised scenes built on first use."""
 
     def __init__(self, root: str, split: str, view: int, num_frames: int, image_size: int, rollout: RolloutConfig,
-                 max_samples: int | None = None):
+                 max_samples: int | None = None, crop: bool = False):
         self.dataset = SyntheticDataset(root, split, views=view, frames=(0, num_frames), with_depth=False)
         count = len(self.dataset) if max_samples is None else min(len(self.dataset), int(max_samples))
         frames, masks, params, sizes, fps = [], [], [], [], []
@@ -107,7 +107,7 @@ class ClipBank:
             # Exactly what the predictor is given at inference: uint8 frames and binary masks (a segmentation's),
             # through the same prepare_clip (training on soft alpha masks hurt at inference: MODEL_CARD.md).
             frames_u8 = to_uint8(item["rgb"].permute(0, 2, 3, 1))  # (T, H, W, 3)
-            rgb, coverage = prepare_clip(frames_u8, item["mask"][:, 0].numpy(), image_size)
+            rgb, coverage = prepare_clip(frames_u8, item["mask"][:, 0].numpy(), image_size, crop)
             frames.append(rgb)
             masks.append(coverage)
             params.append(item["params"])
@@ -189,12 +189,12 @@ class Trainer:
     def load_data(self):
         self.bank = ClipBank(self.config["data"], self.config["split"], self.config["view"],
                              self.net_config.num_frames, self.net_config.image_size, self.rollout,
-                             self.config["max_samples"])
+                             self.config["max_samples"], self.net_config.crop_to_motion)
         split = self.config["val_split"]
         if split and split != self.config["split"]:
             try:
                 self.val_bank = ClipBank(self.config["data"], split, self.config["view"], self.net_config.num_frames,
-                                         self.net_config.image_size, self.rollout)
+                                         self.net_config.image_size, self.rollout, crop=self.net_config.crop_to_motion)
             except ValueError as exc:  # no samples of that split in this data set
                 if self.rank == 0:
                     print(f"train: no validation ({exc}); best.pt is not written", flush=True)

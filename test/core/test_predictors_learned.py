@@ -152,3 +152,23 @@ def test_time_scale_input_is_required_and_used():
     rgb, cov = prepare_clip(frames, masks, 32)
     with pytest.raises(ValueError, match="log_tau"):
         net(rgb[None], cov[None])
+
+
+def test_motion_crop_fills_the_input_with_a_small_object():
+    """crop_to_motion: a 6 px object moving 10 px fills the 32^2 input as a large one would; boxes reaching past the
+    image edge are zero-padded, not shifted."""
+    from reconphys_ros.core.models.physics_predictor import motion_crop_box
+    T, H, W = 6, 120, 160
+    frames = np.zeros((T, H, W, 3), np.uint8)
+    masks = np.zeros((T, H, W), np.uint8)
+    for t in range(T):
+        masks[t, 10 + 2 * t:16 + 2 * t, 150:156] = 255
+        frames[t][masks[t] > 0] = 200
+    top, left, side = motion_crop_box(masks)
+    assert side >= 16 and left + side > W  # square around rows 10..25, cols 150..155, past the right edge
+    _, whole = prepare_clip(frames, masks, 32)
+    _, cropped = prepare_clip(frames, masks, 32, crop=True)
+    assert cropped[0].sum() > 20 * whole[0].sum()  # the object covers far more of the input
+    assert cropped.shape == whole.shape == (T, 1, 32, 32)
+    with pytest.raises(ValueError, match="empty"):
+        prepare_clip(frames, np.zeros_like(masks), 32, crop=True)

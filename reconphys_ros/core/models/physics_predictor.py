@@ -54,6 +54,7 @@ class PhysicsNetConfig:
     heads: int = 4
     layers: int = 2
     time_scale_input: bool = False  # the clip's ln tau as an input (checkpoints before v8 have none)
+    crop_to_motion: bool = False  # frames cropped to the square around the clip's masks (v9 on; before: whole frame)
 
     def validate(self) -> "PhysicsNetConfig":
         if self.image_size < 16 or self.image_size % 16:
@@ -139,9 +140,38 @@ class PhysicsNet(nn.Module):
         return mean, log_var
 
 
-def prepare_clip(frames, masks, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+MOTION_CROP_MARGIN = 0.15  # of the masks' union box, on each side
+
+
+def motion_crop_box(masks) -> tuple[int, int, int]:
+    """(T, H, W) masks -> (top, left, side) of the square around the union of all masks, with MOTION_CROP_MARGIN
+    on each side (may reach outside the image; at least 8 px)."""
+    rows = np.nonzero((np.asarray(masks) > 0).any(axis=(0, 2)))[0]
+    cols = np.nonzero((np.asarray(masks) > 0).any(axis=(0, 1)))[0]
+    if rows.size == 0:
+        raise ValueError("every mask of the clip is empty: nothing to crop to")
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    side = max(int(np.ceil(side * (1.0 + 2.0 * MOTION_CROP_MARGIN))), 8)
+    cy, cx = 0.5 * (rows[0] + rows[-1] + 1), 0.5 * (cols[0] + cols[-1] + 1)
+    return int(round(cy - side / 2)), int(round(cx - side / 2)), side
+
+
+def _crop(images: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """(T, H, W[, C]) -> (T, side, side[, C]), zeros outside the image."""
+    top, left, side = box
+    H, W = images.shape[1:3]
+    pad = [(0, 0), (max(0, -top), max(0, top + side - H)), (max(0, -left), max(0, left + side - W))]
+    pad += [(0, 0)] * (images.ndim - 3)
+    padded = np.pad(images, pad)
+    t, l = top + pad[1][0], left + pad[2][0]
+    return padded[:, t:t + side, l:l + side]
+
+
+def prepare_clip(frames, masks, image_size: int, crop: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(T, H, W, 3) uint8 (or float in [0, 1]) frames + (T, H, W) masks (object > 0) -> network inputs
-    (T, 3, S, S) float in [0, 1] and (T, 1, S, S) coverage (area-averaged resize to S = image_size)."""
+    (T, 3, S, S) float in [0, 1] and (T, 1, S, S) coverage (area-averaged resize to S = image_size). crop: first cut
+    the square around the clip's masks (motion_crop_box), so a small or distant object fills the input as a near
+    one does."""
     frames, masks = np.asarray(frames), np.asarray(masks)
     if frames.ndim != 4 or frames.shape[-1] != 3 or masks.shape != frames.shape[:3]:
         raise ValueError(f"need frames (T, H, W, 3) and masks (T, H, W) of the same T, H, W; got {frames.shape}, "
@@ -152,8 +182,12 @@ def prepare_clip(frames, masks, image_size: int) -> tuple[torch.Tensor, torch.Te
     if not np.isfinite(f).all():
         raise ValueError("frames contain NaN or Inf")
     size = (image_size, image_size)
+    binary = (masks > 0).astype(np.float32)
+    if crop:
+        box = motion_crop_box(masks)
+        f, binary = _crop(f, box), _crop(binary, box)
     rgb = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in f])
-    cov = np.stack([cv2.resize((m > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA) for m in masks])
+    cov = np.stack([cv2.resize(m, size, interpolation=cv2.INTER_AREA) for m in binary])
     return torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(cov)[:, None].contiguous()
 
 
@@ -171,7 +205,8 @@ class LearnedPhysicsPredictor:
         """One clip of an object of size L (m) at fps -> (mean (3,), sigma (3,)) of the size-independent
         (ln k/m at 1 m, ln d/m at 1 m, f)."""
         n = min(self.net.config.num_frames, len(frames))
-        rgb, cov = prepare_clip(np.asarray(frames)[:n], np.asarray(masks)[:n], self.net.config.image_size)
+        rgb, cov = prepare_clip(np.asarray(frames)[:n], np.asarray(masks)[:n], self.net.config.image_size,
+                                self.net.config.crop_to_motion)
         log_tau = torch.tensor([float(log_frame_interval(size, fps))], dtype=torch.float32, device=self.device)
         mean, log_var = self.net(rgb[None].to(self.device), cov[None].to(self.device), log_tau)
         return mean[0].cpu().numpy().astype(np.float64), (0.5 * log_var[0]).exp().cpu().numpy().astype(np.float64)
