@@ -374,7 +374,9 @@ def load_clip(args, out: str, progress: Progress) -> tuple[dict, GraphSettings]:
         source=example_path(args.example), view=args.view, playback_fps=args.rate, clip_fps=clip["fps"],
         asset_dir=os.path.join(out, "asset"), bag_dir=None if args.no_bag else os.path.join(out, "bag"),
         render_camera=sim_render_view(clip["K"][0], clip["world_to_cam"][0], width, height),
-        render_rate=4.0 if args.quick else 6.0, gripper=gripper_script(args.quick), domain_id=args.domain_id,
+        # sim/image renders run on the CPU rasterizer in the simulation node's process and compete with its stepping
+        # (4-6 renders/s held the real-time factor at 0.26-0.46 on 2 cores with the 25 cm example; 2/s: 0.88)
+        render_rate=2.0 if args.quick else 3.0, gripper=gripper_script(args.quick), domain_id=args.domain_id,
         known_mass=args.known_mass)
     progress.end(f"{rgb.shape[0]} frames {width}x{height}, true params {clip['params']}")
     return clip, settings
