@@ -58,7 +58,11 @@ def bench_latency(num_drops: int, out_dir: str) -> dict:
             raise RuntimeError(f"only {len(received)} of {num_drops} drops reconstructed")
         end_to_end, pipeline = [], []
         for object_id, t_ns in received[:num_drops]:
-            with open(os.path.join(out_dir, f"{object_id}.json")) as f:
+            path = os.path.join(out_dir, f"{object_id}.json")
+            # the node publishes the asset first and writes its files after: wait for the record
+            if not spin_until(executor, lambda: os.path.exists(path), 30.0):
+                raise RuntimeError(f"{path} was not written")
+            with open(path) as f:
                 record = json.load(f)
             end_to_end.append(t_ns * 1e-9 - record["frame_stamps"][-1])
             pipeline.append(record["timings"]["total"])
