@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.gaussians import GaussianCloud
-from reconphys_ros.core.physics.lattice import (LATTICES, LatticeConfig, LatticeScale, estimate_reference_r2_sum,
-                                               lattice_scale)
-from reconphys_ros.core.physics.params import (RATIO_RANGES, REFERENCE_NUM_ANCHORS, PhysicsParams, in_ratio_ranges,
-                                              object_size)
+from reconphys_ros.core.physics.lattice import LATTICES, LatticeConfig, LatticeScale, lattice_scale_for
+from reconphys_ros.core.physics.params import (MASS_PRIOR_LOG_SIGMA, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
+                                              PhysicsParams, in_ratio_ranges, object_size, paper_from_ratios)
 
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -84,6 +83,25 @@ class PhysicsEstimate:
     def size_independent(self) -> np.ndarray:
         """(3,) ln k/m and ln d/m at 1 m, f (physics/params.py)."""
         return self.params.size_independent(self.size)
+
+    @classmethod
+    def from_ratios(cls, ratios, total_mass: float, sigmas, mass_given: bool, size: float) -> "PhysicsEstimate":
+        """An estimate from (3,) ln k/m, ln d/m, f at the object's size L (m), its total mass (kg) and the standard
+        deviations (3,) of ln k/m, ln d/m and f. The mass's log-spread is the prior's (MASS_PRIOR_LOG_SIGMA) unless
+        the mass was given; k and d combine it with their ratio's (first order). Not validated."""
+        m = total_mass / REFERENCE_NUM_ANCHORS
+        params = PhysicsParams(*(float(v) for v in paper_from_ratios(np.asarray(ratios, np.float64), m)))
+        s_k, s_d, s_f = (float(v) for v in sigmas)
+        s_m = 0.0 if mass_given else MASS_PRIOR_LOG_SIGMA
+        std = {
+            "mass": m * s_m,
+            "stiffness": params.stiffness * math.hypot(s_k, s_m),
+            "damping": params.damping * math.hypot(s_d, s_m),
+            "friction": s_f,
+            "stiffness_per_mass": math.exp(ratios[0]) * s_k,
+            "damping_per_mass": math.exp(ratios[1]) * s_d,
+        }
+        return cls(params, std, bool(mass_given), float(size))
 
     @classmethod
     def from_si(cls, total_mass: float, stiffness_per_mass: float, damping_per_mass: float, friction: float,
@@ -163,9 +181,7 @@ class SimAsset:
     def spring_scale(self) -> LatticeScale:
         """Multipliers from the paper convention to this asset's own lattice (per-anchor mass, per-spring k and d),
         as the simulator applies them (physics/lattice.py)."""
-        lattice = self.lattice()
-        r2 = float(np.sum(self.rest_lengths.astype(np.float64) ** 2))
-        return lattice_scale(lattice, r2, estimate_reference_r2_sum(self.anchors))
+        return lattice_scale_for(self.lattice(), self.anchors, self.rest_lengths)
 
     def validate(self) -> "SimAsset":
         validate_object_id(self.object_id)

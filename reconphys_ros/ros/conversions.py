@@ -6,7 +6,6 @@ milliseconds. Every function raises ValueError with a message that says what was
 from __future__ import annotations
 
 import array
-import math
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.geometry import unit_quaternion
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
 from reconphys_ros.core.physics.lattice import LatticeScale
-from reconphys_ros.core.physics.params import KNOWN_MASS_RANGE
+from reconphys_ros.core.physics.params import check_known_mass
 from reconphys_ros.core.render.camera import check_intrinsics
 from reconphys_ros.msg import GaussianAsset
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
@@ -189,9 +188,7 @@ def physics_from_msg(msg: PhysicsParamsMsg) -> tuple[str, PhysicsEstimate]:
     object_id = validate_object_id(msg.object_id)
     if msg.mass_source not in (PhysicsParamsMsg.MASS_ESTIMATED, PhysicsParamsMsg.MASS_GIVEN):
         raise ValueError(f"PhysicsParams.mass_source must be 0 (estimated) or 1 (given), got {msg.mass_source}")
-    if not (math.isfinite(msg.mass) and 0.0 < msg.mass <= KNOWN_MASS_RANGE[1]):
-        raise ValueError(f"PhysicsParams.mass is the object's total mass in kg and must be in (0, "
-                         f"{KNOWN_MASS_RANGE[1]:g}], got {msg.mass}")
+    check_known_mass(msg.mass, "PhysicsParams.mass")
     std = {f"{_SI_KEYS.get(n, n)}_std": float(getattr(msg, f"{n}_std")) for n in _SI_FIELDS if n != "size"}
     estimate = PhysicsEstimate.from_si(msg.mass, msg.stiffness_per_mass, msg.damping_per_mass, msg.friction,
                                        msg.size, std, mass_given=msg.mass_source == PhysicsParamsMsg.MASS_GIVEN)

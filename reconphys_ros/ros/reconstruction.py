@@ -28,7 +28,7 @@ from reconphys_ros.core.gaussians import write_ply
 from reconphys_ros.core.geometry import pose_matrix
 from reconphys_ros.core.render import Camera, camera_from_calibration
 from reconphys_ros.msg import GaussianAsset, PhysicsParams
-from reconphys_ros.ros.conversions import (asset_to_msg, camera_info_to_k, image_to_numpy, physics_to_msg,
+from reconphys_ros.ros.conversions import (asset_to_msg, camera_info_to_k, image_to_numpy,
                                            pose_to_numpy)
 from reconphys_ros.ros.guarded_node import GuardedNode, describe_exception, format_traceback
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
@@ -225,8 +225,9 @@ class ReconstructionNode(GuardedNode):
                 return
             asset = result.asset
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
-            self.asset_pub.publish(asset_to_msg(asset, header))
-            self.physics_pub.publish(physics_to_msg(asset.physics, asset.object_id, asset.spring_scale(), header))
+            asset_msg = asset_to_msg(asset, header)
+            self.asset_pub.publish(asset_msg)
+            self.physics_pub.publish(asset_msg.physics)  # the same PhysicsParams the asset carries
             latency = time.monotonic() - start
             self.latencies.append(latency)
             self.last_result = result

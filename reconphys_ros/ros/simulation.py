@@ -12,7 +12,6 @@ physics lock, so a big asset cannot silence it.
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
 
@@ -22,7 +21,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from reconphys_ros.core.physics.control import critical_damping, grasp_stability_margin
+from reconphys_ros.core.physics.control import critical_damping, grasp_stability_margin, grasp_stiffness_per_mass
 from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
 from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
@@ -39,11 +38,6 @@ GRIPPER_WORKSPACE_M = ((-5.0, -5.0, 0.0), (5.0, 5.0, 5.0))
 # is too noisy to judge: one late frame in 0.1 s is 30%).
 REAL_TIME_MIN = 0.9
 REAL_TIME_WINDOW_S = 0.5
-
-
-def grasp_stiffness_per_mass(frequency_hz: float) -> float:
-    """Grasp stiffness per unit mass (1/s^2) of a grasp natural frequency (Hz): (2 pi f)^2."""
-    return (2.0 * math.pi * float(frequency_hz)) ** 2
 
 NAME = "simulation"
 PARAMS = [

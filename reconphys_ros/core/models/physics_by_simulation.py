@@ -45,9 +45,9 @@ import torch
 from ..asset import PhysicsEstimate
 from ..gaussians import GaussianCloud
 from ..physics import LatticeConfig, PhysicsParams, sample_anchors
-from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, MASS_PRIOR_LOG_SIGMA, RATIO_RANGES,
-                              REFERENCE_NUM_ANCHORS, log_uniform_sigma, mass_prior, object_size, object_volume,
-                              paper_from_ratios, ratios_from_size_independent)
+from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
+                              log_uniform_sigma, mass_prior, object_size, object_volume, paper_from_ratios,
+                              ratios_from_size_independent)
 from ..render import Camera
 from . import silhouette_rollout as sr
 
@@ -331,7 +331,6 @@ def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np
             shown = value if name == "friction" else math.exp(value)
             notes.append(f"{name} {shown:.4g} outside the range for a {size:.3g} m object: clamped")
     log_kpm, log_dpm, friction = clamped["k/m"], clamped["d/m"], clamped["friction"]
-    kpm, dpm, mass = math.exp(log_kpm), math.exp(log_dpm), bounds.mass
     sigma_kpm = _curvature_sigma(grid, losses, best, config.tolerance)
     if sigma_kpm is None:
         near = grid[losses <= losses[best] * (1 + config.tolerance) + 1e-12]
@@ -339,21 +338,12 @@ def _estimate_with_uncertainty(theta: torch.Tensor, grid: np.ndarray, losses: np
         notes.append("k/m uncertainty from the spread of near-optimal sweep points (no usable curvature)")
     sigma_kpm = max(sigma_kpm, 0.1 * step)
     if best in (0, len(grid) - 1):
-        notes.append(f"sweep minimum at the edge of the k/m range ({kpm:.3g} 1/s^2): estimate may be bounded")
+        notes.append(f"sweep minimum at the edge of the k/m range ({math.exp(log_kpm):.3g} 1/s^2): estimate may be "
+                     "bounded")
     sigma_dpm = log_uniform_sigma(*bounds.dpm)
     sigma_f = (bounds.friction[1] - bounds.friction[0]) / math.sqrt(12.0)
-    sigma_m = 0.0 if mass_given else MASS_PRIOR_LOG_SIGMA
-
-    values = {"mass": mass, "stiffness": kpm * mass, "damping": dpm * mass, "friction": friction}
-    std = {
-        "mass": mass * sigma_m,
-        "stiffness": values["stiffness"] * math.hypot(sigma_kpm, sigma_m),
-        "damping": values["damping"] * math.hypot(sigma_dpm, sigma_m),
-        "friction": sigma_f,
-        "stiffness_per_mass": kpm * sigma_kpm,
-        "damping_per_mass": dpm * sigma_dpm,
-    }
-    return PhysicsEstimate(PhysicsParams(**values), std, mass_given, size).validate()
+    return PhysicsEstimate.from_ratios((log_kpm, log_dpm, friction), bounds.mass * REFERENCE_NUM_ANCHORS,
+                                       (sigma_kpm, sigma_dpm, sigma_f), mass_given, size).validate()
 
 
 def estimate_physics(

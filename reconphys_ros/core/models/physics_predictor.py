@@ -18,7 +18,6 @@ units) or from a density prior times the object's volume (params.mass_prior, wit
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -27,9 +26,7 @@ import torch
 from torch import nn
 
 from ..asset import PhysicsEstimate
-from ..physics import PhysicsParams
-from ..physics.params import (GRAVITY_MAGNITUDE, MASS_PRIOR_LOG_SIGMA, PARAM_NAMES, RATIO_RANGES,
-                              REFERENCE_NUM_ANCHORS, mass_prior, paper_from_ratios, ratios_from_size_independent)
+from ..physics.params import GRAVITY_MAGNITUDE, RATIO_RANGES, mass_prior, ratios_from_size_independent
 from .checkpoint import check_state_dict, load_checkpoint
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
@@ -224,21 +221,9 @@ def estimate_from_prediction(mean, sigma, size: float, volume: float,
     """Size-independent (ln k/m, ln d/m, f) means and standard deviations of an object of size L (m) and volume
     (m^3) -> PhysicsEstimate at that size (clamped into the ranges), the mass the user's (kg) or the prior's."""
     total_mass, given = mass_prior(known_mass, volume)
-    mass = total_mass / REFERENCE_NUM_ANCHORS
     lo, hi = _LO.double().numpy(), _HI.double().numpy()
     ratios = ratios_from_size_independent(np.clip(np.asarray(mean[:3], np.float64), lo, hi), size)
-    kpm, dpm = math.exp(ratios[0]), math.exp(ratios[1])
-    sigma_m = 0.0 if given else MASS_PRIOR_LOG_SIGMA
-    values = dict(zip(PARAM_NAMES, map(float, paper_from_ratios(ratios, mass))))
-    std = {
-        "mass": mass * sigma_m,
-        "stiffness": values["stiffness"] * math.hypot(sigma[0], sigma_m),
-        "damping": values["damping"] * math.hypot(sigma[1], sigma_m),
-        "friction": float(sigma[2]),
-        "stiffness_per_mass": kpm * float(sigma[0]),
-        "damping_per_mass": dpm * float(sigma[1]),
-    }
-    return PhysicsEstimate(PhysicsParams(**values), std, given, float(size)).validate()
+    return PhysicsEstimate.from_ratios(ratios, total_mass, sigma[:3], given, size).validate()
 
 
 def build_net(config: dict) -> PhysicsNet:

@@ -33,7 +33,14 @@ from .model import Model, State
 
 DEFAULT_MAX_EFFORT = 40.0  # N: a parallel gripper's grip force (robot grippers: ~5-100 N)
 DEFAULT_GRASP_FREQUENCY = 12.0  # Hz: natural frequency of a grasped anchor on its grasp spring
-DEFAULT_GRASP_STIFFNESS = (2.0 * math.pi * DEFAULT_GRASP_FREQUENCY) ** 2  # 1/s^2 per unit mass (~5685)
+
+
+def grasp_stiffness_per_mass(frequency_hz: float) -> float:
+    """Grasp stiffness per unit mass (1/s^2) of a grasp natural frequency (Hz): (2 pi f)^2."""
+    return (2.0 * math.pi * float(frequency_hz)) ** 2
+
+
+DEFAULT_GRASP_STIFFNESS = grasp_stiffness_per_mass(DEFAULT_GRASP_FREQUENCY)  # 1/s^2 per unit mass (~5685)
 GRASP_DAMPING_RATIO = 1.0  # critical damping of the grasp springs
 GRASP_STABILITY_BUDGET = 0.8  # of the explicit integrator's limit 4 left over by Model.required_substeps (safety 0.8)
 SLIP_STRETCH_FACTOR = 3.0  # anchors stretched beyond this times the stretch at the force cap (and beyond the grasp

@@ -100,3 +100,15 @@ def lattice_scale(lattice: LatticeConfig, lattice_r2_sum: float, reference_r2_su
         stiffness=r2 * lattice.stiffness_correction,
         damping=r2 * lattice.damping_correction,
     )
+
+
+def lattice_scale_for(lattice: LatticeConfig, anchors: np.ndarray, rest_lengths: np.ndarray,
+                      reference_r2_sum: float | None = None) -> LatticeScale:
+    """The multipliers of `lattice` built on these anchors (N, 3) with springs of these rest lengths (S,): what the
+    simulator applies (ModelBuilder) and what an asset reports as its per-spring k and d. The reference's r^2 sum is
+    estimated from the anchors unless given (never needed on the reference lattice itself)."""
+    if lattice.is_reference:
+        return LatticeScale(1.0, 1.0, 1.0)
+    if reference_r2_sum is None:
+        reference_r2_sum = estimate_reference_r2_sum(anchors)
+    return lattice_scale(lattice, float(np.sum(np.asarray(rest_lengths, np.float64) ** 2)), reference_r2_sum)

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from .kernels import CONTACT_HARD, CONTACT_SMOOTH
-from .lattice import (REFERENCE_LATTICE, LatticeConfig, LatticeScale, estimate_reference_r2_sum,
-                      lattice_scale)
+from .lattice import REFERENCE_LATTICE, LatticeConfig, lattice_scale_for
 from .params import GRAVITY, PARAM_NAMES, PhysicsParams
 from .springs import knn_springs
 
@@ -183,12 +182,7 @@ class ModelBuilder:
         if self._objects and lattice.spring_exponent != self._objects[0]["lattice"].spring_exponent:
             raise ValueError("add_object: all objects of a model must share the spring exponent")
         pairs, rest = knn_springs(anchors, lattice.k_neighbors)
-        r2 = float(np.sum(rest.astype(np.float64) ** 2))
-        if lattice.is_reference:
-            scale = LatticeScale(1.0, 1.0, 1.0)
-        else:
-            ref_r2 = reference_r2_sum if reference_r2_sum is not None else estimate_reference_r2_sum(anchors)
-            scale = lattice_scale(lattice, r2, ref_r2)
+        scale = lattice_scale_for(lattice, anchors, rest, reference_r2_sum)
         eig = unit_stiffness_eigen(anchors, pairs)
         self._objects.append(dict(anchors=anchors, pairs=pairs, rest=rest, params=params, lattice=lattice,
                                   scale=scale, eig=eig, object_id=object_id))

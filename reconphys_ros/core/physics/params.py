@@ -104,12 +104,13 @@ def object_volume(points) -> float:
         return float(np.prod(np.maximum(extent, 0.01 * max(float(extent.max(initial=0.0)), 1e-6))))
 
 
-def check_known_mass(known_mass) -> float:
-    """A user's known total mass (kg) as a float, or a ValueError that names the unit."""
+def check_known_mass(known_mass, name: str = "known_mass") -> float:
+    """A total mass (kg; a user's known_mass, or the mass of a PhysicsParams message) as a float, or a ValueError
+    that names `name` and the unit."""
     lo, hi = KNOWN_MASS_RANGE
     if isinstance(known_mass, bool) or not isinstance(known_mass, (int, float)) or not math.isfinite(known_mass) \
             or not lo < known_mass <= hi:
-        raise ValueError(f"known_mass is the object's total mass in kg and must be a number in ({lo:g}, {hi:g}] kg, "
+        raise ValueError(f"{name} is the object's total mass in kg and must be a number in ({lo:g}, {hi:g}] kg, "
                          f"got {known_mass!r}")
     return float(known_mass)
 
