@@ -178,21 +178,21 @@ def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_mask
                      per_scene: ReconstructionPipeline | None, breakdown: bool = True) -> tuple[dict, dict]:
     """-> ({variant: Prediction}, info: pipeline latency, notes, the pipeline's estimate and its std)."""
     frames = clip.frames[0, RECON]
-    zero = np.zeros(3)
     tick = time.perf_counter()
     result = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id)
-    info = {"latency_s": time.perf_counter() - tick, "notes": result.notes, "estimate": result.asset.physics}
+    info = {"latency_s": time.perf_counter() - tick, "notes": result.notes, "estimate": result.asset.physics,
+            "result": result}
     asset = result.asset
-    out = {"pipeline": Prediction(asset, result.initial_velocity, zero),
-           "const-mean": Prediction(_with_physics(asset, mean_values), result.initial_velocity, zero)}
+    fitted = (result.initial_velocity, result.angular_velocity)
+    out = {"pipeline": Prediction(asset, *fitted), "const-mean": Prediction(_with_physics(asset, mean_values), *fitted)}
     if breakdown:
         out["true-initial-state"] = Prediction(asset, *_true_state(clip, asset))
     if breakdown and clip.truth is not None:
         truth = clip.truth.size_independent(clip.truth_size)
-        out["true-physics"] = Prediction(_with_physics(asset, truth), result.initial_velocity, zero)
+        out["true-physics"] = Prediction(_with_physics(asset, truth), *fitted)
     if breakdown and clip.gaussians is not None:
         shaped = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id, gaussians=clip.gaussians)
-        out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, zero)
+        out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, shaped.angular_velocity)
         if clip.truth is not None:
             out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth.size_independent(clip.truth_size)),
                                          *_true_state(clip, shaped.asset))
@@ -200,7 +200,7 @@ def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_mask
         tick = time.perf_counter()
         scene = per_scene.run(frames, observed_masks, clip.cameras[0], clip.object_id)
         info["per_scene_s"] = time.perf_counter() - tick
-        out["per-scene"] = Prediction(scene.asset, scene.initial_velocity, zero)
+        out["per-scene"] = Prediction(scene.asset, scene.initial_velocity, scene.angular_velocity)
     return out, info
 
 
@@ -248,6 +248,65 @@ def param_row(estimate: PhysicsEstimate, truth: PhysicsParams, truth_size: float
         "paper_mass": abs(pred.mass - truth.mass),
         "paper_stiffness": abs(pred.stiffness - truth.stiffness),
         "paper_damping": abs(pred.damping - truth.damping),
+    }
+
+
+def true_impact_frame(clip: Clip) -> int | None:
+    """First frame whose lowest true point is within 2 mm + 1% of the object's size of the ground (None: never)."""
+    low = clip.anchors[..., 2].min(-1)  # (T,)
+    hit = np.nonzero(low <= 0.002 + 0.01 * clip.truth_size)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def initial_state_row(clip: Clip, result, rendered: tuple) -> dict:
+    """The pipeline's frame-0 state against the truth (issue 15's metrics): velocity error (share of the speed, at
+    least 0.5 m/s), spin error (rad/s), depth error (share of the true camera depth of the centroid), impact frame
+    error, future centroid error (mean over frames 20-29, in object sizes) and the novel-view IoU of the frame-0
+    Gaussians (held-out view, frame 0)."""
+    asset, state = result.asset, result.initial_state
+    true_v, true_w = _true_state(clip, asset)
+    camera = clip.cameras[0]
+    w2c = camera.world_to_cam.double().numpy()
+    depth_of = lambda p: float((w2c[:3, :3] @ p + w2c[:3, 3])[2])  # noqa: E731
+    true_depth = depth_of(clip.com)
+    impact, true_impact = state.impact_frame, true_impact_frame(clip)
+    _, masks, anchors = rendered
+    pred_c, true_c = anchors[FUTURE].mean(1), clip.anchors[FUTURE].mean(1)  # (10, 3)
+    iou_pred, iou_true = masks[1][0], clip.masks[1][0]
+    union = np.logical_or(iou_pred, iou_true).sum()
+    return {
+        "velocity_error": float(np.linalg.norm(result.initial_velocity - true_v) / max(np.linalg.norm(true_v), 0.5)),
+        "speed_m_s": float(np.linalg.norm(true_v)),
+        "spin_error_rad_s": float(np.linalg.norm(result.angular_velocity - true_w)),
+        "true_spin_rad_s": float(np.linalg.norm(true_w)),
+        "depth_error": abs(depth_of(asset.anchors.astype(np.float64).mean(0)) - true_depth) / true_depth,
+        "depth_trusted": bool(state.trusted),
+        "impact_frame": impact, "true_impact_frame": true_impact,
+        "impact_within_1": (impact is None and true_impact is None) or (
+            impact is not None and true_impact is not None and abs(impact - true_impact) <= 1),
+        "future_centroid_error_sizes": float(np.linalg.norm(pred_c - true_c, axis=1).mean() / clip.truth_size),
+        "novel_view_iou_frame0": float(np.logical_and(iou_pred, iou_true).sum() / union) if union else None,
+    }
+
+
+def summarise_initial_state(rows: list) -> dict:
+    """The issue-15 figures over the clips: medians, 90th percentiles and shares."""
+    states = [r["initial_state"] for r in rows if "initial_state" in r]
+    if not states:
+        return {}
+    pick = lambda key, group=states: np.array([s[key] for s in group if s[key] is not None], np.float64)  # noqa
+    moving = [r["initial_state"] for r in rows if "initial_state" in r and r["moving"]]
+    v, d, c = pick("velocity_error"), pick("depth_error"), pick("future_centroid_error_sizes", moving)
+    return {
+        "n": len(states), "moving": len(moving),
+        "velocity_error_median": float(np.median(v)), "velocity_error_p90": float(np.percentile(v, 90)),
+        "spin_error_median_rad_s": float(np.median(pick("spin_error_rad_s"))),
+        "depth_error_median": float(np.median(d)), "depth_error_max": float(d.max()),
+        "depth_trusted_share": float(np.mean(pick("depth_trusted"))),
+        "impact_within_1_share": float(np.mean(pick("impact_within_1"))),
+        "future_centroid_error_median_moving": float(np.median(c)) if c.size else None,
+        "future_centroid_error_median_all": float(np.median(pick("future_centroid_error_sizes"))),
+        "novel_view_iou_frame0_mean": float(np.mean(pick("novel_view_iou_frame0"))),
     }
 
 
@@ -328,6 +387,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
                                    for name in ("pipeline", "const-mean", "per-scene") if name in preds}
         if "per_scene_s" in info:
             row["per_scene_s"] = info["per_scene_s"]
+        row["initial_state"] = initial_state_row(clip, info["result"], rendered["pipeline"])
         rows.append(row)
         for name, views in scored["per_frame"].items():
             for view, values in views.items():
@@ -397,6 +457,7 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
                            for label, _, _ in SIZE_BUCKETS
                            if (group := [r for r in rows if r["size_bucket"] == label])},
                "pairs": pair_ordering(rows),
+               "initial_state": summarise_initial_state(rows),
                # the per-scene baseline runs on the first clips only: every method on those same clips (paired)
                "per_scene_clips": _table([r for r in rows if "per-scene" in r["scores"]])}
     with_truth = [r for r in rows if "param_errors" in r]
@@ -485,6 +546,18 @@ def markdown_report(summary: dict) -> str:
             lines.append(f"| {label} | {e['n']} | {e['log_kpm']:.3f} | {e['log_kpm_1m']:.3f} | "
                          f"{e['at_bound_unjustified']} |")
         lines.append("")
+    st = summary.get("initial_state")
+    if st:
+        lines += ["**Frame-0 state** (issue 15 targets in brackets; velocity error as a share of the speed, at least "
+                  "0.5 m/s; depth of the anchors' centroid along the input camera's axis)", "",
+                  "| velocity error median [<= 15%] / p90 [<= 35%] | spin error median (rad/s) | depth error median "
+                  "[<= 5%] / max [<= 25%] | depth trusted | impact frame within +-1 [>= 90%] | future centroid error "
+                  "/ size, moving [<= 0.3] / all | novel-view IoU frame 0 [>= 0.7] |", "|---|---|---|---|---|---|---|",
+                  f"| {st['velocity_error_median']:.0%} / {st['velocity_error_p90']:.0%} | "
+                  f"{st['spin_error_median_rad_s']:.2f} | {st['depth_error_median']:.1%} / {st['depth_error_max']:.1%} | "
+                  f"{st['depth_trusted_share']:.0%} | {st['impact_within_1_share']:.0%} | "
+                  f"{_fmt(st['future_centroid_error_median_moving'])} ({st['moving']} clips) / "
+                  f"{st['future_centroid_error_median_all']:.2f} | {st['novel_view_iou_frame0_mean']:.2f} |", ""]
     p = summary["pairs"]
     lines.append(f"Pairs of one object: {p['pairs']}, predicted k/m in the right order in "
                  f"{_fmt(p['k_per_m_order_correct'], '{:.0%}')}.")
@@ -493,10 +566,14 @@ def markdown_report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+STATE_COLUMNS = ("velocity_error", "spin_error_rad_s", "depth_error", "impact_frame", "true_impact_frame",
+                 "future_centroid_error_sizes", "novel_view_iou_frame0")
+
+
 def write_per_clip_csv(path: str, rows: list) -> None:
     methods = [m for m in PREDICTIONS + VIDEO_BASELINES if any(m in r["scores"] for r in rows)]
     header = ["sample_id", "object_id", "size_m", "moving", "latency_s", "pred_k_per_m", "true_k_per_m",
-              "pred_d_per_m", "true_d_per_m", "pred_friction", "true_friction"]
+              "pred_d_per_m", "true_d_per_m", "pred_friction", "true_friction"] + [f"state:{k}" for k in STATE_COLUMNS]
     for m in methods:
         header += [f"{m}:{v}:{w}_psnr" for v in VIEWS for w in WINDOWS] + [f"{m}:input:future_cd"]
     with open(path, "w", newline="") as f:
@@ -508,6 +585,7 @@ def write_per_clip_csv(path: str, rows: list) -> None:
                     r["predicted"]["stiffness_per_mass"], t.get("stiffness_per_mass", ""),
                     r["predicted"]["damping_per_mass"], t.get("damping_per_mass", ""),
                     r["predicted"]["friction"], t.get("friction", "")]
+            line += ["" if r.get("initial_state", {}).get(k) is None else r["initial_state"][k] for k in STATE_COLUMNS]
             for m in methods:
                 s = r["scores"].get(m, {})
                 line += [s.get(v, {}).get(w, {}).get("psnr", "") for v in VIEWS for w in WINDOWS]

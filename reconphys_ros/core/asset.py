@@ -150,6 +150,72 @@ class PhysicsEstimate:
         }
 
 
+MAX_SPEED = 100.0  # m/s: a thrown or dropped object; beyond this the fit or the message is wrong
+MAX_SPIN = 200.0  # rad/s
+
+
+@dataclass(frozen=True)
+class InitialMotion:
+    """The object's rigid motion at the first observed frame (world frame, SI), as the reconstruction fitted it:
+    the asset's anchors start moving with velocity + angular_velocity x (anchor - anchors' centroid)."""
+
+    velocity: tuple = (0.0, 0.0, 0.0)  # (3,) m/s of the anchors' centroid
+    angular_velocity: tuple = (0.0, 0.0, 0.0)  # (3,) rad/s about it
+    velocity_std: tuple = (0.0, 0.0, 0.0)  # (3,) m/s, one standard deviation
+    angular_velocity_std: tuple = (0.0, 0.0, 0.0)  # (3,) rad/s
+    depth: float = float("nan")  # m, camera-frame depth of the object's centroid at frame 0 (NaN: not measured)
+    depth_std: float = float("nan")  # m
+    depth_trusted: bool = False  # the depth came from the clip's own cues (not a fallback prior)
+    impact_time: float = float("nan")  # s after the first frame when it first touches the ground (NaN: later)
+
+    def validate(self) -> "InitialMotion":
+        for name, limit in (("velocity", MAX_SPEED), ("angular_velocity", MAX_SPIN), ("velocity_std", math.inf),
+                            ("angular_velocity_std", math.inf)):
+            value = np.asarray(getattr(self, name), np.float64)
+            if value.shape != (3,) or not np.isfinite(value).all():
+                raise ValueError(f"InitialMotion.{name} must be 3 finite numbers, got {getattr(self, name)!r}")
+            if name.endswith("_std") and (value < 0).any():
+                raise ValueError(f"InitialMotion.{name} must be >= 0, got {value.tolist()}")
+            if np.abs(value).max() > limit or np.linalg.norm(value) > limit:  # the first test cannot overflow
+                unit = "m/s" if name == "velocity" else "rad/s"
+                raise ValueError(f"InitialMotion.{name} {np.abs(value).max():.3g} {unit} is beyond {limit:g} {unit}")
+        for name in ("depth", "depth_std", "impact_time"):
+            value = getattr(self, name)
+            if not (math.isnan(value) or (math.isfinite(value) and value >= 0)):
+                raise ValueError(f"InitialMotion.{name} must be >= 0 or NaN (unknown), got {value}")
+        return self
+
+    def velocities_at(self, points: np.ndarray, centre=None) -> np.ndarray:
+        """(M, 3) float32 velocities of points (M, 3) under this rigid motion; `centre` (3,) is the point that moves
+        with `velocity` (the asset's anchors' centroid; default: the points' own centroid)."""
+        points = np.asarray(points, np.float64)
+        centre = points.mean(0) if centre is None else np.asarray(centre, np.float64)
+        w = np.asarray(self.angular_velocity, np.float64)
+        return (np.asarray(self.velocity, np.float64) + np.cross(w, points - centre)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        nan_none = lambda x: None if math.isnan(x) else float(x)  # noqa: E731 -- JSON has no NaN
+        return {"velocity": [float(x) for x in self.velocity],
+                "angular_velocity": [float(x) for x in self.angular_velocity],
+                "velocity_std": [float(x) for x in self.velocity_std],
+                "angular_velocity_std": [float(x) for x in self.angular_velocity_std],
+                "depth": nan_none(self.depth), "depth_std": nan_none(self.depth_std),
+                "depth_trusted": bool(self.depth_trusted), "impact_time": nan_none(self.impact_time)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InitialMotion":
+        if not isinstance(data, dict):
+            raise ValueError(f"initial_motion must be a JSON object, got {type(data).__name__}")
+        nan = lambda x: float("nan") if x is None else float(x)  # noqa: E731
+        try:
+            return cls(tuple(map(float, data["velocity"])), tuple(map(float, data["angular_velocity"])),
+                       tuple(map(float, data["velocity_std"])), tuple(map(float, data["angular_velocity_std"])),
+                       nan(data["depth"]), nan(data["depth_std"]), bool(data["depth_trusted"]),
+                       nan(data["impact_time"])).validate()
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"initial_motion is malformed: {exc!r}") from None
+
+
 @dataclass
 class SimAsset:
     object_id: str
@@ -161,6 +227,8 @@ class SimAsset:
     binding_neighbors: int          # n_b
     binding_power: float            # p_b
     physics: PhysicsEstimate
+    # the observed motion at the first frame (None: unknown; a simulation then starts from rest)
+    initial_motion: InitialMotion | None = None
 
     @property
     def num_anchors(self) -> int:
@@ -206,6 +274,8 @@ class SimAsset:
         self._check_gaussian_scales()
         self._check_gaussians_near_anchors()
         self.physics.validate()
+        if self.initial_motion is not None:
+            self.initial_motion.validate()
         size = object_size(anchors)
         if abs(self.physics.size - size) > 0.02 * size:
             raise ValueError(f"SimAsset.physics.size {self.physics.size:.4g} m is not the anchors' size {size:.4g} m "

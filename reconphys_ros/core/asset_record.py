@@ -11,6 +11,9 @@ JSON keys (stable: users read them):
 - camera: {K (3x3), world_to_cam (4x4), width, height} (OpenCV convention, render/camera.py)
 - frame_stamps (s, the clip handed to the pipeline), latency_s (last frame to the published asset)
 - notes, timings (pipeline stage -> s)
+- initial_motion (optional, null when unknown): the fitted motion at the first frame, world frame: velocity (m/s of
+  the anchors' centroid), angular_velocity (rad/s about it), their *_std, depth and depth_std (m, camera frame),
+  depth_trusted (false: a fallback depth, see notes), impact_time (s after the first frame, null: not in the clip)
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .asset import PhysicsEstimate, SimAsset
+from .asset import InitialMotion, PhysicsEstimate, SimAsset
 from .files import atomic_write_text
 from .render.camera import Camera
 
@@ -46,13 +49,15 @@ class AssetRecord:
     latency_s: float
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    initial_motion: InitialMotion | None = None
 
     @classmethod
     def of_asset(cls, asset: SimAsset, camera: Camera, frame_stamps, latency_s: float, notes=(),
                  timings: dict | None = None) -> "AssetRecord":
         return cls(asset.object_id, asset.physics, asset.gaussians.num_gaussians, asset.num_anchors,
                    asset.num_springs, asset.binding_neighbors, asset.binding_power, camera,
-                   np.asarray(frame_stamps, np.float64).tolist(), latency_s, list(notes), dict(timings or {}))
+                   np.asarray(frame_stamps, np.float64).tolist(), latency_s, list(notes), dict(timings or {}),
+                   asset.initial_motion)
 
     def to_dict(self) -> dict:
         physics = self.physics
@@ -71,6 +76,7 @@ class AssetRecord:
             "latency_s": self.latency_s,
             "notes": list(self.notes),
             "timings": dict(self.timings),
+            "initial_motion": None if self.initial_motion is None else self.initial_motion.to_dict(),
         }
 
     @classmethod
@@ -100,7 +106,8 @@ class AssetRecord:
         return cls(_object_id(data["object_id"]), physics, int(data["num_gaussians"]), int(data["num_anchors"]),
                    int(data["num_springs"]), int(binding["neighbors"]), float(binding["power"]), camera,
                    stamps.tolist(), float(data["latency_s"]), [str(n) for n in data["notes"]],
-                   {str(k): float(v) for k, v in dict(data["timings"]).items()})
+                   {str(k): float(v) for k, v in dict(data["timings"]).items()},
+                   None if data.get("initial_motion") is None else InitialMotion.from_dict(data["initial_motion"]))
 
 
 def _section(data: dict, key: str) -> dict:

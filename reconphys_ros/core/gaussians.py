@@ -7,6 +7,8 @@ x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2 rot_0..3, all float32, 
 """
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, fields
 
@@ -107,6 +109,17 @@ class GaussianCloud:
             raise ValueError(f"new means have shape {tuple(new_means.shape)}, expected {tuple(self.means.shape)}")
         tensors = self._tensors()
         tensors["means"] = new_means
+        return GaussianCloud(**tensors)
+
+    def scaled_about(self, centre, factor: float) -> "GaussianCloud":
+        """The cloud scaled by `factor` about the point `centre` (3,): about a camera's centre, the same image at
+        `factor` times the distance (the monocular scale)."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"scale factor must be a positive number, got {factor}")
+        tensors = self._tensors()
+        centre = torch.as_tensor(centre, dtype=self.means.dtype, device=self.means.device).reshape(1, 3)
+        tensors["means"] = centre + factor * (self.means - centre)
+        tensors["log_scales"] = self.log_scales + math.log(factor)
         return GaussianCloud(**tensors)
 
     def subset(self, index: torch.Tensor | slice) -> "GaussianCloud":

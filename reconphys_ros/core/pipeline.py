@@ -3,7 +3,8 @@
 Stages (timed in `PipelineResult.timings`, seconds):
 - gaussians: the learned Gaussian predictor (shipped) or mask inflation of the first frame, by `gaussian_model`;
   the depth comes from the free fall of the mask centroids (falls back to the default depth prior with a note);
-- initial_velocity: ballistic fit of the first frames' centroids (models/initial_motion.py);
+- initial_state: one joint fit of the frame-0 depth, velocity and spin to the mask track (centroid path, looming,
+  shape change, the ground; models/initial_state.py); it moves the Gaussians to the fitted depth when it trusts it;
 - lattice: anchors sampled through the reconstructed volume (seeded by the object id) + KNN springs;
 - physics: learned physics predictor when weights ship (then refined through the simulator if `refine`), else
   the non-learned estimate (sweep over k/m, Adam steps when `refine`), models/physics_by_simulation.py;
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .asset import SimAsset, validate_object_id
+from .asset import InitialMotion, SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
 from .gaussians import GaussianCloud
 from .images import to_uint8
-from .models.initial_motion import estimate_initial_velocity
+from .models.initial_state import InitialState, fit_initial_state
 from .models.mask_inflation import inflate_mask
 from .models.object_depth import DepthPrior, FallTrack
 from .models.physics_by_simulation import RefineConfig, estimate_physics
@@ -125,9 +126,11 @@ class PipelineConfig:
 class PipelineResult:
     asset: SimAsset
     timings: dict  # stage -> seconds, plus "total"
-    initial_velocity: np.ndarray  # (3,) m/s at frame 0 (world)
+    initial_velocity: np.ndarray  # (3,) m/s at frame 0 of the anchors' centroid (world)
     notes: list = field(default_factory=list)  # what fell back or was clamped, in words
     physics_loss: float = float("nan")  # silhouette L2 of the returned physics
+    angular_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) rad/s about that centroid
+    initial_state: InitialState | None = None  # the joint fit behind both, with uncertainties and the impact frame
 
 
 def validate_clip(frames, masks, camera: Camera, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -284,6 +287,7 @@ class ReconstructionPipeline:
         tick = time.perf_counter()
 
         n_track = min(FALL_TRACK_FRAMES, frames.shape[0])
+        gaussians_given = gaussians is not None
         if gaussians is not None:
             if not isinstance(gaussians, GaussianCloud) or gaussians.num_gaussians == 0:
                 raise ValueError("gaussians must be a non-empty GaussianCloud")
@@ -293,16 +297,20 @@ class ReconstructionPipeline:
             gaussians = self._reconstruct_gaussians(frames, masks, camera, fps, n_track, notes)
         timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
 
+        state = self._initial_state(gaussians, masks[:n_track], camera, fps, given=gaussians_given, notes=notes)
+        if state.trusted and abs(state.scale - 1.0) > 1e-6:
+            gaussians = gaussians.scaled_about(camera.center, state.scale)
         means = gaussians.means.detach().cpu().numpy()
         check_reconstruction(means, camera)
         bottom = float(means[:, 2].min())
         if bottom < 0:
             notes.append(f"reconstruction reaches {-bottom:.3f} m below the ground plane")
-        velocity = estimate_initial_velocity(masks, camera, means.mean(0), bottom, fps)
-        timings["initial_velocity"], tick = time.perf_counter() - tick, time.perf_counter()
+        timings["initial_state"], tick = time.perf_counter() - tick, time.perf_counter()
 
         anchors = sample_anchors(means, self.lattice.num_anchors, object_id)  # (N_A, 3)
         springs, rest = knn_springs(anchors, self.lattice.k_neighbors)
+        motion = _motion_of_anchors(state, anchors, fps)
+        velocity, spin = np.asarray(motion.velocity), np.asarray(motion.angular_velocity)
         timings["lattice"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # The physics refers to the object's size and volume as the asset's anchors give them (params.py).
@@ -319,17 +327,39 @@ class ReconstructionPipeline:
         else:
             refined = estimate_physics(gaussians, masks, camera, object_id, velocity, fps, cfg.known_mass,
                                        None if guess is None else guess.params, cfg.refine_config(), cfg.device,
-                                       size=size, volume=volume)
+                                       size=size, volume=volume, angular_velocity=spin)
             notes += refined.notes
             estimate, physics_loss = refined.estimate, refined.loss
         timings["physics"], tick = time.perf_counter() - tick, time.perf_counter()
 
         asset = SimAsset(object_id, gaussians.detach(), anchors.astype(np.float32), springs.astype(np.int64),
                          rest.astype(np.float32), self.lattice.k_neighbors, cfg.binding_neighbors,
-                         float(cfg.binding_power), estimate).validate()
+                         float(cfg.binding_power), estimate, motion).validate()
         timings["asset"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - start
-        return PipelineResult(asset, timings, velocity, notes, physics_loss)
+        return PipelineResult(asset, timings, velocity, notes, physics_loss, spin, state)
+
+    @staticmethod
+    def _initial_state(gaussians: GaussianCloud, masks: np.ndarray, camera: Camera, fps: float, given: bool,
+                       notes: list) -> InitialState:
+        """The joint frame-0 fit (models/initial_state.py) on the reconstructed Gaussians' centres; given Gaussians
+        keep their depth. A depth the fit cannot trust is kept as reconstructed, and the notes say which cue failed."""
+        state = fit_initial_state(gaussians.means.detach().cpu().numpy(), masks, camera, fps, trust_depth=not given)
+        notes.extend(state.notes)
+        if state.trusted and not given:
+            notes.append(f"depth {state.depth:.3f} +- {state.depth_std:.3f} m from the joint initial-state fit "
+                         f"(x{state.scale:.3f} of the Gaussian stage's depth)")
+        return state
+
+
+def _motion_of_anchors(state: InitialState, anchors: np.ndarray, fps: float) -> InitialMotion:
+    """The fitted state expressed at the anchors' centroid (the point the simulator spins the anchors about)."""
+    centroid = np.asarray(anchors, np.float64).mean(0)
+    impact = float("nan") if state.impact_frame is None else state.impact_frame / fps
+    return InitialMotion(tuple(state.velocity_at(centroid).tolist()), tuple(state.angular_velocity.tolist()),
+                         tuple(np.nan_to_num(state.velocity_std, nan=0.0).tolist()),
+                         tuple(np.nan_to_num(state.angular_velocity_std, nan=0.0).tolist()),
+                         float(state.depth), float(state.depth_std), bool(state.trusted), impact)
 
 
 @dataclass

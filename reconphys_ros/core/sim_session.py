@@ -49,13 +49,23 @@ def thin_anchors(anchors: np.ndarray, lattice: LatticeConfig, object_id: str) ->
                             name=f"{lattice.name}-{n}")
 
 
+START_MODES = ("observed", "drop")
+
+
 class AssetSimulator:
+    """start: how the object starts (on load and on drop()): "observed" replays the observed fall (the anchors' frame-0
+    pose, moving with the asset's measured velocity and spin; "drop" when the asset has no measured motion), "drop"
+    releases it from rest with its lowest anchor at drop_height."""
+
     def __init__(self, asset: SimAsset, lattice: LatticeConfig, fps: float = 30.0, substeps: int = 20,
                  device: str = "cpu", gripper: GripperSettings | None = None, drop_height: float = 0.3,
-                 max_view_gaussians: int = 0):
+                 max_view_gaussians: int = 0, start: str = "observed"):
         asset.validate()
         if not fps > 0 or int(substeps) < 1:
             raise ValueError(f"need fps > 0 and substeps >= 1, got {fps}, {substeps}")
+        if start not in START_MODES:
+            raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+        self.start = start
         self.asset = asset
         self.fps = float(fps)
         self.device = str(device)
@@ -100,18 +110,31 @@ class AssetSimulator:
         rest = self.model.rest_positions.detach().cpu().numpy().astype(np.float64)
         centre = rest.mean(0)
         centre[2] += lowest_z - rest[:, 2].min()
-        self.state = drop_state(self.model, position=tuple(centre))
+        self._restart(drop_state(self.model, position=tuple(centre)))
+
+    def _restart(self, state: State) -> None:
+        self.state = state
         self.gripper = self._new_gripper()
         self.sim_time = 0.0
         self.frames = 0
+
+    @property
+    def replays_observed_motion(self) -> bool:
+        return self.start == "observed" and self.asset.initial_motion is not None
 
     def reset(self) -> None:
         """Object at rest on the ground (lowest anchor at z = 0), gripper open at home."""
         self._place(0.0)
 
     def drop(self) -> None:
-        """Object released from rest with its lowest anchor at drop_height, gripper open at home."""
-        self._place(self.drop_height)
+        """Gripper open at home; the object replays its observed motion (start "observed", when the asset has one)
+        or is released from rest with its lowest anchor at drop_height."""
+        if not self.replays_observed_motion:
+            self._place(self.drop_height)
+            return
+        x0 = self.model.rest_positions.detach().clone()  # (N_A, 3) the (thinned) anchors' frame-0 pose
+        v0 = self.asset.initial_motion.velocities_at(x0.cpu().numpy(), self.asset.anchors.mean(0))
+        self._restart(State(x0, torch.as_tensor(v0, dtype=x0.dtype, device=x0.device)))
 
     def command_gripper(self, position, orientation, closed: bool, grasp_radius: float | None,
                         max_effort: float | None) -> None:

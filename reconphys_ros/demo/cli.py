@@ -396,7 +396,7 @@ def compare_with_clip(graph: DemoGraph, recon_result, record, clip: dict, progre
                           f"the {observed} observed ones to compare a prediction with")
     comparison = evaluate_prediction(recon_result.asset, recon_result.initial_velocity, record.camera, rgb, masks,
                                      start, observed, observed_masks(graph, record.frame_stamps), clip["fps"],
-                                     true_anchors=clip["anchors"])
+                                     true_anchors=clip["anchors"], angular_velocity=recon_result.angular_velocity)
     fut = comparison.psnr["future"]
     progress.end(f"future PSNR {fut['prediction']['full']:.2f} dB (hold last frame "
                  f"{fut['hold_last_frame']['full']:.2f}, constant image {fut['constant_image']['full']:.2f})")

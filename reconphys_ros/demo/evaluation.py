@@ -55,12 +55,13 @@ def _psnr_table(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray) -> dict:
 def evaluate_prediction(asset: SimAsset, initial_velocity, camera: Camera, clip_rgb: np.ndarray,
                         clip_masks: np.ndarray, start: int, observed: int, observed_masks: np.ndarray,
                         fps: float, true_anchors: np.ndarray | None = None, substeps: int = 30,
-                        device: str = "cpu") -> ClipComparison:
+                        device: str = "cpu", angular_velocity=(0.0, 0.0, 0.0)) -> ClipComparison:
     """Re-simulate `asset` over clip frames [start, T_clip) and compare with the clip.
 
     clip_rgb (T_clip, H, W, 3) uint8 and clip_masks (T_clip, H, W) are the whole clip (one view, the camera's);
     frames [start, start + observed) are the ones the pipeline saw, observed_masks (observed, H, W) the masks it
-    used (they shape the background estimate). true_anchors (T_clip, N_A, 3) gives the true centroid heights.
+    used (they shape the background estimate). initial_velocity (3,) m/s and angular_velocity (3,) rad/s: the state
+    at the asset's first frame (PipelineResult's). true_anchors (T_clip, N_A, 3) gives the true centroid heights.
     PSNR keys: future (frames after the observed window) with prediction, hold_last_frame and constant_image
     entries, resimulated (inside the window) with prediction; each {"full", "in_mask"} (mask = true OR predicted
     object pixels).
@@ -81,7 +82,7 @@ def evaluate_prediction(asset: SimAsset, initial_velocity, camera: Camera, clip_
     background = estimate_background(truth[:observed], np.asarray(observed_masks)[:observed])
 
     prediction = predict_future(asset, initial_velocity, num_frames=num, camera=None, fps=fps,
-                                substeps=substeps, device=device)
+                                substeps=substeps, device=device, angular_velocity=angular_velocity)
     gaussians = asset.gaussians.to(device)
     with torch.no_grad():
         out = render_sequence(gaussians, torch.as_tensor(prediction.gaussian_means, device=device),

@@ -14,7 +14,7 @@ from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from reconphys_ros.core.asset import PhysicsEstimate, SimAsset, validate_object_id
+from reconphys_ros.core.asset import InitialMotion, PhysicsEstimate, SimAsset, validate_object_id
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.geometry import unit_quaternion
 from reconphys_ros.core.images import IMAGE_ENCODINGS, image_to_numpy  # noqa: F401 (re-exported)
@@ -22,6 +22,7 @@ from reconphys_ros.core.physics.lattice import LatticeScale
 from reconphys_ros.core.physics.params import check_known_mass
 from reconphys_ros.core.render.camera import check_intrinsics
 from reconphys_ros.msg import GaussianAsset
+from reconphys_ros.msg import InitialMotion as InitialMotionMsg
 from reconphys_ros.msg import PhysicsParams as PhysicsParamsMsg
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
@@ -195,6 +196,42 @@ def physics_from_msg(msg: PhysicsParamsMsg) -> tuple[str, PhysicsEstimate]:
     return object_id, estimate.validate()
 
 
+# ---------------------------------------------------------------------------------------------------- motion
+def _set_vector(vector, values) -> None:
+    vector.x, vector.y, vector.z = (float(v) for v in values)
+
+
+def _vector(vector) -> tuple:
+    return (float(vector.x), float(vector.y), float(vector.z))
+
+
+def motion_to_msg(motion: InitialMotion | None) -> InitialMotionMsg:
+    """InitialMotion (or None: unknown, known = false) -> InitialMotion message."""
+    msg = InitialMotionMsg()
+    nan = float("nan")
+    msg.depth, msg.depth_std, msg.impact_time = nan, nan, nan
+    if motion is None:
+        return msg
+    motion.validate()
+    msg.known = True
+    _set_vector(msg.linear_velocity, motion.velocity)
+    _set_vector(msg.angular_velocity, motion.angular_velocity)
+    _set_vector(msg.linear_velocity_std, motion.velocity_std)
+    _set_vector(msg.angular_velocity_std, motion.angular_velocity_std)
+    msg.depth, msg.depth_std = float(motion.depth), float(motion.depth_std)
+    msg.depth_trusted, msg.impact_time = bool(motion.depth_trusted), float(motion.impact_time)
+    return msg
+
+
+def motion_from_msg(msg: InitialMotionMsg) -> InitialMotion | None:
+    """-> validated InitialMotion, or None when the message says it is not known."""
+    if not msg.known:
+        return None
+    return InitialMotion(_vector(msg.linear_velocity), _vector(msg.angular_velocity), _vector(msg.linear_velocity_std),
+                         _vector(msg.angular_velocity_std), float(msg.depth), float(msg.depth_std),
+                         bool(msg.depth_trusted), float(msg.impact_time)).validate()
+
+
 # ---------------------------------------------------------------------------------------------------- assets
 def asset_to_msg(asset: SimAsset, header: Header | None = None) -> GaussianAsset:
     asset.validate()
@@ -215,6 +252,7 @@ def asset_to_msg(asset: SimAsset, header: Header | None = None) -> GaussianAsset
     msg.binding_neighbors = int(asset.binding_neighbors)
     msg.binding_power = float(asset.binding_power)
     msg.physics = physics_to_msg(asset.physics, asset.object_id, asset.spring_scale(), header)
+    msg.initial_motion = motion_to_msg(asset.initial_motion)
     return msg
 
 
@@ -248,6 +286,7 @@ def asset_from_msg(msg: GaussianAsset, device: str | torch.device = "cpu") -> Si
         binding_neighbors=int(msg.binding_neighbors),
         binding_power=float(msg.binding_power),
         physics=physics,
+        initial_motion=motion_from_msg(msg.initial_motion),
     )
     return asset.validate()
 

@@ -2,8 +2,9 @@
 
 Outputs: sim/anchors and sim/gaussians (PointCloud2), sim/image (rendered at a lower rate in a worker thread;
 skipped whenever the previous render is still running or the last frame overran its period, so physics keeps its
-rate), sim/status (SimStatus). Services ~/reset (object at rest on the ground) and ~/drop (release it again from
-drop_height). Clouds and renders use at most max_render_gaussians Gaussians (a uniform subset of bigger assets, with
+rate), sim/status (SimStatus). An asset starts as it was observed (start: observed): its frame-0 pose, moving with the
+fitted velocity and spin (GaussianAsset.initial_motion), so the simulation continues the fall the camera saw; or
+(start: drop) from rest at drop_height. Services ~/reset (object at rest on the ground) and ~/drop (start again). Clouds and renders use at most max_render_gaussians Gaussians (a uniform subset of bigger assets, with
 a warning). Physics is never slowed silently: keeping_up measures the whole frame (physics step, binding, point
 clouds, and the renders' share), and is false, with a warning, when that exceeds the frame period or the simulation
 runs below REAL_TIME_MIN x real time. sim/status has its own timer and callback group and never waits for the
@@ -24,7 +25,7 @@ from std_srvs.srv import Trigger
 from reconphys_ros.core.physics.control import critical_damping, grasp_stability_margin, grasp_stiffness_per_mass
 from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
-from reconphys_ros.core.sim_session import AssetSimulator, GripperSettings, lattice_for
+from reconphys_ros.core.sim_session import START_MODES, AssetSimulator, GripperSettings, lattice_for
 from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
 from reconphys_ros.ros.guarded_node import GuardedNode, format_traceback
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
@@ -47,6 +48,9 @@ PARAMS = [
     ParamSpec("lattice", "str", "anchor lattice", choices=("auto", "coarse", "coarse64", "medium", "reference"),
               read_only=True),
     ParamSpec("device", "str", "simulation device", choices=("cpu", "cuda"), read_only=True),
+    ParamSpec("start", "str", "how an object starts (on arrival and on ~/drop): observed = replays the observed fall "
+              "(the asset's frame-0 pose, velocity and spin; drop when the asset has none), drop = released from "
+              "rest at drop_height", choices=START_MODES),
     ParamSpec("drop_height", "float", "~/drop releases the object with its lowest anchor this high, m", 0.0, 100.0),
     ParamSpec("render_rate", "float", "sim/image renders per second; 0 = off", 0.0, 120.0),
     ParamSpec("cloud_rate", "float", "sim/anchors and sim/gaussians per second", 0.0, 1000.0),
@@ -134,7 +138,7 @@ class SimulationNode(GuardedNode):
                                max_speed=p["gripper_max_speed"])
         try:
             sim = AssetSimulator(asset, self.lattice, p["fps"], p["substeps"], p["device"], grip, p["drop_height"],
-                                 max_view_gaussians=p["max_render_gaussians"])
+                                 max_view_gaussians=p["max_render_gaussians"], start=p["start"])
         except ValueError as exc:
             self.dropped.drop("asset", f"cannot simulate {asset.object_id!r}: {exc}")
             return

@@ -1,12 +1,14 @@
 """The asset record (<object_id>.json): one writer, one reader, stable keys, and a clear error on a broken file."""
+import dataclasses
 import json
+import math
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
+from reconphys_ros.core.asset import InitialMotion, PhysicsEstimate, SimAsset
 from reconphys_ros.core.asset_record import (PHYSICS_CONVENTION, RECORD_KEYS, AssetRecord, read_asset_record,
                                              write_asset_record)
 from reconphys_ros.core.gaussians import GaussianCloud
@@ -66,7 +68,10 @@ def test_keys_users_read(tmp_path):
     path = tmp_path / "obj_7.json"
     write_asset_record(path, small_record())
     data = json.loads(path.read_text())
-    assert set(data) == set(RECORD_KEYS)
+    assert set(data) == set(RECORD_KEYS) | {"initial_motion"}
+    assert data["initial_motion"] is None  # not measured: null, and a record without the key reads back the same
+    del data["initial_motion"]
+    assert AssetRecord.from_dict(data).initial_motion is None
     physics = data["physics"]
     # SI first: total mass in kg, k/m, d/m, the size and the size-independent values, each with a std
     assert physics["total_mass"] == pytest.approx(0.3) and physics["mass_given"] is True
@@ -106,3 +111,30 @@ def test_truncated_or_corrupt_file_names_the_file(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=f"{path}.*shape"):
         read_asset_record(path)
+
+
+def test_initial_motion_round_trip_and_validation(tmp_path):
+    motion = InitialMotion((0.5, 0.0, 2.7), (3.0, 8.0, 0.0), (0.05, 0.04, 0.1), (0.3, 0.5, 0.2), 1.8, 0.02, True,
+                           float("nan"))
+    asset = dataclasses.replace(small_asset(), initial_motion=motion).validate()
+    record = AssetRecord.of_asset(asset, small_record().camera, [0.0, 0.1, 0.2], 0.3)
+    path = tmp_path / "tossed.json"
+    write_asset_record(path, record)
+    data = json.loads(path.read_text())
+    assert data["initial_motion"]["velocity"] == [0.5, 0.0, 2.7] and data["initial_motion"]["impact_time"] is None
+    back = read_asset_record(path).initial_motion
+    assert back.velocity == motion.velocity and back.angular_velocity == motion.angular_velocity
+    assert back.depth_trusted and math.isnan(back.impact_time)
+    # anchors spin about their centroid: v + w x r
+    anchors = asset.anchors.astype(np.float64)
+    v = motion.velocities_at(anchors)
+    np.testing.assert_allclose(v.mean(0), motion.velocity, atol=1e-5)
+    np.testing.assert_allclose(v[0], np.add(motion.velocity, np.cross(motion.angular_velocity,
+                                                                      anchors[0] - anchors.mean(0))), rtol=1e-5)
+    for bad in (dict(velocity=(float("nan"), 0.0, 0.0)), dict(velocity=(1e300, 0.0, 0.0)),
+                dict(angular_velocity=(0.0, 0.0, 1e4)), dict(velocity_std=(-1.0, 0.0, 0.0)), dict(depth=-1.0)):
+        with pytest.raises(ValueError, match="InitialMotion"):
+            dataclasses.replace(motion, **bad).validate()
+    data["initial_motion"]["velocity"] = "fast"
+    with pytest.raises(ValueError):
+        AssetRecord.from_dict(data)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconphys_ros.core.models.initial_motion import estimate_initial_velocity
+from reconphys_ros.core.models.initial_state import fit_initial_state
 from reconphys_ros.core.models.physics_by_simulation import RefineConfig, _stiffest_near_minimum, estimate_physics
 from reconphys_ros.testing.synthetic_drop import make_drop_clip
 from reconphys_ros.core.physics import PhysicsParams
@@ -62,10 +62,10 @@ def test_adam_refinement_never_worsens_the_sweep_result(clip):
     assert res.loss <= res.sweep_losses.min() + 1e-9
 
 
-def test_initial_velocity_from_centroids(clip):
-    means = clip.gaussians.means.numpy()
-    v = estimate_initial_velocity(clip.masks, clip.camera, means.mean(0), float(means[:, 2].min()), clip.fps)
-    assert np.abs(v - clip.initial_velocity).max() < 0.15, v
+def test_initial_velocity_of_a_simulated_drop(clip):
+    state = fit_initial_state(clip.gaussians.means.numpy(), clip.masks, clip.camera, clip.fps)
+    assert np.abs(state.velocity - clip.initial_velocity).max() < 0.15, state.velocity
+    assert abs(state.scale - 1.0) < 0.1, state.scale
 
 
 def test_collapse_plateau_takes_the_stiffest_tie():

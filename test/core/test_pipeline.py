@@ -34,7 +34,7 @@ def test_pipeline_returns_a_valid_asset_with_stage_timings(result):
     asset.validate()
     assert asset.num_anchors == 512 and asset.lattice_neighbors == 32
     assert asset.binding_neighbors == 8
-    assert set(result.timings) >= {"gaussians", "initial_velocity", "lattice", "physics", "asset", "total"}
+    assert set(result.timings) >= {"gaussians", "initial_state", "lattice", "physics", "asset", "total"}
     assert result.timings["total"] >= result.timings["physics"] > 0
     assert np.isfinite(result.initial_velocity).all()
     # the reconstruction sits where the object was at frame 0 (ellipsoid centre at z = 0.30 m)
@@ -180,11 +180,11 @@ def test_implausible_reconstructions_are_refused_with_the_measured_reason(clip, 
     for given, pattern in cases:
         with pytest.raises(ReconstructionRefused, match=pattern):
             pipe.run(frames, masks, cam, "odd", gaussians=given)
-    # the fall depth fails and the default depth prior puts the object underground too: refused, not a note
+    # given Gaussians keep their depth (the initial-state fit moves only reconstructed ones): one underground is
+    # refused, not a note
     sunk = g.with_means(g.means - torch.tensor([0.0, 0.0, 0.5]))
-    monkeypatch.setattr(pipe, "_gaussians", lambda *args: sunk)
     with pytest.raises(ReconstructionRefused, match="below the ground plane"):
-        pipe.run(frames, masks, cam, "sunk")
+        pipe.run(frames, masks, cam, "sunk", gaussians=sunk)
 
 
 def test_refusals_are_value_errors():

@@ -360,12 +360,14 @@ def estimate_physics(
     seed: int = 0,
     size: float | None = None,
     volume: float | None = None,
+    angular_velocity=(0.0, 0.0, 0.0),
 ) -> RefineResult:
     """Estimate physics from observed masks: bounds, sweep, Adam, uncertainty.
 
     gaussians: the object at frame 0 in world coordinates (e.g. from mask inflation).
     masks: (T, H, W) observed masks, object > 0, T >= 3, same size as `camera`.
-    initial_velocity: (3,) m/s of the object at frame 0 (see initial_motion.py).
+    initial_velocity: (3,) m/s of the object's centroid at frame 0, angular_velocity (3,) rad/s its spin about it
+    (see initial_state.py).
     known_mass: the object's total mass in kg (None: a density prior times its volume).
     initial_guess: a learned prediction to refine (the sweep then spans +-sweep_span in ln(k/m) around it).
     size, volume: the object's size (m, params.object_size) and volume (m^3) of the asset's anchors; None: from this
@@ -380,6 +382,10 @@ def estimate_physics(
     timings: dict[str, float] = {}
 
     anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    spin = np.asarray(angular_velocity, np.float64).reshape(-1)
+    if spin.shape != (3,) or not np.isfinite(spin).all():
+        raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
+    velocity = velocity + np.cross(spin, anchors - anchors.mean(0))  # (N_A, 3)
     size = object_size(anchors) if size is None else float(size)
     total_mass, mass_given = mass_prior(known_mass, object_volume(anchors) if volume is None else float(volume))
     loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
