@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_QUATERNION_NORM", "unit_quaternion", "quat_to_matrix", "pose_matrix"]
+__all__ = ["MIN_QUATERNION_NORM", "unit_quaternion", "quat_to_matrix", "pose_matrix", "check_rigid_transform"]
 
 # A quaternion shorter than this is an unset orientation (all zeros) sent by mistake, not a rotation.
 MIN_QUATERNION_NORM = 1e-6
@@ -37,8 +37,29 @@ def quat_to_matrix(q) -> np.ndarray:
 
 def pose_matrix(position, quat_wxyz) -> np.ndarray:
     """(4, 4) transform of a pose: position (3,) and orientation (w, x, y, z) of a frame in its parent (a camera
-    optical frame in the world gives camera -> world)."""
+    optical frame in the world gives camera -> world). Raises ValueError for a non-finite position and for the
+    quaternions unit_quaternion refuses."""
+    position = np.asarray(position, dtype=np.float64)
+    if position.shape != (3,) or not np.isfinite(position).all():
+        raise ValueError(f"position must be 3 finite numbers (x, y, z), got {position.tolist()}")
     m = np.eye(4)
     m[:3, :3] = quat_to_matrix(quat_wxyz)
     m[:3, 3] = position
+    return m
+
+
+def check_rigid_transform(matrix, name: str = "transform", atol: float = 1e-4) -> np.ndarray:
+    """Return `matrix` as a float64 (4, 4) rigid transform (rotation + translation), or raise ValueError naming
+    `name`: finite, bottom row [0, 0, 0, 1], an orthonormal rotation block with determinant +1 (within `atol`,
+    so float32 storage passes). Refuses the all-zero and NaN matrices a bad camera pose turns into."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        raise ValueError(f"{name} must be a finite 4x4 matrix, got shape {m.shape}"
+                         + ("" if m.shape != (4, 4) else f" with non-finite entries {m.tolist()}"))
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], rtol=0.0, atol=1e-6):
+        raise ValueError(f"{name} is not a rigid transform: bottom row {m[3].tolist()} (must be [0, 0, 0, 1])")
+    rot = m[:3, :3]
+    if not np.allclose(rot @ rot.T, np.eye(3), rtol=0.0, atol=atol) or np.linalg.det(rot) <= 0.0:
+        raise ValueError(f"{name} is not a rigid transform: its rotation block {rot.tolist()} is not a rotation "
+                         "(orthonormal, determinant +1)")
     return m

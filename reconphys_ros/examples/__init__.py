@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .clip_format import ARRAY_FILE, CorruptSampleError, read_meta, read_npz, read_sample_frames
+from .clip_format import CorruptSampleError, read_meta, read_sample_arrays, read_sample_frames
 
 EXAMPLES_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_EXAMPLE = "falling_cylinder"
@@ -44,8 +44,8 @@ def load_example(name: str = DEFAULT_EXAMPLE, views=None) -> dict:
     path = example_path(name)
     meta = read_meta(path)
     views = list(range(meta["num_views"])) if views is None else [int(v) for v in views]
+    arrays = read_sample_arrays(path, meta)  # geometry and sizes checked against meta.json
     frames = [read_sample_frames(path, meta, v) for v in views]
-    arrays = read_npz(os.path.join(path, ARRAY_FILE))
     alpha = np.stack([f[1] for f in frames]).astype(np.float32) / 255.0
     return {
         "rgb": np.stack([f[0] for f in frames]),

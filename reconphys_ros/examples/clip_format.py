@@ -24,7 +24,7 @@ class CorruptSampleError(ValueError):
 
     def __init__(self, path: str, reason: str):
         super().__init__(f"corrupt sample file {path}: {reason}")
-        self.path = path
+        self.path, self.reason = path, reason
 
 
 def sha256_file(path: str) -> str:
@@ -73,9 +73,57 @@ def read_meta(sample_dir: str) -> dict:
     return meta
 
 
+def _meta_sizes(sample_dir: str, meta: dict) -> tuple[int, int, int, int]:
+    """(num_views, num_frames, height, width) of meta.json as positive integers, else CorruptSampleError."""
+    sizes = []
+    for key in ("num_views", "num_frames", "height", "width"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CorruptSampleError(os.path.join(sample_dir, META_FILE), f"{key} must be a positive integer, "
+                                     f"got {value!r}")
+        sizes.append(value)
+    return tuple(sizes)
+
+
+def check_sample_geometry(sample_dir: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Raise CorruptSampleError unless meta.json's sizes agree with arrays.npz (one K and world_to_cam per view, one
+    anchor frame and stamp per frame) and every view's camera is real: K a plausible pinhole matrix for the image
+    size (render.check_intrinsics) and world_to_cam a rigid transform. Catches zero / NaN geometry and a meta.json
+    whose frame count and height were swapped (the stacked PNGs have the same size either way)."""
+    V, T, H, W = _meta_sizes(sample_dir, meta)
+    from reconphys_ros.core.geometry import check_rigid_transform
+    from reconphys_ros.core.render.camera import check_intrinsics
+    path = os.path.join(sample_dir, ARRAY_FILE)
+    for key, shape in (("K", (V, 3, 3)), ("world_to_cam", (V, 4, 4))):
+        if key in arrays and arrays[key].shape != shape:
+            raise CorruptSampleError(path, f"{key} has shape {arrays[key].shape}, meta.json says {shape}")
+    for key in ("anchors", "gaussian_means"):
+        if key in arrays and arrays[key].ndim == 3 and arrays[key].shape[0] != T:
+            raise CorruptSampleError(path, f"{key} holds {arrays[key].shape[0]} frames, meta.json says num_frames "
+                                     f"= {T} (height {H}): frame count and height swapped?")
+    if "stamps" in meta and len(meta["stamps"]) != T:
+        raise CorruptSampleError(os.path.join(sample_dir, META_FILE),
+                                 f"{len(meta['stamps'])} stamps for num_frames = {T}")
+    for v in range(V):
+        try:
+            if "K" in arrays:
+                check_intrinsics(arrays["K"][v], W, H, f"K of view {v}")
+            if "world_to_cam" in arrays:
+                check_rigid_transform(arrays["world_to_cam"][v], f"world_to_cam of view {v}")
+        except ValueError as exc:
+            raise CorruptSampleError(path, str(exc)) from None
+
+
+def read_sample_arrays(sample_dir: str, meta: dict) -> dict[str, np.ndarray]:
+    """arrays.npz of a sample, checked against meta.json by check_sample_geometry."""
+    arrays = read_npz(os.path.join(sample_dir, ARRAY_FILE))
+    check_sample_geometry(sample_dir, meta, arrays)
+    return arrays
+
+
 def read_sample_frames(sample_dir: str, meta: dict, view: int, frames: slice | None = None):
     """Decoded frames of one view: rgb (T, H, W, 3) uint8, alpha (T, H, W) uint8, depth (T, H, W) float32 metres."""
-    T, H, W = meta["num_frames"], meta["height"], meta["width"]
+    _, T, H, W = _meta_sizes(sample_dir, meta)
     if not 0 <= view < meta["num_views"]:
         raise ValueError(f"view {view} out of range [0, {meta['num_views']})")
     frames = frames if frames is not None else slice(0, T)

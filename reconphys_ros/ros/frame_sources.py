@@ -88,8 +88,8 @@ def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> np.ndarray:
 def load_dataset_clip(sample_dir: str | os.PathLike, view: int = 0) -> FrameSource:
     sample_dir = os.fspath(sample_dir)
     meta = clip_format.read_meta(sample_dir)
+    arrays = clip_format.read_sample_arrays(sample_dir, meta)  # geometry and sizes checked against meta.json
     rgb, alpha, _ = clip_format.read_sample_frames(sample_dir, meta, int(view))
-    arrays = clip_format.read_npz(os.path.join(sample_dir, clip_format.ARRAY_FILE))
     K = np.asarray(arrays["K"][view], np.float64) if "K" in arrays else None
     w2c = np.asarray(arrays["world_to_cam"][view], np.float64) if "world_to_cam" in arrays else None
     masks = np.where(alpha >= 128, 255, 0).astype(np.uint8)

@@ -95,6 +95,9 @@ def clip_fps(stamps: np.ndarray, fps_param: float) -> float:
     return 1.0 / interval
 
 
+CLOSE_WAIT_S = 0.2  # close() waits this long for a reconstruction in flight (the SIGINT budget is 0.5 s)
+
+
 class ReconstructionNode(GuardedNode):
     def __init__(self, **node_kwargs):
         super().__init__(NAME, **node_kwargs)
@@ -105,6 +108,7 @@ class ReconstructionNode(GuardedNode):
         self.pairer = StampPairer(p["pair_window"])
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconstruction")
         self._busy = threading.Event()
+        self._closing = threading.Event()  # set by close(): a reconstruction still running publishes nothing
         self._lock = threading.Lock()  # pairer, detector, camera
         self._camera_info: tuple[np.ndarray, int, int] | None = None
         self._cam_to_world: np.ndarray | None = None
@@ -223,6 +227,8 @@ class ReconstructionNode(GuardedNode):
                 self.drops_refused += 1
                 self.dropped.drop("drop clip", f"{object_id} not reconstructed: {exc}")
                 return
+            if self._closing.is_set():  # close() gave up waiting for this one: the node is going away
+                return
             asset = result.asset
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])
             asset_msg = asset_to_msg(asset, header)
@@ -267,7 +273,17 @@ class ReconstructionNode(GuardedNode):
         write_asset_record(os.path.join(folder, f"{asset.object_id}.json"), record)
 
     def close(self) -> None:
-        self.worker.shutdown(wait=True, cancel_futures=True)
+        """Cancel queued drops; one being reconstructed gets CLOSE_WAIT_S to finish, else it is left to run out
+        in its thread without publishing or writing (Ctrl-C must not wait seconds for a drop). Outputs are
+        written under a temporary name and renamed, so a process that exits meanwhile leaves nothing partial."""
+        self._closing.set()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self._busy.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._busy.is_set():
+            self.get_logger().info(f"closing during a reconstruction: not waiting more than {CLOSE_WAIT_S:g} s "
+                                   "for it, it publishes nothing")
 
 
 def main(args=None) -> None:

@@ -27,7 +27,9 @@ nodes, and the item has one more key,
     background     (V, H, W, 3)     uint8 numpy array: each view rendered without the object
 
 With `views` an int the V dimension is dropped (single view). Corrupt files raise `CorruptSampleError`
-naming the file; `verify=True` also checks every file's sha256 against meta.json when an item is read.
+naming the file, as do a camera that is not real (K not a plausible pinhole matrix, world_to_cam not a rigid
+transform) and sizes in meta.json that disagree with arrays.npz; `verify=True` also checks every file's sha256
+against meta.json when an item is read.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.physics.params import object_size
-from training.data.storage import (ARRAY_FILE, MANIFEST_FILE, CorruptSampleError, read_meta, read_npz,
+from training.data.storage import (ARRAY_FILE, MANIFEST_FILE, CorruptSampleError, read_meta, read_sample_arrays,
                                    read_sample_frames, verify_sample)
 
 GAUSSIAN_FIELDS = ("means", "log_scales", "quats", "colors", "opacity_logits")
@@ -97,6 +99,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         sample_dir = self.sample_dir(index)
         meta = verify_sample(sample_dir) if self.verify else read_meta(sample_dir)
+        # sizes and camera geometry are checked on every load (hashes only with verify): a zero or NaN K, a pose
+        # that is no rigid transform or a meta.json with frame count and height swapped is a CorruptSampleError
+        arrays = read_sample_arrays(sample_dir, meta)
         frame_index = np.arange(meta["num_frames"])[self.frames]
         if len(frame_index) == 0:
             raise ValueError(f"frame window {self.frames} is empty for {meta['num_frames']} frames")
@@ -106,7 +111,6 @@ class SyntheticDataset(torch.utils.data.Dataset):
             rgb.append(r)
             alpha.append(a)
             depth.append(d)
-        arrays = read_npz(os.path.join(sample_dir, ARRAY_FILE))
         gaussian_keys = ("gaussian_means",) + tuple("rest_" + f for f in GAUSSIAN_FIELDS)
         # Samples of other engines (meta["engine"]) may come without Gaussians; the project's own must have them.
         has_gaussians = "engine" not in meta or "gaussian_means" in arrays

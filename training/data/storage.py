@@ -27,8 +27,8 @@ import numpy as np
 from reconphys_ros.core.files import atomic_write_bytes
 # The read side lives in the ROS package so the shipped example clips load without `training`.
 from reconphys_ros.examples.clip_format import (ARRAY_FILE, DEPTH_SCALE, FORMAT_VERSION, META_FILE,  # noqa: F401
-                                                CorruptSampleError, read_meta, read_npz, read_png,
-                                                read_sample_frames, sha256_file)
+                                                CorruptSampleError, check_sample_geometry, read_meta, read_npz,
+                                                read_png, read_sample_arrays, read_sample_frames, sha256_file)
 
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -73,6 +73,10 @@ def write_sample(sample_dir: str, rgb: np.ndarray, alpha: np.ndarray, depth: np.
     V, T, H, W = alpha.shape
     if rgb.shape != (V, T, H, W, 3) or depth.shape != (V, T, H, W):
         raise ValueError(f"rgb {rgb.shape} / depth {depth.shape} do not match alpha {alpha.shape}")
+    try:  # the geometry the loaders check, refused before anything is written
+        check_sample_geometry(sample_dir, dict(meta, num_views=V, num_frames=T, height=H, width=W), arrays)
+    except CorruptSampleError as exc:
+        raise ValueError(f"refusing to write sample {sample_dir}: {exc.reason}") from None
     os.makedirs(sample_dir, exist_ok=True)
     files = {}
     for v in range(V):
