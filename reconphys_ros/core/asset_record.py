@@ -127,6 +127,14 @@ def write_asset_record(path: str | os.PathLike, record: AssetRecord) -> None:
     atomic_write_text(path, json.dumps(record.to_dict(), indent=1, sort_keys=True, default=float))
 
 
+def write_refusal_record(path: str | os.PathLike, object_id: str, reason: str, frame_stamps) -> None:
+    """<object_id>.refused.json: a drop the pipeline refused (no asset was published), with the reason in words and
+    the stamps of the clip it was given, so a refusal leaves a trace next to the assets."""
+    data = {"object_id": str(object_id), "refused": str(reason),
+            "frame_stamps": np.asarray(frame_stamps, np.float64).tolist()}
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
 def read_asset_record(path: str | os.PathLike) -> AssetRecord:
     """The record written by write_asset_record; ValueError naming the file when it is truncated or corrupt."""
     with open(path, "rb") as f:

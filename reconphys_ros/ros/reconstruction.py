@@ -22,7 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from reconphys_ros.core.asset import validate_object_id
-from reconphys_ros.core.asset_record import AssetRecord, write_asset_record
+from reconphys_ros.core.asset_record import AssetRecord, write_asset_record, write_refusal_record
 from reconphys_ros.core.drop_detector import DropClip, DropDetector, StreamRestartDetector
 from reconphys_ros.core.gaussians import write_ply
 from reconphys_ros.core.geometry import pose_matrix
@@ -226,6 +226,7 @@ class ReconstructionNode(GuardedNode):
             except ValueError as exc:  # the clip is refused (no fall, implausible size, ...): a reason, no traceback
                 self.drops_refused += 1
                 self.dropped.drop("drop clip", f"{object_id} not reconstructed: {exc}")
+                self._write_refusal(object_id, str(exc), clip.stamps)
                 return
             if self._closing.is_set():  # close() gave up waiting for this one: the node is going away
                 return
@@ -243,6 +244,7 @@ class ReconstructionNode(GuardedNode):
                 f"{object_id}: {asset.gaussians.num_gaussians} Gaussians, {asset.num_anchors} anchors, "
                 f"m={p.mass:.3g} k={p.stiffness:.4g} d={p.damping:.3g} f={p.friction:.2f}; "
                 f"latency {latency * 1000:.0f} ms from the last frame to the published asset")
+            self._log_initial_state(object_id, result)
         except Exception as exc:  # keep serving: one failed drop must not end the node
             self.get_logger().error(f"reconstruction of {object_id} failed: {type(exc).__name__}: {exc}\n"
                                     f"{format_traceback(exc)}")
@@ -256,6 +258,30 @@ class ReconstructionNode(GuardedNode):
         if exc is not None:
             self.get_logger().error(f"reconstruction worker failed: {describe_exception(exc)}\n"
                                     f"{format_traceback(exc)}")
+
+    def _log_initial_state(self, object_id: str, result) -> None:
+        """The fitted frame-0 state in one line; a depth the fit could not trust (a fallback prior) is a warning
+        with the pipeline's notes on why."""
+        motion = result.asset.initial_motion
+        if motion is None:
+            return
+        v, w = np.asarray(motion.velocity), np.asarray(motion.angular_velocity)
+        line = (f"{object_id}: frame-0 velocity ({v[0]:.2f}, {v[1]:.2f}, {v[2]:.2f}) m/s, spin ({w[0]:.1f}, "
+                f"{w[1]:.1f}, {w[2]:.1f}) rad/s, depth {motion.depth:.3f} +- {motion.depth_std:.3f} m")
+        if motion.depth_trusted:
+            self.get_logger().info(line)
+            return
+        why = [n for n in result.notes if "depth" in n] or ["no note"]
+        self.get_logger().warning(f"{line} (fallback depth: {'; '.join(why)})")
+
+    def _write_refusal(self, object_id: str, reason: str, stamps) -> None:
+        try:
+            os.makedirs(self.params["output_dir"], exist_ok=True)
+            write_refusal_record(os.path.join(self.params["output_dir"], f"{object_id}.refused.json"), object_id,
+                                 reason, stamps)
+        except OSError as exc:  # a full or read-only output_dir: the refusal is in the log already
+            self.get_logger().error(f"cannot write the refusal record of {object_id}: {exc}",
+                                    throttle_duration_sec=10.0)
 
     def _write_outputs(self, asset, camera: Camera, clip: DropClip, result, latency: float) -> None:
         folder = self.params["output_dir"]

@@ -129,7 +129,7 @@ def test_parameter_changes_reach_the_pipeline_and_detector(ros_context, tmp_path
 
 def test_a_refused_drop_is_a_dropped_clip_with_its_reason(ros_context, tmp_path):
     """A static object (issue 18.9) reaches the log as a dropped drop clip with the pipeline's reason, nothing is
-    published or written, and the node goes on."""
+    published, the reason is written to <object_id>.refused.json, and the node goes on."""
     import os
     import time
 
@@ -146,7 +146,10 @@ def test_a_refused_drop_is_a_dropped_clip_with_its_reason(ros_context, tmp_path)
         assert node.drops_refused == 1 and not node.busy
         reasons = node.dropped.reason_counts.get("drop clip", {})
         assert any("no fall observed" in r for r in reasons), reasons
-        assert not os.listdir(tmp_path)
+        assert os.listdir(tmp_path) == ["object_000.refused.json"]  # no asset record, no PLY
+        import json
+        record = json.loads((tmp_path / "object_000.refused.json").read_text())
+        assert "no fall observed" in record["refused"] and len(record["frame_stamps"]) == 6
     finally:
         node.close()
         node.destroy_node()
