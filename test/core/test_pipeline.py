@@ -189,3 +189,25 @@ def test_implausible_reconstructions_are_refused_with_the_measured_reason(clip, 
 
 def test_refusals_are_value_errors():
     assert issubclass(ReconstructionRefused, ValueError)  # callers that catch ValueError keep working
+
+
+@pytest.mark.parametrize("velocity", [(0.4, 0.2, 1.2), (0.0, -0.5, 0.8)])
+def test_pipeline_recovers_the_state_of_a_tossed_object(velocity):
+    """A simulated, rendered toss (issue 15): the pipeline's frame-0 velocity, depth and impact from its own
+    reconstruction, against the truth; the asset carries that motion."""
+    from reconphys_ros.testing.synthetic_drop import make_drop_clip
+
+    clip = make_drop_clip(velocity=velocity, resolution=128, num_frames=20, drop_gap=0.3)
+    result = ReconstructionPipeline(PipelineConfig()).run(clip.frames, clip.masks, clip.camera, "toss")
+    assert np.linalg.norm(result.initial_velocity - velocity) < 0.15 * np.linalg.norm(velocity), result.initial_velocity
+    w2c = clip.camera.world_to_cam.numpy().astype(np.float64)
+    true_depth = (w2c[:3, :3] @ clip.gaussian_means[0].mean(0) + w2c[:3, 3])[2]
+    state = result.initial_state
+    assert state.trusted and abs(state.depth / true_depth - 1) < 0.05, (state.depth, true_depth)
+    low = clip.gaussian_means[:, :, 2].min(1)  # (T,) the true lowest Gaussian centre per frame
+    true_impact = int(np.nonzero(low <= low.min() + 0.01)[0][0])
+    assert state.impact_frame is not None and abs(state.impact_frame - true_impact) <= 1, (state.impact_frame,
+                                                                                          true_impact)
+    motion = result.asset.initial_motion
+    np.testing.assert_allclose(motion.velocity, result.initial_velocity, rtol=1e-6)
+    assert motion.depth_trusted and np.isfinite(motion.impact_time)
