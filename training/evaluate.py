@@ -289,6 +289,54 @@ def initial_state_row(clip: Clip, result, rendered: tuple) -> dict:
     }
 
 
+SETTLED_SIZES_PER_S = 0.05  # a centroid slower than this many object sizes per second has settled
+
+
+def _bounce_rest_settle(anchors: np.ndarray, impact: int | None, fps: float = 30.0) -> tuple:
+    """Anchor trajectories (T, N, 3) -> (bounce height m: highest centroid after the first impact above the last
+    frame's, rest position (3,): the last frame's centroid, settling time s: from the impact until the centroid
+    last moves faster than SETTLED_SIZES_PER_S object sizes per second; None where there is no impact)."""
+    centroid = anchors.mean(1)  # (T, 3)
+    if impact is None:
+        return None, centroid[-1], None
+    after = centroid[impact:]
+    bounce = float(max(after[:, 2].max() - after[-1, 2], 0.0))
+    size = float(np.ptp(anchors[0], axis=0).max())
+    speed = np.linalg.norm(np.diff(after, axis=0), axis=1) * fps  # (T - impact - 1,)
+    moving = np.nonzero(speed > SETTLED_SIZES_PER_S * size)[0]
+    return bounce, centroid[-1], float((moving[-1] + 1) / fps if moving.size else 0.0)
+
+
+def after_impact_row(clip: Clip, anchors: np.ndarray) -> dict:
+    """What happens after the impact (issue 20's metrics), predicted anchors (T, N, 3) against the true
+    trajectories: bounce height error and final resting position error in object sizes, settling time error (s;
+    the clip's 1 s bounds both)."""
+    impact = true_impact_frame(clip)
+    if impact is None:
+        return {}
+    size = clip.truth_size
+    true_b, true_rest, true_settle = _bounce_rest_settle(clip.anchors, impact)
+    pred_b, pred_rest, pred_settle = _bounce_rest_settle(anchors, impact)
+    return {"true_bounce_sizes": true_b / size, "pred_bounce_sizes": pred_b / size,
+            "bounce_error_sizes": abs(pred_b - true_b) / size,
+            "rest_error_sizes": float(np.linalg.norm(pred_rest - true_rest) / size),
+            "settling_error_s": abs(pred_settle - true_settle)}
+
+
+def summarise_after_impact(rows: list) -> dict:
+    """Issue 20's figures over the clips with an impact."""
+    have = [r["after_impact"] for r in rows if r.get("after_impact")]
+    if not have:
+        return {}
+    pick = lambda key: np.array([a[key] for a in have], np.float64)  # noqa: E731
+    rest = pick("rest_error_sizes")
+    return {"n": len(have), "bounce_error_sizes_mean": float(pick("bounce_error_sizes").mean()),
+            "true_bounce_sizes_mean": float(pick("true_bounce_sizes").mean()),
+            "pred_bounce_sizes_mean": float(pick("pred_bounce_sizes").mean()),
+            "rest_error_sizes_median": float(np.median(rest)), "rest_within_0.2_share": float(np.mean(rest <= 0.2)),
+            "settling_error_s_mean": float(pick("settling_error_s").mean())}
+
+
 def summarise_initial_state(rows: list) -> dict:
     """The issue-15 figures over the clips: medians, 90th percentiles and shares."""
     states = [r["initial_state"] for r in rows if "initial_state" in r]
@@ -388,6 +436,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
         if "per_scene_s" in info:
             row["per_scene_s"] = info["per_scene_s"]
         row["initial_state"] = initial_state_row(clip, info["result"], rendered["pipeline"])
+        row["after_impact"] = after_impact_row(clip, rendered["pipeline"][2])
         rows.append(row)
         for name, views in scored["per_frame"].items():
             for view, values in views.items():
@@ -458,6 +507,7 @@ def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str
                            if (group := [r for r in rows if r["size_bucket"] == label])},
                "pairs": pair_ordering(rows),
                "initial_state": summarise_initial_state(rows),
+               "after_impact": summarise_after_impact(rows),
                # the per-scene baseline runs on the first clips only: every method on those same clips (paired)
                "per_scene_clips": _table([r for r in rows if "per-scene" in r["scores"]])}
     with_truth = [r for r in rows if "param_errors" in r]
@@ -558,6 +608,15 @@ def markdown_report(summary: dict) -> str:
                   f"{st['depth_trusted_share']:.0%} | {st['impact_within_1_share']:.0%} | "
                   f"{_fmt(st['future_centroid_error_median_moving'])} ({st['moving']} clips) / "
                   f"{st['future_centroid_error_median_all']:.2f} | {st['novel_view_iou_frame0_mean']:.2f} |", ""]
+    ai = summary.get("after_impact")
+    if ai:
+        lines += ["**After the impact** (issue 20 targets in brackets; the true trajectories' impact frame; sizes = the "
+                  "object's size)", "",
+                  "| clips | bounce height error / size [<= 0.2] (true / predicted bounce) | final rest position "
+                  "error / size, median / share <= 0.2 [>= 80%] | settling time error (s) |", "|---|---|---|---|",
+                  f"| {ai['n']} | {ai['bounce_error_sizes_mean']:.2f} ({ai['true_bounce_sizes_mean']:.2f} / "
+                  f"{ai['pred_bounce_sizes_mean']:.2f}) | {ai['rest_error_sizes_median']:.2f} / "
+                  f"{ai['rest_within_0.2_share']:.0%} | {ai['settling_error_s_mean']:.2f} |", ""]
     p = summary["pairs"]
     lines.append(f"Pairs of one object: {p['pairs']}, predicted k/m in the right order in "
                  f"{_fmt(p['k_per_m_order_correct'], '{:.0%}')}.")

@@ -11,8 +11,8 @@ from reconphys_ros.core.asset import PhysicsEstimate
 
 from reconphys_ros.core.physics import PhysicsParams
 from training.data.dataset import SyntheticDataset
-from training.evaluate import (EvalConfig, evaluate, load_clip, markdown_report, pair_ordering, param_row,
-                               size_bucket, video_baselines)
+from training.evaluate import (EvalConfig, _bounce_rest_settle, evaluate, load_clip, markdown_report, pair_ordering,
+                               param_row, size_bucket, video_baselines)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,12 @@ def test_every_method_and_view_is_scored(tiny_eval):
         assert (out / name).is_file(), name
     report = markdown_report(summary)
     assert "| all-true (oracle) |" in report and "| pipeline |" in report and "total mass (kg)" in report
+    # the frame-0 state (issue 15) and after-impact (issue 20) figures, per clip and summarised
+    state = json.loads((out / "results.json").read_text())["clips"][0]["initial_state"]
+    assert 0 <= state["velocity_error"] < 10 and 0 <= state["depth_error"] < 1 and 0 <= state["novel_view_iou_frame0"] <= 1
+    assert summary["initial_state"]["n"] == 1 and "Frame-0 state" in report
+    with open(out / "per_clip.csv") as f:
+        assert "state:velocity_error" in next(csv.reader(f))
 
 
 def test_baseline_psnr_matches_a_hand_computation(tiny_data, tiny_eval):
@@ -102,3 +108,16 @@ def test_eval_config_rejects_bad_values():
     with pytest.raises(ValueError, match="held_out_view"):
         EvalConfig(held_out_view=0).validate()
 
+
+
+def test_bounce_rest_and_settling_by_hand():
+    """A 0.1 m two-point 'object' that lands at frame 2, bounces 5 cm at frame 4 and rests from frame 6 on."""
+    z = np.array([0.3, 0.1, 0.0, 0.03, 0.05, 0.02, 0.0, 0.0, 0.0, 0.0])
+    centroid = np.stack([np.linspace(0.0, 0.09, 10), np.zeros(10), z], 1)
+    centroid[6:, 0] = centroid[6, 0]  # stops sliding when it rests
+    anchors = centroid[:, None, :] + np.array([[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0]])  # (T, 2, 3)
+    bounce, rest, settle = _bounce_rest_settle(anchors, impact=2, fps=10.0)
+    assert bounce == pytest.approx(0.05)
+    np.testing.assert_allclose(rest, centroid[-1])
+    assert settle == pytest.approx(0.4)  # frames 2 -> 6 at 10 fps: the last motion ends at frame 6
+    assert _bounce_rest_settle(anchors, impact=None)[0] is None
