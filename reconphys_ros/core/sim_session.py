@@ -14,8 +14,8 @@ import torch
 
 from reconphys_ros.core.asset import SimAsset
 from reconphys_ros.core.binding import Binding, apply_binding, compute_binding
-from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, SimulationDiverged, State,
-                                        drop_state, lattice_from_name, object_seed, simulate)
+from reconphys_ros.core.physics import (Gripper, LatticeConfig, ModelBuilder, PhysicsParams, SimulationDiverged,
+                                        State, drop_state, lattice_from_name, object_seed, simulate)
 from reconphys_ros.core.physics.anchors import farthest_point_sampling
 from reconphys_ros.core.physics.control import DEFAULT_GRASP_STIFFNESS, DEFAULT_MAX_EFFORT
 from reconphys_ros.core.physics.integrator import resolve_substeps
@@ -50,6 +50,23 @@ def thin_anchors(anchors: np.ndarray, lattice: LatticeConfig, object_id: str) ->
 
 
 START_MODES = ("observed", "drop")
+
+
+def warm_up_kernels(device: str = "cpu") -> float:
+    """Load the simulation kernels now (compiling them the first time for this user and Warp version), so that the
+    first asset does not pay for it: one frame of a tiny cube held by a closed gripper runs every kernel a frame of
+    the node runs. Returns the seconds it took."""
+    start = time.perf_counter()
+    corners = np.array([[x, y, z] for x in (0.0, 0.05) for y in (0.0, 0.05) for z in (0.2, 0.25)], np.float32)
+    builder = ModelBuilder()
+    builder.add_object(corners, PhysicsParams(1.0, 100.0, 1.0, 0.5), LatticeConfig(8, 3, name="warm-up"),
+                       check_range=False)
+    model = builder.finalize(device)
+    gripper = Gripper(model, position=tuple(corners.mean(0).tolist()), grasp_radius=0.1)
+    gripper.command(closed=True)
+    simulate(model, drop_state(model, position=tuple(corners.mean(0).tolist())), 1, 2, control=gripper, fps=30.0,
+             stability="off", return_velocities=True)
+    return time.perf_counter() - start
 
 
 class AssetSimulator:

@@ -25,7 +25,8 @@ from std_srvs.srv import Trigger
 from reconphys_ros.core.physics.control import critical_damping, grasp_stability_margin, grasp_stiffness_per_mass
 from reconphys_ros.core.render import focal_from_fov, look_at, render
 from reconphys_ros.msg import GaussianAsset, GripperCommand, SimStatus
-from reconphys_ros.core.sim_session import START_MODES, AssetSimulator, GripperSettings, lattice_for
+from reconphys_ros.core.sim_session import (START_MODES, AssetSimulator, GripperSettings, lattice_for,
+                                            warm_up_kernels)
 from reconphys_ros.ros.conversions import asset_from_msg, numpy_to_image, pointcloud2_from_points, pose_to_numpy
 from reconphys_ros.ros.guarded_node import GuardedNode, format_traceback
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
@@ -84,6 +85,10 @@ class SimulationNode(GuardedNode):
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
         p = self.params
         self.lattice = lattice_for(p["lattice"], p["device"])
+        # kernels are built now, not on the first asset (whose first frames would then look like overruns)
+        warm = warm_up_kernels(p["device"])
+        if warm > 1.0:
+            self.get_logger().info(f"simulation kernels built in {warm:.1f} s (once per user and Warp version)")
         self.lock = threading.Lock()  # guards self.sim (timer, commands, services, asset loads)
         self.sim: AssetSimulator | None = None
         self.render_camera = look_at(p["render_camera_position"], p["render_camera_look_at"],

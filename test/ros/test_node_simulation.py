@@ -199,3 +199,33 @@ def test_view_subset_is_uniform_and_follows_the_physics():
     np.testing.assert_allclose(sim.view_means().numpy(), sim.gaussian_means()[sim.view_index].numpy(), atol=1e-6)
     sim.set_view_limit(0)
     assert sim.view_index is None and sim.view_gaussians.num_gaussians == 1000
+
+
+def test_the_observed_motion_is_replayed_or_not():
+    """start=observed (the default) starts the anchors at their frame-0 pose with v + w x r (issue 15); start=drop
+    and an asset without a measured motion release it from rest at drop_height."""
+    import dataclasses
+
+    from reconphys_ros.core.asset import InitialMotion
+    from reconphys_ros.core.sim_session import AssetSimulator, lattice_for
+    import torch
+
+    base = random_asset(200, num_anchors=40, seed=3)
+    up = np.array([0.0, 0.0, 1.0], np.float32)  # in the air: the ground does not touch it in the first frame
+    base = dataclasses.replace(base, anchors=base.anchors + up,
+                               gaussians=base.gaussians.with_means(base.gaussians.means + torch.from_numpy(up)))
+    motion = InitialMotion(velocity=(0.5, -0.2, 1.0), angular_velocity=(0.0, 0.0, 4.0))
+    asset = dataclasses.replace(base, initial_motion=motion)
+    lattice = lattice_for("coarse", "cpu")
+    sim = AssetSimulator(asset, lattice)
+    x0, v0 = sim.anchors.numpy().astype(np.float64), sim.anchor_velocities.numpy().astype(np.float64)
+    np.testing.assert_allclose(x0, asset.anchors, atol=1e-6)  # the frame-0 pose, not a drop from drop_height
+    centre = asset.anchors.astype(np.float64).mean(0)
+    np.testing.assert_allclose(v0, motion.velocity + np.cross(motion.angular_velocity, x0 - centre), atol=1e-5)
+    sim.step()
+    dt = 1.0 / sim.fps
+    expected = centre + np.asarray(motion.velocity) * dt + 0.5 * np.array([0.0, 0.0, -9.81]) * dt**2
+    assert np.abs(sim.anchors.numpy().mean(0) - expected).max() < 0.01  # in flight, ballistic
+    for rest in (AssetSimulator(asset, lattice, start="drop"), AssetSimulator(base, lattice)):
+        assert np.abs(rest.anchor_velocities.numpy()).max() == 0.0
+        assert abs(float(rest.anchors[:, 2].min()) - rest.drop_height) < 1e-5
