@@ -46,6 +46,7 @@ class _WarpModel:
         self.spring_object = wp.from_torch(model.spring_object.contiguous(), dtype=wp.int32)
         self.anchor_object = wp.from_torch(model.anchor_object.contiguous(), dtype=wp.int32)
         self.gravity = wp.vec3(*model.gravity)
+        self.rate_scale = wp.from_torch(model.dissipation_scale.contiguous())  # (B,) size-independent rate -> 1/s
         self.contact = kernels.contact_struct(model.contact)  # one struct instead of six kernel arguments
         self.no_grip_anchor = wp.empty(0, dtype=wp.int32, device=self.device)  # "no gripper" for the serial kernel
         self.no_grip_target = wp.empty(0, dtype=wp.vec3, device=self.device)
@@ -70,6 +71,7 @@ class WarpFrameRunner:
         self.frame_dt = 1.0 / fps
         self.dt = self.frame_dt / self.substeps
         self._force = None  # forward-only force buffer, allocated on first use
+        self._rigid = None  # forward-only buffers of the rigid-motion stage, allocated on first use
         self.set_control(control)
 
     def set_control(self, control: Control | None) -> None:
@@ -86,6 +88,33 @@ class WarpFrameRunner:
             self._force = wp.empty(self.model.num_anchors, dtype=wp.vec3, device=self.arrays.device)
         return self._force
 
+    def rigid_buffers(self, requires_grad: bool = False):
+        """Zeroed per-object buffers of the rigid-motion stage: moments (B, 4), second (B,), motion (B, 4)."""
+        b, dev = self.model.num_objects, self.arrays.device
+        return (wp.zeros((b, 4), dtype=wp.vec3, device=dev, requires_grad=requires_grad),
+                wp.zeros(b, dtype=wp.mat33, device=dev, requires_grad=requires_grad),
+                wp.zeros((b, 4), dtype=wp.vec3, device=dev, requires_grad=requires_grad))
+
+    def _forward_rigid(self):
+        """The forward-only rigid-motion buffers, zeroed (the moments are sums)."""
+        if self._rigid is None:
+            self._rigid = self.rigid_buffers()
+        self._rigid[0].zero_()
+        self._rigid[1].zero_()
+        return self._rigid
+
+    def damp_rigid_motion(self, x, v, v_out, rigid) -> None:
+        """Deformation and rolling damping (ContactSettings): v_out from x, v through the per-object rigid fit."""
+        model, arr, dev = self.model, self.arrays, self.arrays.device
+        moments, second, motion = rigid
+        wp.launch(kernels.moments_kernel, dim=model.num_anchors, device=dev, inputs=[x, v, arr.anchor_object],
+                  outputs=[moments, second])
+        wp.launch(kernels.rigid_motion_kernel, dim=model.num_objects, device=dev,
+                  inputs=[moments, second, arr.rate_scale, float(self.dt), arr.contact], outputs=[motion])
+        wp.launch(kernels.damp_deformation_kernel, dim=model.num_anchors, device=dev,
+                  inputs=[x, v, arr.anchor_object, motion, arr.rate_scale, float(self.dt), arr.contact],
+                  outputs=[v_out])
+
     def substep(self, x, v, m, k, d, f, force, x_out, v_out, alpha: float):
         model, arr, dev = self.model, self.arrays, self.arrays.device
         wp.launch(kernels.spring_force_kernel, dim=model.num_springs, device=dev,
@@ -98,7 +127,8 @@ class WarpFrameRunner:
                               float(c.stiffness), float(c.damping), float(c.max_force_per_anchor)],
                       outputs=[force])
         wp.launch(kernels.integrate_kernel, dim=model.num_anchors, device=dev,
-                  inputs=[x, v, force, arr.anchor_object, m, f, arr.gravity, float(self.dt), arr.contact],
+                  inputs=[x, v, force, arr.anchor_object, m, f, arr.rate_scale, arr.gravity, float(self.dt),
+                          arr.contact],
                   outputs=[x_out, v_out])
 
     def run_serial(self, xa, va, m, k, d, f) -> None:
@@ -110,10 +140,12 @@ class WarpFrameRunner:
                     float(c.max_force_per_anchor)]
         else:
             grip = [arr.no_grip_anchor, arr.no_grip_target, arr.no_grip_target, 0.0, 0.0, 0.0, 0.0]
+        if self._rigid is None:
+            self._rigid = self.rigid_buffers()  # the kernel zeroes them every substep
         wp.launch(kernels.serial_frame_kernel, dim=1, device=dev,
                   inputs=[xa, va, self._forward_force(), arr.springs, arr.rest, arr.spring_object,
-                          arr.anchor_object, m, k, d, f, float(model.spring_exponent), *grip, arr.gravity,
-                          float(self.dt), self.substeps, arr.contact])
+                          arr.anchor_object, m, k, d, f, float(model.spring_exponent), *grip, arr.rate_scale,
+                          *self._rigid, arr.gravity, float(self.dt), self.substeps, arr.contact])
 
     def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward only: one launch per frame on CPU; on CUDA ping-pong buffers, no allocation per substep."""
@@ -129,6 +161,8 @@ class WarpFrameRunner:
         force = self._forward_force()
         for s in range(self.substeps):
             force.zero_()
+            if self.model.contact.damps_rigid_motion:
+                self.damp_rigid_motion(xa, va, va, self._forward_rigid())  # in place
             self.substep(xa, va, m, k, d, f, force, xb, vb, (s + 1) / self.substeps)
             xa, xb, va, vb = xb, xa, vb, va
         return wp.to_torch(xa), wp.to_torch(va)
@@ -144,6 +178,10 @@ class WarpFrameRunner:
         tape = wp.Tape()
         with tape:
             for s in range(self.substeps):
+                if self.model.contact.damps_rigid_motion:
+                    damped = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
+                    self.damp_rigid_motion(xa, va, damped, self.rigid_buffers(requires_grad=True))
+                    va = damped
                 force = wp.zeros(n, dtype=wp.vec3, device=dev, requires_grad=True)
                 xb = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
                 vb = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
@@ -188,9 +226,13 @@ def torch_frame(model: Model, x, v, params, substeps: int, fps: float, control: 
     anchor_object = model.anchor_object.long()
     spring_object = model.spring_object.long()
     for s in range(substeps):
+        if model.contact.damps_rigid_motion:
+            v = reference.damp_rigid_motion(x, v, anchor_object, model.num_objects, model.dissipation_scale, dt,
+                                            model.contact)
         force = reference.spring_forces(x, v, springs, model.rest_lengths, spring_object, k, d, model.spring_exponent)
         force = reference.gripper_forces(x, v, control, (s + 1) / substeps, force)
-        x, v = reference.integrate(x, v, force, anchor_object, m, f, model.gravity, dt, model.contact)
+        x, v = reference.integrate(x, v, force, anchor_object, m, f, model.dissipation_scale, model.gravity, dt,
+                                   model.contact)
     return x, v
 
 

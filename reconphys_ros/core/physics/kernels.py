@@ -43,6 +43,9 @@ class Contact:
     damping: float  # per unit mass, 1/s
     width: float  # m
     friction_velocity: float  # m/s
+    tangential_damping: float  # 1/s at 1 m per unit friction; x f x dissipation scale (per object) = the object's rate
+    deformation_damping: float  # 1/s at 1 m
+    rolling_damping: float  # 1/s at 1 m
 
 
 @wp.func
@@ -124,6 +127,7 @@ def integrate_anchor(
     anchor_object: wp.array(dtype=wp.int32),
     mass: wp.array(dtype=float),
     friction: wp.array(dtype=float),
+    rate_scale: wp.array(dtype=float),
     gravity: wp.vec3,
     dt: float,
     contact: Contact,
@@ -133,6 +137,7 @@ def integrate_anchor(
     # reads x[a], v[a], force[a] before writing x_out[a], v_out[a]: in-place (x_out = x) is safe
     obj = anchor_object[a]
     mu = friction[obj]
+    tangential_rate = contact.tangential_damping * mu * rate_scale[obj]  # 1/s at this object's size and friction
     p = x[a]
     vel = v[a]
     acc = force[a] / mass[obj] + gravity
@@ -145,6 +150,10 @@ def integrate_anchor(
         vt_norm = wp.sqrt(wp.dot(vt, vt) + contact.friction_velocity * contact.friction_velocity)
         acc = acc + wp.vec3(0.0, 0.0, normal) - (mu * wp.abs(normal) / vt_norm) * vt
     new_v = vel + dt * acc
+    if contact.mode == CONTACT_SMOOTH and tangential_rate > 0.0:
+        # viscous ground friction, weighted by how deep the anchor is in the contact layer
+        keep = wp.exp(-tangential_rate * stable_sigmoid(-p[2] / contact.width) * dt)
+        new_v = wp.vec3(new_v[0] * keep, new_v[1] * keep, new_v[2])
     new_x = p + dt * new_v
     if contact.mode == CONTACT_HARD:
         if new_x[2] < 0.0:
@@ -161,10 +170,126 @@ def integrate_anchor(
                     scale = wp.max(1.0 - mu * dvn / speed, 0.0)
                     vx = vx * scale
                     vy = vy * scale
+            if tangential_rate > 0.0:
+                keep = wp.exp(-tangential_rate * dt)  # viscous ground friction of an anchor in contact
+                vx = vx * keep
+                vy = vy * keep
             new_v = wp.vec3(vx, vy, vz)
             new_x = wp.vec3(p[0] + dt * vx, p[1] + dt * vy, wp.max(new_x[2], 0.0))
     x_out[a] = new_x
     v_out[a] = new_v
+
+
+# Rigid-motion stage (deformation and rolling damping), once per substep before the forces. Per-object buffers:
+# moments (B, 4) vec3: sum x, sum v, sum x cross v, (anchor count, anchors touching the ground, 0); second (B,) mat33:
+# sum x x^T; motion (B, 4) vec3: centroid, mean velocity, fitted angular velocity, angular velocity kept after the
+# rolling decay. Anchors of an object share one mass, so unweighted sums give the momentum-conserving fit.
+@wp.func
+def accumulate_moments(
+    a: int,
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    moments: wp.array(dtype=wp.vec3, ndim=2),
+    second: wp.array(dtype=wp.mat33),
+):
+    obj = anchor_object[a]
+    p = x[a]
+    touching = 0.0
+    if p[2] <= 0.0:  # resting anchors of the hard contact sit exactly on the ground
+        touching = 1.0
+    wp.atomic_add(moments, obj, 0, p)
+    wp.atomic_add(moments, obj, 1, v[a])
+    wp.atomic_add(moments, obj, 2, wp.cross(p, v[a]))
+    wp.atomic_add(moments, obj, 3, wp.vec3(1.0, touching, 0.0))
+    wp.atomic_add(second, obj, wp.outer(p, p))
+
+
+@wp.func
+def fit_rigid_motion(
+    b: int,
+    moments: wp.array(dtype=wp.vec3, ndim=2),
+    second: wp.array(dtype=wp.mat33),
+    rate_scale: wp.array(dtype=float),
+    dt: float,
+    contact: Contact,
+    motion: wp.array(dtype=wp.vec3, ndim=2),
+):
+    n = moments[b, 3][0]
+    centre = moments[b, 0] / n
+    mean_v = moments[b, 1] / n
+    angular = moments[b, 2] - n * wp.cross(centre, mean_v)  # angular momentum about the centroid (per anchor mass)
+    spread = second[b] - n * wp.outer(centre, centre)  # sum r r^T about the centroid
+    tr = wp.trace(spread)
+    eye = wp.identity(n=3, dtype=float)
+    # inertia tensor, regularised: a line of anchors has none about its own axis (and no momentum about it)
+    inertia = (tr * (1.0 + 1.0e-6) + 1.0e-20) * eye - spread
+    omega = wp.inverse(inertia) @ angular
+    kept = omega
+    if moments[b, 3][1] > 0.5:  # touches the ground: rolling and spinning decay
+        kept = omega * wp.exp(-contact.rolling_damping * rate_scale[b] * dt)
+    motion[b, 0] = centre
+    motion[b, 1] = mean_v
+    motion[b, 2] = omega
+    motion[b, 3] = kept
+
+
+@wp.func
+def damp_to_rigid_motion(
+    a: int,
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    motion: wp.array(dtype=wp.vec3, ndim=2),
+    rate_scale: wp.array(dtype=float),
+    dt: float,
+    contact: Contact,
+    v_out: wp.array(dtype=wp.vec3),
+):
+    # reads v[a] before writing v_out[a]: in place is safe
+    obj = anchor_object[a]
+    r = x[a] - motion[obj, 0]
+    rigid = motion[obj, 1] + wp.cross(motion[obj, 2], r)
+    rigid_kept = motion[obj, 1] + wp.cross(motion[obj, 3], r)
+    keep = wp.exp(-contact.deformation_damping * rate_scale[obj] * dt)
+    v_out[a] = rigid_kept + keep * (v[a] - rigid)
+
+
+@wp.kernel
+def moments_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    moments: wp.array(dtype=wp.vec3, ndim=2),
+    second: wp.array(dtype=wp.mat33),
+):
+    accumulate_moments(wp.tid(), x, v, anchor_object, moments, second)
+
+
+@wp.kernel
+def rigid_motion_kernel(
+    moments: wp.array(dtype=wp.vec3, ndim=2),
+    second: wp.array(dtype=wp.mat33),
+    rate_scale: wp.array(dtype=float),
+    dt: float,
+    contact: Contact,
+    motion: wp.array(dtype=wp.vec3, ndim=2),
+):
+    fit_rigid_motion(wp.tid(), moments, second, rate_scale, dt, contact, motion)
+
+
+@wp.kernel
+def damp_deformation_kernel(
+    x: wp.array(dtype=wp.vec3),
+    v: wp.array(dtype=wp.vec3),
+    anchor_object: wp.array(dtype=wp.int32),
+    motion: wp.array(dtype=wp.vec3, ndim=2),
+    rate_scale: wp.array(dtype=float),
+    dt: float,
+    contact: Contact,
+    v_out: wp.array(dtype=wp.vec3),
+):
+    damp_to_rigid_motion(wp.tid(), x, v, anchor_object, motion, rate_scale, dt, contact, v_out)
 
 
 @wp.kernel
@@ -208,13 +333,15 @@ def integrate_kernel(
     anchor_object: wp.array(dtype=wp.int32),
     mass: wp.array(dtype=float),
     friction: wp.array(dtype=float),
+    rate_scale: wp.array(dtype=float),
     gravity: wp.vec3,
     dt: float,
     contact: Contact,
     x_out: wp.array(dtype=wp.vec3),
     v_out: wp.array(dtype=wp.vec3),
 ):
-    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, gravity, dt, contact, x_out, v_out)
+    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt, contact, x_out,
+                     v_out)
 
 
 @wp.kernel
@@ -238,6 +365,10 @@ def serial_frame_kernel(
     grip_stiffness: float,
     grip_damping: float,
     grip_max_force: float,
+    rate_scale: wp.array(dtype=float),
+    moments: wp.array(dtype=wp.vec3, ndim=2),
+    second: wp.array(dtype=wp.mat33),
+    motion: wp.array(dtype=wp.vec3, ndim=2),
     gravity: wp.vec3,
     dt: float,
     substeps: int,
@@ -250,7 +381,19 @@ def serial_frame_kernel(
     num_springs = springs.shape[0]
     num_anchors = x.shape[0]
     num_grip = grip_anchor.shape[0]
+    num_objects = moments.shape[0]
     for step in range(substeps):
+        if contact.deformation_damping > 0.0 or contact.rolling_damping > 0.0:
+            for b in range(num_objects):
+                for row in range(4):
+                    moments[b, row] = wp.vec3(0.0, 0.0, 0.0)
+                second[b] = wp.mat33(0.0)
+            for a in range(num_anchors):
+                accumulate_moments(a, x, v, anchor_object, moments, second)
+            for b in range(num_objects):
+                fit_rigid_motion(b, moments, second, rate_scale, dt, contact, motion)
+            for a in range(num_anchors):
+                damp_to_rigid_motion(a, x, v, anchor_object, motion, rate_scale, dt, contact, v)
         for a in range(num_anchors):
             force[a] = wp.vec3(0.0, 0.0, 0.0)
         for s in range(num_springs):
@@ -260,7 +403,7 @@ def serial_frame_kernel(
             add_gripper_force(g, x, v, grip_anchor, grip_start, grip_end, alpha, inv_frame_dt, grip_stiffness,
                               grip_damping, grip_max_force, force)
         for a in range(num_anchors):
-            integrate_anchor(a, x, v, force, anchor_object, mass, friction, gravity, dt, contact, x, v)
+            integrate_anchor(a, x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt, contact, x, v)
 
 
 def contact_struct(settings) -> Contact:
@@ -272,4 +415,7 @@ def contact_struct(settings) -> Contact:
     c.damping = float(settings.damping_per_mass)
     c.width = float(settings.width)
     c.friction_velocity = float(settings.friction_velocity)
+    c.tangential_damping = float(settings.tangential_damping)
+    c.deformation_damping = float(settings.deformation_damping)
+    c.rolling_damping = float(settings.rolling_damping)
     return c

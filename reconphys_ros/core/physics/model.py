@@ -8,14 +8,31 @@ import torch
 
 from .kernels import CONTACT_HARD, CONTACT_SMOOTH
 from .lattice import REFERENCE_LATTICE, LatticeConfig, lattice_scale_for
-from .params import GRAVITY, PARAM_NAMES, PhysicsParams
+from .params import GRAVITY, PARAM_NAMES, REFERENCE_SIZE, PhysicsParams, object_size
 from .springs import knn_springs
+
+
+DISSIPATION_NAMES = ("tangential_damping", "deformation_damping", "rolling_damping")
 
 
 @dataclass(frozen=True)
 class ContactSettings:
     """Ground z = 0. 'hard': projection + Coulomb impulse (the paper's boundary); 'smooth': softplus
-    penalty with stiffness/damping per unit mass and a regularised Coulomb law (for gradient checks)."""
+    penalty with stiffness/damping per unit mass and a regularised Coulomb law (for gradient checks).
+
+    Dissipation after impact (issue 20), all off (0) by default. Each is a continuous-time rate applied as an exact
+    exponential decay per substep (factor exp(-c dt)), so the result converges as the substep count grows and no
+    rate is unstable. The rates are size-independent: the values of an object of size L_ref = 1 m (params.py); an
+    object of size L gets c * sqrt(L_ref / L) (Model.dissipation_scale), as every rate under the similarity law.
+    - tangential_damping (1/s at 1 m, per unit friction): viscous ground friction, the tangential velocity of each
+      anchor in contact decays at this rate times the object's friction f, on top of Coulomb (so a frictionless
+      object still slides; the paper's simulator multiplies it by f per substep instead, which depends on dt).
+    - deformation_damping (1/s at 1 m): each object's anchor velocities relax towards the object's best-fit rigid
+      motion (centroid velocity + angular velocity) at this rate. Damps every deformation mode (the rebound of the
+      compression that drives bouncing, the flattening that rolling repeats) and conserves linear and angular
+      momentum, so free flight and spin are untouched.
+    - rolling_damping (1/s at 1 m): while any anchor of an object touches the ground, the object's angular
+      velocity (rolling and spinning) decays at this rate; linear momentum is kept (Coulomb then stops the slide)."""
 
     mode: str = "hard"
     restitution: float = 0.0
@@ -23,6 +40,9 @@ class ContactSettings:
     damping_per_mass: float = 300.0  # 1/s, about half critical
     width: float = 1.0e-3  # m, softplus width
     friction_velocity: float = 1.0e-2  # m/s, regularisation of the Coulomb direction
+    tangential_damping: float = 0.0  # 1/s at 1 m (size-independent)
+    deformation_damping: float = 0.0  # 1/s at 1 m (size-independent)
+    rolling_damping: float = 0.0  # 1/s at 1 m (size-independent)
 
     def __post_init__(self):
         if self.mode not in ("hard", "smooth"):
@@ -32,6 +52,15 @@ class ContactSettings:
         for name in ("stiffness_per_mass", "damping_per_mass", "width", "friction_velocity"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ContactSettings.{name} must be > 0")
+        for name in DISSIPATION_NAMES:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"ContactSettings.{name} must be a finite rate >= 0 (1/s at 1 m), got {value}")
+
+    @property
+    def damps_rigid_motion(self) -> bool:
+        """Whether the per-object rigid-motion stage (deformation or rolling damping) runs."""
+        return self.deformation_damping > 0 or self.rolling_damping > 0
 
     @property
     def mode_id(self) -> int:
@@ -60,6 +89,7 @@ class Model:
     paper_params: torch.Tensor  # (B, 4) m, k, d, f in the paper convention
     scale: torch.Tensor  # (B, 3) paper -> simulation multipliers for m, k, d
     unit_eigen: np.ndarray  # (B,) largest eigenvalue of the unit spring stiffness matrix (for dt checks)
+    dissipation_scale: torch.Tensor  # (B,) sqrt(L_ref / L): size-independent rates (ContactSettings) -> this object's
     lattices: list
     object_ids: list
     spring_exponent: float = 1.0
@@ -117,6 +147,7 @@ class Model:
             paper_params=self.paper_params.repeat(copies, 1),
             scale=self.scale.repeat(copies, 1),
             unit_eigen=np.tile(self.unit_eigen, copies),
+            dissipation_scale=self.dissipation_scale.repeat(copies),
             lattices=self.lattices * copies,
             object_ids=self.object_ids * copies,
             cache={},
@@ -217,6 +248,7 @@ class ModelBuilder:
             paper_params=t(paper),
             scale=t(scale),
             unit_eigen=np.asarray([o["eig"] for o in self._objects], np.float64),
+            dissipation_scale=t([np.sqrt(REFERENCE_SIZE / object_size(o["anchors"])) for o in self._objects]),
             lattices=[o["lattice"] for o in self._objects],
             object_ids=[o["object_id"] for o in self._objects],
             spring_exponent=float(self._objects[0]["lattice"].spring_exponent),

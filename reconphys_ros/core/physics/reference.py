@@ -41,8 +41,38 @@ def gripper_forces(x, v, control, alpha: float, force):
     return force.index_add(0, a, f)
 
 
-def integrate(x, v, force, anchor_object, mass, friction, gravity, dt: float, contact):
-    """One semi-implicit Euler substep plus the ground boundary. Returns (x_new, v_new)."""
+def damp_rigid_motion(x, v, anchor_object, num_objects: int, rate_scale, dt: float, contact):
+    """Deformation and rolling damping (ContactSettings): each object's velocities (N,3) relax towards its best-fit
+    rigid motion, whose angular velocity decays while the object touches the ground. anchor_object (N,) long,
+    rate_scale (B,). Returns v (N,3)."""
+    B = num_objects
+
+    def per_object(values):  # (N, ...) -> (B, ...) sums
+        return torch.zeros((B,) + values.shape[1:], dtype=values.dtype, device=values.device).index_add_(
+            0, anchor_object, values)
+
+    count = per_object(torch.ones_like(x[:, 0]))  # (B,)
+    touching = per_object((x[:, 2] <= 0).to(x.dtype))  # (B,)
+    centre = per_object(x) / count[:, None]  # (B, 3)
+    mean_v = per_object(v) / count[:, None]
+    angular = per_object(torch.linalg.cross(x, v)) - count[:, None] * torch.linalg.cross(centre, mean_v)  # (B, 3)
+    spread = per_object(x[:, :, None] * x[:, None, :]) - count[:, None, None] * centre[:, :, None] * centre[:, None, :]
+    tr = spread.diagonal(dim1=1, dim2=2).sum(1)  # (B,)
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    inertia = (tr * (1.0 + 1.0e-6) + 1.0e-20)[:, None, None] * eye - spread  # (B, 3, 3), as in kernels.py
+    omega = (torch.linalg.inv(inertia) @ angular[:, :, None])[..., 0]  # (B, 3)
+    roll_keep = torch.exp(-contact.rolling_damping * rate_scale * dt)
+    kept = torch.where((touching > 0.5)[:, None], omega * roll_keep[:, None], omega)
+    r = x - centre[anchor_object]
+    rigid = mean_v[anchor_object] + torch.linalg.cross(omega[anchor_object], r)
+    rigid_kept = mean_v[anchor_object] + torch.linalg.cross(kept[anchor_object], r)
+    keep = torch.exp(-contact.deformation_damping * rate_scale[anchor_object] * dt)[:, None]
+    return rigid_kept + keep * (v - rigid)
+
+
+def integrate(x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt: float, contact):
+    """One semi-implicit Euler substep plus the ground boundary. rate_scale (B,): size-independent rates of
+    ContactSettings -> this object's. Returns (x_new, v_new)."""
     m = mass[anchor_object].unsqueeze(1)
     mu = friction[anchor_object]
     g = torch.as_tensor(gravity, dtype=x.dtype, device=x.device)
@@ -58,6 +88,10 @@ def integrate(x, v, force, anchor_object, mass, friction, gravity, dt: float, co
         n_acc = torch.stack([torch.zeros_like(normal), torch.zeros_like(normal), normal], 1)
         acc = acc + n_acc - (mu * normal.abs() / vt_norm).unsqueeze(1) * vt
     new_v = v + dt * acc
+    tangential_rate = contact.tangential_damping * mu * rate_scale[anchor_object]  # (N,) 1/s
+    if contact.mode_id != CONTACT_HARD and contact.tangential_damping > 0:
+        keep = torch.exp(-tangential_rate * torch.sigmoid(-x[:, 2] / contact.width) * dt)
+        new_v = torch.stack([new_v[:, 0] * keep, new_v[:, 1] * keep, new_v[:, 2]], 1)
     new_x = x + dt * new_v
     if contact.mode_id == CONTACT_HARD:
         e = contact.restitution
@@ -70,6 +104,8 @@ def integrate(x, v, force, anchor_object, mass, friction, gravity, dt: float, co
         scale = torch.where(
             approaching & (speed > 0), (1.0 - mu * dvn / speed.clamp_min(1e-30)).clamp_min(0.0), torch.ones_like(vn)
         )
+        if contact.tangential_damping > 0:
+            scale = scale * torch.exp(-tangential_rate * dt)
         v_hit = torch.stack([new_v[:, 0] * scale, new_v[:, 1] * scale, vz], 1)
         x_hit = torch.stack([x[:, 0] + dt * v_hit[:, 0], x[:, 1] + dt * v_hit[:, 1], new_x[:, 2].clamp_min(0.0)], 1)
         new_v = torch.where(hit.unsqueeze(1), v_hit, new_v)
