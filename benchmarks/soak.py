@@ -89,7 +89,8 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, size: int = 512, fps:
     end = statistics.median(after[-quarter:])
     dropped = {name: dict(getattr(node, "dropped").counts) for name, node in by_name.items()
                if hasattr(node, "dropped") and node.dropped.counts}
-    failed = rec.drops_done - len(rec.latencies) - int(rec.busy)
+    # a drop in flight when the run ends is not a failure: still busy, or abandoned by close() (which waits 0.2 s)
+    failed = rec.drops_done - len(rec.latencies) - int(rec.busy) - rec.drops_abandoned
     return {
         "duration_s": duration_s, "warmup_s": warmup_s, "image_size": size, "fps_requested": fps,
         "frames_published": published, "masks_published": seg.masks_published,

@@ -6,6 +6,7 @@ milliseconds. Every function raises ValueError with a message that says what was
 from __future__ import annotations
 
 import array
+import math
 import sys
 
 import numpy as np
@@ -206,10 +207,9 @@ def _vector(vector) -> tuple:
 
 
 def motion_to_msg(motion: InitialMotion | None) -> InitialMotionMsg:
-    """InitialMotion (or None: unknown, known = false) -> InitialMotion message."""
+    """InitialMotion (or None: unknown, known = false, all zeros) -> InitialMotion message. The message has no NaN
+    (NaN != NaN breaks comparisons and bag checks): an unmeasured depth is 0, an impact beyond the clip -1."""
     msg = InitialMotionMsg()
-    nan = float("nan")
-    msg.depth, msg.depth_std, msg.impact_time = nan, nan, nan
     if motion is None:
         return msg
     motion.validate()
@@ -218,8 +218,10 @@ def motion_to_msg(motion: InitialMotion | None) -> InitialMotionMsg:
     _set_vector(msg.angular_velocity, motion.angular_velocity)
     _set_vector(msg.linear_velocity_std, motion.velocity_std)
     _set_vector(msg.angular_velocity_std, motion.angular_velocity_std)
-    msg.depth, msg.depth_std = float(motion.depth), float(motion.depth_std)
-    msg.depth_trusted, msg.impact_time = bool(motion.depth_trusted), float(motion.impact_time)
+    unknown = math.isnan(motion.depth)
+    msg.depth, msg.depth_std = (0.0, 0.0) if unknown else (float(motion.depth), float(motion.depth_std))
+    msg.depth_trusted = bool(motion.depth_trusted)
+    msg.impact_time = -1.0 if math.isnan(motion.impact_time) else float(motion.impact_time)
     return msg
 
 
@@ -227,9 +229,12 @@ def motion_from_msg(msg: InitialMotionMsg) -> InitialMotion | None:
     """-> validated InitialMotion, or None when the message says it is not known."""
     if not msg.known:
         return None
+    nan = float("nan")
+    depth, depth_std = (nan, nan) if msg.depth <= 0 else (float(msg.depth), float(msg.depth_std))
+    impact = nan if msg.impact_time < 0 else float(msg.impact_time)
     return InitialMotion(_vector(msg.linear_velocity), _vector(msg.angular_velocity), _vector(msg.linear_velocity_std),
-                         _vector(msg.angular_velocity_std), float(msg.depth), float(msg.depth_std),
-                         bool(msg.depth_trusted), float(msg.impact_time)).validate()
+                         _vector(msg.angular_velocity_std), depth, depth_std, bool(msg.depth_trusted),
+                         impact).validate()
 
 
 # ---------------------------------------------------------------------------------------------------- assets

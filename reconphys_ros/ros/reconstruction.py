@@ -116,6 +116,7 @@ class ReconstructionNode(GuardedNode):
         self.stream_restarts = 0
         self.drops_done = 0
         self.drops_refused = 0  # drops the pipeline refused (ValueError: a reason on the log)
+        self.drops_abandoned = 0  # drops still being reconstructed when close() stopped waiting (nothing published)
         self.clips_ignored = 0
         self.latencies: list[float] = []
         self.last_result = None
@@ -229,6 +230,7 @@ class ReconstructionNode(GuardedNode):
                 self._write_refusal(object_id, str(exc), clip.stamps)
                 return
             if self._closing.is_set():  # close() gave up waiting for this one: the node is going away
+                self.drops_abandoned += 1
                 return
             asset = result.asset
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["world_frame"])

@@ -32,7 +32,7 @@ def test_rosbags_cdr_matches_rclpy():
         # Padding before an 8-aligned field spans < 8 bytes ending at a multiple of 8 (after the 4-byte CDR header),
         # so it may sit at offset 4 mod 8 but never 0 mod 8.
         assert all(ours[i] == 0 and (i - 4) % 8 != 0 for i in differing), "a difference outside padding"
-        assert len(differing) <= 3 * 8
+        assert len(differing) <= 5 * 8  # at most 5 padding gaps (the asset: bools before 8-byte fields)
         assert deserialize_message(ours, type(msg)) == msg
 
 

@@ -129,6 +129,30 @@ def test_asset_roundtrip_exact():
     assert_assets_equal(conv.asset_from_msg(msg), asset)
 
 
+def test_initial_motion_roundtrip():
+    """The fitted frame-0 motion travels with the asset; 'unknown' values become 0 / -1, never NaN (NaN != NaN)."""
+    import dataclasses
+    import math
+
+    from reconphys_ros.core.asset import InitialMotion
+    motion = InitialMotion((0.5, 0.0, 2.7), (3.0, 8.0, 0.0), (0.05, 0.04, 0.1), (0.3, 0.5, 0.2), 1.8, 0.02, True,
+                           float("nan"))
+    asset = dataclasses.replace(random_asset(50, num_anchors=20, seed=6), initial_motion=motion)
+    msg = conv.asset_to_msg(asset)
+    assert msg.initial_motion.known and msg.initial_motion.impact_time == -1.0
+    assert msg.initial_motion.linear_velocity.z == pytest.approx(2.7)
+    back = conv.asset_from_msg(msg).initial_motion
+    assert back.velocity == pytest.approx(motion.velocity) and back.angular_velocity == pytest.approx(
+        motion.angular_velocity)
+    assert back.depth == pytest.approx(1.8) and back.depth_trusted and math.isnan(back.impact_time)
+    assert conv.asset_to_msg(asset) == msg  # comparable: no NaN inside
+    unknown = conv.asset_to_msg(random_asset(50, num_anchors=20, seed=6)).initial_motion
+    assert not unknown.known and unknown.depth == 0.0
+    msg.initial_motion.angular_velocity.x = 1e300  # hostile: refused with the field's name
+    with pytest.raises(ValueError, match="angular_velocity"):
+        conv.asset_from_msg(msg)
+
+
 @pytest.mark.parametrize("mutate, pattern", [
     (lambda m: setattr(m, "num_gaussians", m.num_gaussians + 1), "positions"),
     (lambda m: setattr(m, "num_gaussians", 0), "no Gaussians"),
