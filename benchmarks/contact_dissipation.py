@@ -21,11 +21,11 @@ import torch
 from reconphys_ros.core.physics import ContactSettings, ModelBuilder, PhysicsParams, drop_state, sample_anchors, simulate
 from reconphys_ros.core.physics.lattice import lattice_from_name
 from reconphys_ros.core.physics.params import DAMPING_PER_MASS_PRIOR, object_size, object_volume
+from training.eval_metrics import after_impact
 
 FPS = 30.0
 DROP_GAP = 0.3  # m between the object's lowest point and the ground
 SIDEWAYS = 0.5  # m/s
-SETTLED_SIZES_PER_S = 0.05  # as training/evaluate.py: slower than this many sizes per second has settled
 
 # (name, half extents of the shape (m), ellipsoid?): 10-30 cm
 OBJECTS = [("ball10", (0.05, 0.05, 0.05), True), ("ball20", (0.10, 0.10, 0.10), True),
@@ -65,20 +65,12 @@ def dropped(model, size):
     return state
 
 
-def after_impact(anchors: np.ndarray, size: float, fps: float = FPS) -> dict:
-    """Anchor trajectories (T, N, 3) -> bounce height / size (highest centroid after the first impact above the last
-    frame's, as training/evaluate.py), roll-out / size (horizontal distance of the last centroid from the centroid at
-    impact) and settling time (s from the impact to the last frame moving faster than SETTLED_SIZES_PER_S)."""
-    centroid = anchors.mean(1)  # (T, 3)
-    hit = np.nonzero(anchors[..., 2].min(-1) <= 0.002 + 0.01 * size)[0]
-    if not hit.size:
+def after_impact_sizes(anchors: np.ndarray, size: float, fps: float = FPS) -> dict:
+    """Bounce / size, roll-out / size and settling time (s) of a trajectory (training/eval_metrics.after_impact)."""
+    after = after_impact(anchors, size, fps)
+    if after is None:
         return dict(bounce=float("nan"), roll=float("nan"), settle=float("nan"))
-    after = centroid[hit[0]:]
-    speed = np.linalg.norm(np.diff(after, axis=0), axis=1) * fps
-    moving = np.nonzero(speed > SETTLED_SIZES_PER_S * size)[0]
-    return dict(bounce=float(max(after[:, 2].max() - after[-1, 2], 0.0)) / size,
-                roll=float(np.linalg.norm(after[-1, :2] - after[0, :2])) / size,
-                settle=float((moving[-1] + 1) / fps) if moving.size else 0.0)
+    return dict(bounce=after["bounce"] / size, roll=after["rollout"] / size, settle=after["settling"])
 
 
 def run(model, state, frames, substeps):
@@ -103,7 +95,7 @@ def simulated_rows(frames: int, lattice_name: str) -> list[dict]:
             x2, _ = run(model, state, frames, 2 * substeps)
             row = dict(object=name, material=material, size=size, setting=label, substeps=substeps, wall_ms=1e3 * wall,
                        doubling_gap=float(np.linalg.norm(x2.mean(1) - x.mean(1), axis=1).max()) / size,
-                       **after_impact(x, size))
+                       **after_impact_sizes(x, size))
             _, wall100 = run(model, state, 10, 100)  # the simulation node's default substeps
             row["wall_ms_100"] = 1e3 * wall100
             rows.append(row)
@@ -122,7 +114,7 @@ def cross_engine_rows(root: str) -> list[dict]:
             meta = json.load(f)
         size = float(meta.get("size_m") or object_size(anchors[0]))
         rows.append(dict(sample=entry["sample_id"], motion=entry["motion"], size=size,
-                         **after_impact(anchors, size, float(meta.get("fps", FPS)))))
+                         **after_impact_sizes(anchors, size, float(meta.get("fps", FPS)))))
     return rows
 
 

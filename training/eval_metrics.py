@@ -12,6 +12,30 @@ RECON = slice(0, 20)  # 0-based frames the pipeline observes (paper: frames 1-20
 FUTURE = slice(20, 30)  # frames it predicts (paper: 21-30)
 PAPER_MAE = {"stiffness": 297.3, "damping": 1.151, "mass": 1.337, "friction": 1.508}
 MOVING_WIDTH_FRACTION = 64  # a clip moves late when its anchors move > width / 64 px per frame in frames 21-30
+SETTLED_SIZES_PER_S = 0.05  # a centroid slower than this many object sizes per second has settled
+
+
+def impact_frame(anchors: np.ndarray, size: float) -> int | None:
+    """First frame whose lowest point (anchors (T, N, 3)) is within 2 mm + 1% of the object's size (m) of the ground
+    (None: never)."""
+    hit = np.nonzero(np.asarray(anchors)[..., 2].min(-1) <= 0.002 + 0.01 * size)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def after_impact(anchors: np.ndarray, size: float, fps: float = 30.0, impact: int | None = None) -> dict | None:
+    """What a trajectory (anchors (T, N, 3)) does after its first impact (`impact`: that frame, default its own):
+    bounce (m: highest centroid after the impact above the last frame's), rest (3,): the last centroid, rollout (m:
+    horizontal distance of the last centroid from the centroid at the impact), settling (s from the impact until
+    the centroid last moves faster than SETTLED_SIZES_PER_S sizes per second). None without an impact."""
+    impact = impact_frame(anchors, size) if impact is None else impact
+    if impact is None:
+        return None
+    after = np.asarray(anchors, np.float64).mean(1)[impact:]  # (T - impact, 3) centroids
+    speed = np.linalg.norm(np.diff(after, axis=0), axis=1) * fps  # (T - impact - 1,)
+    moving = np.nonzero(speed > SETTLED_SIZES_PER_S * size)[0]
+    return {"impact": int(impact), "bounce": float(max(after[:, 2].max() - after[-1, 2], 0.0)), "rest": after[-1],
+            "rollout": float(np.linalg.norm(after[-1, :2] - after[0, :2])),
+            "settling": float((moving[-1] + 1) / fps) if moving.size else 0.0}
 
 
 def window_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray, pred_mask: np.ndarray, true_mask: np.ndarray,

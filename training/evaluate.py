@@ -54,8 +54,8 @@ from reconphys_ros.core.segment import make_segmenter
 from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
 from training.data.generate import SIZE_BUCKETS, size_bucket  # the generator's buckets of object_size (diameter)
-from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, constant_size_independent,
-                                   window_metrics)
+from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, after_impact,
+                                   constant_size_independent, impact_frame, window_metrics)
 
 WINDOWS = {"recon": RECON, "future": FUTURE}
 VIEWS = ("input", "held_out")
@@ -252,10 +252,7 @@ def param_row(estimate: PhysicsEstimate, truth: PhysicsParams, truth_size: float
 
 
 def true_impact_frame(clip: Clip) -> int | None:
-    """First frame whose lowest true point is within 2 mm + 1% of the object's size of the ground (None: never)."""
-    low = clip.anchors[..., 2].min(-1)  # (T,)
-    hit = np.nonzero(low <= 0.002 + 0.01 * clip.truth_size)[0]
-    return int(hit[0]) if hit.size else None
+    return impact_frame(clip.anchors, clip.truth_size)
 
 
 def initial_state_row(clip: Clip, result, rendered: tuple) -> dict:
@@ -289,38 +286,19 @@ def initial_state_row(clip: Clip, result, rendered: tuple) -> dict:
     }
 
 
-SETTLED_SIZES_PER_S = 0.05  # a centroid slower than this many object sizes per second has settled
-
-
-def _bounce_rest_settle(anchors: np.ndarray, impact: int | None, fps: float = 30.0) -> tuple:
-    """Anchor trajectories (T, N, 3) -> (bounce height m: highest centroid after the first impact above the last
-    frame's, rest position (3,): the last frame's centroid, settling time s: from the impact until the centroid
-    last moves faster than SETTLED_SIZES_PER_S object sizes per second; None where there is no impact)."""
-    centroid = anchors.mean(1)  # (T, 3)
-    if impact is None:
-        return None, centroid[-1], None
-    after = centroid[impact:]
-    bounce = float(max(after[:, 2].max() - after[-1, 2], 0.0))
-    size = float(np.ptp(anchors[0], axis=0).max())
-    speed = np.linalg.norm(np.diff(after, axis=0), axis=1) * fps  # (T - impact - 1,)
-    moving = np.nonzero(speed > SETTLED_SIZES_PER_S * size)[0]
-    return bounce, centroid[-1], float((moving[-1] + 1) / fps if moving.size else 0.0)
-
-
 def after_impact_row(clip: Clip, anchors: np.ndarray) -> dict:
     """What happens after the impact (issue 20's metrics), predicted anchors (T, N, 3) against the true
-    trajectories: bounce height error and final resting position error in object sizes, settling time error (s;
-    the clip's 1 s bounds both)."""
+    trajectories, both from the true impact frame: bounce height error and final resting position error in object
+    sizes, settling time error (s; the clip's 1 s bounds both)."""
     impact = true_impact_frame(clip)
     if impact is None:
         return {}
     size = clip.truth_size
-    true_b, true_rest, true_settle = _bounce_rest_settle(clip.anchors, impact)
-    pred_b, pred_rest, pred_settle = _bounce_rest_settle(anchors, impact)
-    return {"true_bounce_sizes": true_b / size, "pred_bounce_sizes": pred_b / size,
-            "bounce_error_sizes": abs(pred_b - true_b) / size,
-            "rest_error_sizes": float(np.linalg.norm(pred_rest - true_rest) / size),
-            "settling_error_s": abs(pred_settle - true_settle)}
+    true, pred = after_impact(clip.anchors, size, impact=impact), after_impact(anchors, size, impact=impact)
+    return {"true_bounce_sizes": true["bounce"] / size, "pred_bounce_sizes": pred["bounce"] / size,
+            "bounce_error_sizes": abs(pred["bounce"] - true["bounce"]) / size,
+            "rest_error_sizes": float(np.linalg.norm(pred["rest"] - true["rest"]) / size),
+            "settling_error_s": abs(pred["settling"] - true["settling"])}
 
 
 def summarise_after_impact(rows: list) -> dict:

@@ -242,6 +242,12 @@ def test_size_buckets_metas_and_size_independent_round_trip(tiny_root):
     assert sum(b["samples"] for b in buckets) == len(metas)
     assert summary["share_collapsed_below_half"] == pytest.approx(
         np.mean([m["stats"]["collapse_ratio"] < 0.5 for m in metas]))
+    # after the impact (issue 20): each clip's bounce / roll-out / settling, and their distribution
+    landed = [m["stats"] for m in metas if m["stats"]["impact_frame"] is not None]
+    after = summary["after_impact"]
+    assert after["clips"] == len(landed) > 0
+    assert after["bounce_sizes"]["p50"] == pytest.approx(np.percentile([s["bounce_sizes"] for s in landed], 50))
+    assert all(s["bounce_sizes"] >= 0 and s["rollout_sizes"] >= 0 and 0 <= s["settling_s"] <= 1.0 for s in landed)
     lo, hi = SampleConfig().size_range
     for m in metas:
         params = PhysicsParams.from_dict(m["params"]).validate()

@@ -11,8 +11,9 @@ from reconphys_ros.core.asset import PhysicsEstimate
 
 from reconphys_ros.core.physics import PhysicsParams
 from training.data.dataset import SyntheticDataset
-from training.evaluate import (EvalConfig, _bounce_rest_settle, evaluate, load_clip, markdown_report, pair_ordering,
-                               param_row, size_bucket, video_baselines)
+from training.eval_metrics import after_impact, impact_frame
+from training.evaluate import (EvalConfig, evaluate, load_clip, markdown_report, pair_ordering, param_row, size_bucket,
+                               video_baselines)
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +112,16 @@ def test_eval_config_rejects_bad_values():
 
 
 def test_bounce_rest_and_settling_by_hand():
-    """A 0.1 m two-point 'object' that lands at frame 2, bounces 5 cm at frame 4 and rests from frame 6 on."""
+    """A 0.1 m two-point 'object' that lands at frame 2, bounces 5 cm at frame 4 and rests from frame 6 on, 4 cm
+    from where it landed."""
     z = np.array([0.3, 0.1, 0.0, 0.03, 0.05, 0.02, 0.0, 0.0, 0.0, 0.0])
     centroid = np.stack([np.linspace(0.0, 0.09, 10), np.zeros(10), z], 1)
     centroid[6:, 0] = centroid[6, 0]  # stops sliding when it rests
     anchors = centroid[:, None, :] + np.array([[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0]])  # (T, 2, 3)
-    bounce, rest, settle = _bounce_rest_settle(anchors, impact=2, fps=10.0)
-    assert bounce == pytest.approx(0.05)
-    np.testing.assert_allclose(rest, centroid[-1])
-    assert settle == pytest.approx(0.4)  # frames 2 -> 6 at 10 fps: the last motion ends at frame 6
-    assert _bounce_rest_settle(anchors, impact=None)[0] is None
+    assert impact_frame(anchors, 0.1) == 2
+    after = after_impact(anchors, 0.1, fps=10.0)
+    assert after["impact"] == 2 and after["bounce"] == pytest.approx(0.05)
+    np.testing.assert_allclose(after["rest"], centroid[-1])
+    assert after["rollout"] == pytest.approx(0.04)
+    assert after["settling"] == pytest.approx(0.4)  # frames 2 -> 6 at 10 fps: the last motion ends at frame 6
+    assert after_impact(anchors + [0.0, 0.0, 1.0], 0.1) is None  # never lands

@@ -184,7 +184,25 @@ def summarize(manifest: dict) -> dict:
         "size_bucket_key": "object_size in meta.json: diameter of the anchors at rest (m)",
         "collapse_by_size": buckets,
         "collapse_share_spread": (max(shares) - min(shares)) if shares else None,
+        "after_impact": after_impact_distribution(stats),
     }
+
+
+def after_impact_distribution(stats: list[dict]) -> dict:
+    """How the clips behave after the impact (issue 20: from "barely bounces" to "bouncy ball"): percentiles of the
+    bounce height and roll-out (object sizes) and settling time (s), and the share of clips that barely bounce
+    (< 0.05 sizes) or bounce like a ball (> 0.3 sizes). Samples written before these statistics existed are skipped."""
+    landed = [s for s in stats if s.get("bounce_sizes") is not None]
+    if not landed:
+        return {"clips": 0}
+    out = {"clips": len(landed), "share_no_impact": 1.0 - len(landed) / len(stats)}
+    for key in ("bounce_sizes", "rollout_sizes", "settling_s"):
+        values = np.array([s[key] for s in landed])
+        out[key] = {f"p{q}": float(np.percentile(values, q)) for q in (10, 50, 90)}
+    bounce = np.array([s["bounce_sizes"] for s in landed])
+    out["share_barely_bouncing"] = float(np.mean(bounce < 0.05))
+    out["share_bouncing_like_a_ball"] = float(np.mean(bounce > 0.3))
+    return out
 
 
 def generate_dataset(root: str, tasks: list[SampleTask], config: SampleConfig, seed: int = 0, workers: int = 1,

@@ -26,6 +26,7 @@ from training.data.objects import build_object
 from training.data.params import (SIZE_INDEPENDENT_NAMES, MotionRanges, SampleChoices, quaternion_to_matrix,
                                   sample_choices)
 from training.data.storage import write_sample
+from training.eval_metrics import after_impact
 
 LATE_WINDOW = slice(20, 30)  # frames 21-30: the future-prediction window
 # Only for test fixtures (--tiny): parameters still map to the paper convention through the lattice scale.
@@ -208,7 +209,8 @@ def _kabsch_height(rest: np.ndarray, final: np.ndarray) -> float:
 
 
 def motion_statistics(anchors: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> dict:
-    """Heights (collapse check) and late image motion (is the future non-trivial?) of one clip."""
+    """Heights (collapse check), late image motion (is the future non-trivial?) and what happens after the impact
+    (bounce, roll-out, settling; None without an impact) of one clip."""
     T = len(anchors)
     h0, h_end = float(np.ptp(anchors[0, :, 2])), float(np.ptp(anchors[-1, :, 2]))
     rigid = _kabsch_height(anchors[0], anchors[-1])
@@ -226,7 +228,18 @@ def motion_statistics(anchors: np.ndarray, K: np.ndarray, world_to_cam: np.ndarr
         "late_motion_px_per_frame": float(late.mean()) if late.size else 0.0,
         "min_height_above_ground": float(anchors[:, :, 2].min()),
         "frames": T,
+        **_after_impact_stats(anchors),
     }
+
+
+def _after_impact_stats(anchors: np.ndarray) -> dict:
+    """Bounce height and roll-out in object sizes (diameter of the frame-0 anchors), settling time in s (30 fps)."""
+    size = anchor_diameter(anchors[0])
+    after = after_impact(anchors, size)
+    if after is None:
+        return {"impact_frame": None, "bounce_sizes": None, "rollout_sizes": None, "settling_s": None}
+    return {"impact_frame": after["impact"], "bounce_sizes": after["bounce"] / size,
+            "rollout_sizes": after["rollout"] / size, "settling_s": after["settling"]}
 
 
 def simulate_sample(object_id: str, seed: int, config: SampleConfig, choices: SampleChoices | None = None):
