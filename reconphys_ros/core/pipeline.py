@@ -251,19 +251,20 @@ class ReconstructionPipeline:
         return predictor.predict(image, mask, camera, prior)
 
     def _reconstruct_gaussians(self, frames, masks, camera: Camera, fps: float, n_track: int,
-                               notes: list) -> GaussianCloud:
+                               notes: list) -> tuple[GaussianCloud, bool]:
         """Gaussians at frame 0 at the metric depth of the free fall of the first frames (the fit stops at the
-        impact); the default depth prior when that fit fails or would sink the falling object underground."""
+        impact); the default depth prior when that fit fails or would sink the falling object underground. Returns
+        them and whether the free-fall depth placed them."""
         try:
             prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
             gaussians = self._gaussians(frames[0], masks[0], camera, prior)
             bottom = float(gaussians.means[:, 2].min())
             if bottom < -BELOW_GROUND_TOLERANCE_M:  # the object is falling at frame 0: it cannot be underground
                 raise ValueError(f"it puts the falling object {-bottom:.2f} m below the ground")
+            return gaussians, True
         except ValueError as exc:
             notes.append(f"free-fall depth failed ({exc}); default depth prior used")
-            gaussians = self._gaussians(frames[0], masks[0], camera, DepthPrior())
-        return gaussians
+            return self._gaussians(frames[0], masks[0], camera, DepthPrior()), False
 
     def run(self, frames, masks, camera: Camera, object_id: str, fps: float = 30.0,
             gaussians: GaussianCloud | None = None) -> PipelineResult:
@@ -287,17 +288,17 @@ class ReconstructionPipeline:
         tick = time.perf_counter()
 
         n_track = min(FALL_TRACK_FRAMES, frames.shape[0])
-        gaussians_given = gaussians is not None
+        gaussians_given, depth_near = gaussians is not None, False
         if gaussians is not None:
             if not isinstance(gaussians, GaussianCloud) or gaussians.num_gaussians == 0:
                 raise ValueError("gaussians must be a non-empty GaussianCloud")
             gaussians = gaussians.to(cfg.device)
             notes.append("frame-0 Gaussians given")
         else:
-            gaussians = self._reconstruct_gaussians(frames, masks, camera, fps, n_track, notes)
+            gaussians, depth_near = self._reconstruct_gaussians(frames, masks, camera, fps, n_track, notes)
         timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        state = self._initial_state(gaussians, masks[:n_track], camera, fps, given=gaussians_given, notes=notes)
+        state = self._initial_state(gaussians, masks[:n_track], camera, fps, gaussians_given, depth_near, notes)
         if state.trusted and abs(state.scale - 1.0) > 1e-6:
             gaussians = gaussians.scaled_about(camera.center, state.scale)
         means = gaussians.means.detach().cpu().numpy()
@@ -341,10 +342,12 @@ class ReconstructionPipeline:
 
     @staticmethod
     def _initial_state(gaussians: GaussianCloud, masks: np.ndarray, camera: Camera, fps: float, given: bool,
-                       notes: list) -> InitialState:
+                       depth_near: bool, notes: list) -> InitialState:
         """The joint frame-0 fit (models/initial_state.py) on the reconstructed Gaussians' centres; given Gaussians
-        keep their depth. A depth the fit cannot trust is kept as reconstructed, and the notes say which cue failed."""
-        state = fit_initial_state(gaussians.means.detach().cpu().numpy(), masks, camera, fps, trust_depth=not given)
+        keep their depth, ones the free-fall depth placed are searched near it. A depth the fit cannot trust is kept
+        as reconstructed, and the notes say which cue failed."""
+        state = fit_initial_state(gaussians.means.detach().cpu().numpy(), masks, camera, fps, trust_depth=not given,
+                                  depth_near=depth_near)
         notes.extend(state.notes)
         if state.trusted and not given:
             notes.append(f"depth {state.depth:.3f} +- {state.depth_std:.3f} m from the joint initial-state fit "

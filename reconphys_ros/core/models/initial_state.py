@@ -43,6 +43,7 @@ VELOCITY_RIDGE = 0.02  # px per m/s
 SPIN_RIDGE = 0.3  # px per rad/s: an unobservable spin (a sphere's) stays at zero
 SPIN_STARTS = (2.0, 6.0, 12.0)  # rad/s magnitudes tried along +-x, +-y, +-z (and zero)
 SPIN_FITS = 2  # full fits from the best of those starts
+MAX_EVALUATIONS = 60  # per least-squares fit: an ill-posed spin (few frames, a symmetric body) stops here
 TRUST_REL_DEPTH_STD = 0.25  # a fitted depth less certain than this (std / depth) is not used
 TRUST_RMS_PX = 2.0  # nor is one whose residuals are this large (RMS over the image cues)
 
@@ -263,7 +264,7 @@ def _least_squares(problem: _Problem, theta0: np.ndarray, frames: np.ndarray, sp
 
     x0 = np.clip(theta0[free], lo[free] + 1e-9, hi[free] - 1e-9)
     fit = least_squares(fun, x0, jac=jac, bounds=(lo[free], hi[free]), loss="soft_l1", f_scale=RESIDUAL_SCALE_PX,
-                        x_scale=np.where(free == 0, 0.1, 1.0), max_nfev=200)
+                        x_scale=np.where(free == 0, 0.1, 1.0), max_nfev=MAX_EVALUATIONS)
     theta = theta0.copy()
     theta[free] = fit.x
     return theta, fit, free
@@ -316,13 +317,15 @@ def _covariance(fit, n_params: int) -> np.ndarray:
 
 
 def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps: float,
-                      velocity_guess=None, max_frames: int = MAX_FIT_FRAMES, trust_depth: bool = True) -> InitialState:
+                      velocity_guess=None, max_frames: int = MAX_FIT_FRAMES, trust_depth: bool = True,
+                      depth_near: bool = False) -> InitialState:
     """Joint fit of the frame-0 state (module docstring).
 
     points: (N, 3) world frame-0 reconstruction (e.g. Gaussian centres) at its current depth; masks: (T, H, W) the
     observed masks (object > 0, frame 0 non-empty); camera: the view that took them; fps: frames per second;
     velocity_guess: (3,) m/s to start from (e.g. the free-fall depth fit's); trust_depth=False keeps the points'
-    depth (a known depth) and fits the motion only."""
+    depth (a known depth) and fits the motion only; depth_near: the points' depth is already close (a free-fall fit
+    placed them), so the depth is searched from there only, not also from 0.6x and 1.6x."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     if points.shape[0] < 4 or not np.isfinite(points).all():
         raise ValueError("points must be >= 4 finite 3D points")
@@ -358,7 +361,7 @@ def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps
     for attempt in range(4):
         fitted = frames
         theta, fit, free = _fit_once(problem, theta, frames, fixed_scale=not trust_depth, explore=attempt < 2,
-                                     wide=velocity_guess is None and attempt == 0)
+                                     wide=velocity_guess is None and not depth_near and attempt == 0)
         impact = problem.impact_time(theta, horizon)
         before = usable if impact is None else usable[times[usable] < impact - 1e-9]
         if before.size < MIN_FIT_FRAMES - 1:
