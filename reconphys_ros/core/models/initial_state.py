@@ -9,8 +9,9 @@ ground it flies freely, so at time t (world z up, ground z = 0, gravity g known 
 and the fit finds s (the depth), v (3,) and w (3,) from the mask track, every cue in one least-squares problem
 (robust loss, px-like units):
 - centroid path: its ballistic curvature fixes the scale (gravity is known in metres);
-- apparent size (1/2 ln det of the mask's 2D covariance, as px of radius): looming, i.e. motion along the optical
-  axis, which the centroid alone cannot tell from vertical motion when the camera looks down;
+- apparent size (1/4 ln det of the mask's 2D covariance: the log of its radius, scaled to px of radius): looming,
+  i.e. motion along the optical axis, which the centroid alone cannot tell from vertical motion when the camera
+  looks down;
 - shape (the covariance's normalised anisotropy, as px): the mask's rotation and shape change, i.e. spin;
 - the ground: no point below z = 0 in the fitted frames (a hinge).
 Each image cue is compared as a change from frame 0: a filled silhouette and projected volume points differ in
