@@ -124,3 +124,14 @@ def test_summary_refuses_an_incomplete_summary_and_writes_no_nan(tmp_path):
         write_summary(str(tmp_path), {"example": "x"})
     assert json.loads(json.dumps(_finite({"a": float("nan"), "b": [1.0, float("inf")]}))) == {"a": None,
                                                                                               "b": [1.0, None]}
+
+
+def test_motion_line_against_the_truth():
+    from reconphys_ros.demo.report.summary import _motion_line
+    motion = {"estimate": {"velocity": [0.17, 0.05, -0.01], "angular_velocity": [0.2, 1.3, 0.0], "depth": 0.98,
+                           "depth_trusted": False},
+              "truth": {"velocity": [0.15, 0.05, 0.0], "angular_velocity": [0.0, 1.5, 0.0]}}
+    line = _motion_line(motion)
+    assert "velocity (0.17, 0.05, -0.01) m/s (truth (0.15, 0.05, 0.00))" in line
+    assert "spin (0.2, 1.3, 0.0) rad/s (truth (0.0, 1.5, 0.0))" in line and "(fallback)" in line
+    assert _motion_line(None) == "Frame-0 motion: not measured."

@@ -277,6 +277,15 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
     t_true, t_pred = comparison.true_heights, comparison.predicted_heights
     errors = (t_pred[:len(t_true)] - t_true[:len(t_pred)]) if t_true is not None else None
     future_total = comparison.truth.shape[0]
+    motion = None
+    if record.initial_motion is not None:
+        init = clip["meta"].get("initial_state") or {}
+        # the truth at the first observed frame: the clip's frame-0 velocity, ballistic until then (spin constant)
+        t0 = comparison.start / clip["fps"]
+        true_v = (np.asarray(init["velocity"]) + np.array([0.0, 0.0, -9.81]) * t0).tolist() if "velocity" in init \
+            else None
+        motion = {"estimate": record.initial_motion.to_dict(), "truth": {
+            "velocity": true_v, "angular_velocity": init.get("angular_velocity")}}
     return {
         "example": args.example,
         "object_id": record.object_id,
@@ -293,6 +302,7 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
         "psnr": {**comparison.psnr, "future_frames": int(comparison.num_future),
                  "future_range": [comparison.start + comparison.observed + 1, comparison.start + future_total],
                  "observed_range": [comparison.start + 1, comparison.start + comparison.observed]},
+        "initial_motion": motion,
         "trajectory": {"fps": clip["fps"], "start_frame": comparison.start,
                        "true_centroid_height_m": None if t_true is None else [float(v) for v in t_true],
                        "predicted_centroid_height_m": [float(v) for v in t_pred],

@@ -26,6 +26,21 @@ def _f(value, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}g}"
 
 
+def _vector(values, digits: int = 2) -> str:
+    return "n/a" if values is None else "(" + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
+
+
+def _motion_line(motion: dict | None) -> str:
+    """The fitted motion at the first observed frame against the clip's truth (when the asset carries one)."""
+    if not motion:
+        return "Frame-0 motion: not measured."
+    est, truth = motion["estimate"], motion.get("truth") or {}
+    return (f"Frame-0 motion (world, centroid): velocity {_vector(est['velocity'])} m/s (truth "
+            f"{_vector(truth.get('velocity'))}), spin {_vector(est['angular_velocity'], 1)} rad/s (truth "
+            f"{_vector(truth.get('angular_velocity'), 1)}), depth {_f(est.get('depth'))} m"
+            f"{'' if est.get('depth_trusted') else ' (fallback)'}.")
+
+
 def summary_markdown(s: dict) -> str:
     p = s["params"]
     est, truth = p["estimate"], p.get("truth") or {}
@@ -61,6 +76,7 @@ def summary_markdown(s: dict) -> str:
               f"Gripper: {s['gripper'].get('commands')} commands, up to {s['gripper'].get('max_anchors_grasped')} "
               f"anchors grasped, object centroid lifted from {_f(s['gripper'].get('rest_height_m'))} m to "
               f"{_f(s['gripper'].get('max_lift_height_m'))} m while closed.",
+              _motion_line(s.get("initial_motion")),
               f"Trajectory: centroid height RMSE {_f(s['trajectory'].get('rmse_all_m'))} m over the clip, "
               f"{_f(s['trajectory'].get('rmse_future_m'))} m over the future frames.", "",
               "Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_times_s"].items()), "",
