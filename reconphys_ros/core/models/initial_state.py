@@ -41,7 +41,7 @@ RESIDUAL_SCALE_PX = 0.5  # robust loss: residuals beyond this many px count line
 NOISE_FLOOR_PX = 0.25  # smallest per-residual noise assumed for the uncertainties
 GROUND_WEIGHT = 3.0  # px of residual per px of the object sunk below z = 0
 VELOCITY_RIDGE = 0.02  # px per m/s
-SPIN_RIDGE = 0.3  # px per rad/s: an unobservable spin (a sphere's) stays at zero
+SPIN_RIDGE = 1.0  # px per rad/s: an unobservable spin (a sphere's, a cylinder's about its axis) stays at zero
 SPIN_STARTS = (2.0, 6.0, 12.0)  # rad/s magnitudes tried along +-x, +-y, +-z (and zero)
 SPIN_FITS = 2  # full fits from the best of those starts
 MAX_EVALUATIONS = 60  # per least-squares fit: an ill-posed spin (few frames, a symmetric body) stops here
