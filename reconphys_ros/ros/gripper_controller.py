@@ -1,7 +1,7 @@
 """gripper_controller: a scripted example that drives the simulation's gripper with GripperCommand messages.
 
 Watches sim/anchors; once the object has landed (anchors slower than settle_speed) it moves above the object,
-descends to its centre, closes, lifts, shakes sideways, and opens (drops it); with `repeat` it starts again after
+descends to its centre (following it while it still rolls), closes, lifts, shakes sideways, and opens (drops it); with `repeat` it starts again after
 the next landing. Copy it as a starting point for your own controller or teleoperation. Units are SI: positions in
 m, the grip force cap `max_effort` in N (default 40 N: enough for objects up to about 3 kg; a heavier one slips out).
 """
@@ -104,6 +104,8 @@ class GripperControllerNode(GuardedNode):
                 self._grasp_point = self._anchors.mean(0)
                 self._advance()
             return
+        if phase in ("approach", "descend"):  # follow the object until the fingers close: it may still roll
+            self._grasp_point = self._anchors.mean(0)
         target, closed = self._grasp_point.copy(), phase in ("close", "lift", "shake")
         top = float(self._anchors[:, 2].max())
         if phase == "approach":
