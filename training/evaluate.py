@@ -44,6 +44,7 @@ import torch
 from reconphys_ros.core.asset import PhysicsEstimate, SimAsset
 from reconphys_ros.core.compositing import composite, estimate_background
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.physics import PhysicsParams
@@ -170,8 +171,8 @@ def _with_physics(asset: SimAsset, size_independent: np.ndarray) -> SimAsset:
 
 def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
     """The true rigid velocity field at frame 0, expressed at the asset's anchor centroid."""
-    offset = asset.anchors.astype(np.float64).mean(0) - clip.com
-    return clip.velocity + np.cross(clip.angular_velocity, offset), clip.angular_velocity
+    centroid = asset.anchors.astype(np.float64).mean(0, keepdims=True)  # (1, 3)
+    return rigid_velocity(centroid, clip.velocity, clip.angular_velocity, clip.com)[0], clip.angular_velocity
 
 
 def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_masks: np.ndarray, mean_values,

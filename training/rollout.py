@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.models import silhouette_rollout as sr
 from reconphys_ros.core.physics import LatticeConfig, sample_anchors
 from reconphys_ros.core.physics.integrator import DEFAULT_FPS
@@ -73,8 +74,7 @@ class ClipScene:
 
 def initial_velocities(points: np.ndarray, com: np.ndarray, velocity, angular_velocity) -> np.ndarray:
     """Rigid initial motion of the data generator: v + w x (x - com), (N, 3)."""
-    return (np.asarray(velocity, np.float64) + np.cross(np.asarray(angular_velocity, np.float64),
-                                                         points - com)).astype(np.float32)
+    return rigid_velocity(points, velocity, angular_velocity, com).astype(np.float32)
 
 
 def prepare_scene(item: dict, meta: dict, config: RolloutConfig, device: str = "cpu") -> ClipScene:

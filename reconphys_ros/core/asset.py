@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from reconphys_ros.core.gaussians import GaussianCloud
+from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.physics.lattice import LATTICES, LatticeConfig, LatticeScale, lattice_scale_for
 from reconphys_ros.core.physics.params import (MASS_PRIOR_LOG_SIGMA, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
                                               PhysicsParams, in_ratio_ranges, object_size, paper_from_ratios)
@@ -189,9 +190,8 @@ class InitialMotion:
         """(M, 3) float32 velocities of points (M, 3) under this rigid motion; `centre` (3,) is the point that moves
         with `velocity` (the asset's anchors' centroid; default: the points' own centroid)."""
         points = np.asarray(points, np.float64)
-        centre = points.mean(0) if centre is None else np.asarray(centre, np.float64)
-        w = np.asarray(self.angular_velocity, np.float64)
-        return (np.asarray(self.velocity, np.float64) + np.cross(w, points - centre)).astype(np.float32)
+        centre = points.mean(0) if centre is None else centre
+        return rigid_velocity(points, self.velocity, self.angular_velocity, centre).astype(np.float32)
 
     def to_dict(self) -> dict:
         nan_none = lambda x: None if math.isnan(x) else float(x)  # noqa: E731 -- JSON has no NaN

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_QUATERNION_NORM", "unit_quaternion", "quat_to_matrix", "pose_matrix", "check_rigid_transform"]
+__all__ = ["MIN_QUATERNION_NORM", "unit_quaternion", "quat_to_matrix", "pose_matrix", "check_rigid_transform",
+           "rigid_velocity"]
 
 # A quaternion shorter than this is an unset orientation (all zeros) sent by mistake, not a rotation.
 MIN_QUATERNION_NORM = 1e-6
@@ -63,3 +64,11 @@ def check_rigid_transform(matrix, name: str = "transform", atol: float = 1e-4) -
         raise ValueError(f"{name} is not a rigid transform: its rotation block {rot.tolist()} is not a rotation "
                          "(orthonormal, determinant +1)")
     return m
+
+
+def rigid_velocity(points, velocity, angular_velocity, centre) -> np.ndarray:
+    """(M, 3) float64 velocities of points (M, 3) of a rigid body whose point `centre` (3,) moves with `velocity`
+    (3,) while it spins at `angular_velocity` (3,) rad/s: v + w x (p - centre)."""
+    points = np.asarray(points, np.float64)
+    return np.asarray(velocity, np.float64) + np.cross(np.asarray(angular_velocity, np.float64),
+                                                       points - np.asarray(centre, np.float64))

@@ -27,6 +27,7 @@ import torch
 from .asset import InitialMotion, SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
 from .gaussians import GaussianCloud
+from .geometry import rigid_velocity
 from .images import to_uint8
 from .models.initial_state import InitialState, fit_initial_state
 from .models.mask_inflation import inflate_mask
@@ -381,7 +382,7 @@ def rigid_velocities(anchors, velocity, angular_velocity=(0.0, 0.0, 0.0)) -> np.
     for name, value, given in (("initial_velocity", v, velocity), ("angular_velocity", w, angular_velocity)):
         if value.shape != (3,) or not np.isfinite(value).all():
             raise ValueError(f"{name} must be 3 finite numbers, got {given!r}")
-    return (v + np.cross(w, anchors - anchors.mean(0))).astype(np.float32)
+    return rigid_velocity(anchors, v, w, anchors.mean(0)).astype(np.float32)
 
 
 def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames: int = 30,

@@ -16,6 +16,7 @@ import torch
 
 from reconphys_ros.core.physics import (LatticeConfig, ModelBuilder, State, lattice_from_name, object_seed,
                                         sample_anchors, simulate)
+from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.physics.params import object_size as anchor_diameter
 from reconphys_ros.core.physics.params import object_volume
 from reconphys_ros.core.render import render_sequence
@@ -262,7 +263,7 @@ def simulate_sample(object_id: str, seed: int, config: SampleConfig, choices: Sa
     builder.add_object(anchors, choices.params, lattice, object_id=object_id)
     model = builder.finalize(config.device)
     com = anchors.mean(0)
-    vel = np.asarray(choices.velocity) + np.cross(np.asarray(choices.angular_velocity), anchors - com)  # (N_A, 3)
+    vel = rigid_velocity(anchors, choices.velocity, choices.angular_velocity, com)  # (N_A, 3)
     x0 = model.rest_positions.clone()
     state = State(x0, torch.as_tensor(vel, dtype=torch.float32, device=config.device))
     substeps = max(config.substeps, model.required_substeps(config.fps))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..geometry import rigid_velocity
 from ..physics.params import GRAVITY
 from ..render.camera import Camera
 
@@ -72,18 +73,21 @@ class MaskMoments:
             if xs.size < 3:
                 continue
             clipped[t] = xs.min() == 0 or ys.min() == 0 or xs.max() == mask.shape[1] - 1 or ys.max() == mask.shape[0] - 1
-            pts = np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64)
+            pts = np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64)  # (M, 2)
+            cents[t] = pts.mean(0)
+            d = pts - cents[t]
             # + 1/12: a pixel is a unit square, not a point (keeps 1-pixel-wide masks non-degenerate)
-            cents[t], (logr[t], aniso[t]) = pts.mean(0), _shape(np.cov(pts.T, bias=True) + np.eye(2) / 12.0)
+            logr[t], aniso[t] = _moment_shape((d[:, 0] ** 2).mean() + 1 / 12, (d[:, 1] ** 2).mean() + 1 / 12,
+                                              (d[:, 0] * d[:, 1]).mean())
             valid[t] = True
         return MaskMoments(cents, logr, aniso, valid, clipped)
 
 
-def _shape(cov: np.ndarray) -> tuple[float, np.ndarray]:
-    """2x2 covariance -> (1/4 ln det, normalised anisotropy (2,))."""
-    det = max(float(np.linalg.det(cov)), 1e-12)
-    root = math.sqrt(det)
-    return 0.25 * math.log(det), np.array([0.5 * (cov[0, 0] - cov[1, 1]), cov[0, 1]]) / root
+def _moment_shape(sxx, syy, sxy) -> tuple[np.ndarray, np.ndarray]:
+    """2D covariance entries (...) -> 1/4 ln det (...) (the log of the spread's radius) and the normalised
+    anisotropy ((sxx - syy) / 2, sxy) / sqrt(det) (..., 2): the size and shape cues of masks and projections alike."""
+    det = np.maximum(sxx * syy - sxy**2, 1e-12)
+    return 0.25 * np.log(det), np.stack([0.5 * (sxx - syy), sxy], -1) / np.sqrt(det)[..., None]
 
 
 def _shapes(uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,9 +95,8 @@ def _shapes(uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     covariance."""
     mean = uv.mean(-2)
     d = uv - mean[..., None, :]
-    sxx, syy, sxy = (d[..., 0] ** 2).mean(-1), (d[..., 1] ** 2).mean(-1), (d[..., 0] * d[..., 1]).mean(-1)
-    det = np.maximum(sxx * syy - sxy**2, 1e-12)
-    return mean, 0.25 * np.log(det), np.stack([0.5 * (sxx - syy), sxy], -1) / np.sqrt(det)[..., None]
+    return (mean, *_moment_shape((d[..., 0] ** 2).mean(-1), (d[..., 1] ** 2).mean(-1),
+                                 (d[..., 0] * d[..., 1]).mean(-1)))
 
 
 def rotation_matrices(rotvecs: np.ndarray) -> np.ndarray:
@@ -130,7 +133,7 @@ class InitialState:
 
     def velocity_at(self, point) -> np.ndarray:
         """(3,) velocity (m/s) at a world point of the rigid motion (v + w x (point - centre))."""
-        return self.velocity + np.cross(self.angular_velocity, np.asarray(point, np.float64) - self.centre)
+        return rigid_velocity(np.reshape(point, (1, 3)), self.velocity, self.angular_velocity, self.centre)[0]
 
 
 def _hull_vertices(offsets: np.ndarray) -> np.ndarray:
@@ -161,7 +164,6 @@ class _Problem:
         axes = evecs * np.sqrt(3.0 * np.clip(evals, 0.0, None))  # (3, 3) columns: sigma-point offsets
         self.sigma = np.concatenate([axes.T, -axes.T])  # (6, 3)
         self.hull = _hull_vertices(offsets)  # (H, 3)
-        self.all_offsets = offsets
         self.moments, self.times = moments, times
         self.gravity = np.asarray(GRAVITY, np.float64)
         depth = float((self.rot @ self.mean + self.trans)[2])
@@ -181,11 +183,10 @@ class _Problem:
                 + 0.5 * (times**2)[None, :, None] * self.gravity)  # (B, F, 3)
         return s, path, rot
 
-    def positions(self, thetas: np.ndarray, times: np.ndarray, offsets: np.ndarray | None = None,
-                  motion=None) -> np.ndarray:
-        """World points (B, F, M, 3) at `times` (F,) of body `offsets` (M, 3) (default: all given points)."""
-        offsets = self.all_offsets if offsets is None else offsets
-        s, path, rot = self._motion(thetas, times) if motion is None else motion
+    @staticmethod
+    def positions(offsets: np.ndarray, motion) -> np.ndarray:
+        """World points (B, F, M, 3) of body `offsets` (M, 3) under `motion` (_motion's scale, path, rotations)."""
+        s, path, rot = motion
         body = (rot @ offsets.T).transpose(0, 1, 3, 2) * s[:, None, None, None]  # (B, F, M, 3)
         return path[:, :, None, :] + body
 
@@ -206,7 +207,7 @@ class _Problem:
             thetas = np.concatenate([thetas[:, :4], np.zeros((len(thetas), 3))], 1)
         times = self.times[np.concatenate([[0], frames])]
         motion = self._motion(thetas, times)
-        cents, logr, aniso = _shapes(self.project(self.positions(thetas, times, self.sigma, motion)))
+        cents, logr, aniso = _shapes(self.project(self.positions(self.sigma, motion)))
         m = self.moments
         image = [
             (cents[:, 1:] - cents[:, :1]) - (m.centroids[frames] - m.centroids[0]),
@@ -306,15 +307,19 @@ def _fit_once(problem: _Problem, theta_guess: np.ndarray, frames: np.ndarray, fi
     return best
 
 
-def _covariance(fit, n_params: int) -> np.ndarray:
-    """Gauss-Newton covariance of the free parameters from the (robust-loss) Jacobian at the fit."""
+def _stds(fit, free: np.ndarray) -> np.ndarray:
+    """(7,) standard deviations of theta from the fit's Gauss-Newton covariance ((robust-loss) Jacobian at the fit);
+    NaN for the parameters it held fixed."""
     J = fit.jac
-    dof = max(J.shape[0] - n_params, 1)
+    dof = max(J.shape[0] - len(free), 1)
     sigma2 = max(2.0 * fit.cost / dof, NOISE_FLOOR_PX**2)
     try:
-        return sigma2 * np.linalg.pinv(J.T @ J)
+        variances = np.diag(sigma2 * np.linalg.pinv(J.T @ J))
     except np.linalg.LinAlgError:
-        return np.full((n_params, n_params), np.inf)
+        variances = np.full(len(free), np.inf)
+    std = np.full(7, np.nan)
+    std[free] = np.sqrt(np.clip(variances, 0.0, None))
+    return std
 
 
 def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps: float,
@@ -378,9 +383,7 @@ def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps
         frames = before
     frames = fitted
 
-    cov = _covariance(fit, len(free))
-    std = np.full(7, np.nan)
-    std[free] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    std = _stds(fit, free)
     if not trust_depth:
         std[0] = 0.0
     rms = problem.image_rms(theta, frames)
@@ -399,9 +402,7 @@ def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps
             at_given = theta.copy()
             at_given[0] = 0.0
             theta, fit, free = _fit_once(problem, at_given, frames, fixed_scale=True)
-            cov = _covariance(fit, len(free))
-            std = np.full(7, np.nan)
-            std[free] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+            std = _stds(fit, free)
             std[0] = TRUST_REL_DEPTH_STD
             rms = problem.image_rms(theta, frames)
             impact = problem.impact_time(theta, horizon)

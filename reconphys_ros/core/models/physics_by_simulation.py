@@ -44,6 +44,7 @@ import torch
 
 from ..asset import PhysicsEstimate
 from ..gaussians import GaussianCloud
+from ..geometry import rigid_velocity
 from ..physics import LatticeConfig, PhysicsParams, sample_anchors
 from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
                               log_uniform_sigma, mass_prior, object_size, object_volume, paper_from_ratios,
@@ -385,7 +386,7 @@ def estimate_physics(
     spin = np.asarray(angular_velocity, np.float64).reshape(-1)
     if spin.shape != (3,) or not np.isfinite(spin).all():
         raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
-    velocity = velocity + np.cross(spin, anchors - anchors.mean(0))  # (N_A, 3)
+    velocity = rigid_velocity(anchors, velocity, spin, anchors.mean(0))  # (N_A, 3)
     size = object_size(anchors) if size is None else float(size)
     total_mass, mass_given = mass_prior(known_mass, object_volume(anchors) if volume is None else float(volume))
     loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
