@@ -1,10 +1,13 @@
-"""Finds the start of a drop in a stream of (image, mask, stamp) frames and returns its first N frames.
+"""Finds the start of a drop in a stream of (image, mask, stamp) frames and returns its first moments.
 
 A drop starts when the object's mask centroid moves DOWN the image over `confirm_frames` consecutive frames
 by at least `min_drop_px` in total. The clip begins at the last frame before that downward run (the release
-frame, or the frame where the object appeared already falling), so a short look-back buffer is kept. After a
-clip is returned the detector re-arms once the object has been gone or still for `rearm_frames` frames (it
-landed, left the view, or was picked up again), or on `reset()`. Memory is bounded by `num_frames` frames.
+frame, or the frame where the object appeared already falling), so a short look-back buffer is kept. The clip is
+a window in time (core/clip_timing.py): `num_frames` frames' worth at `max_rate` (0.633 s for 20 at 30 Hz), with a
+faster camera strided down to that rate and dropped frames left out, so the same fall gives the same clip at 30,
+60 or 120 fps. A frame fed twice (the same stamp again) is skipped. After a clip is
+returned the detector re-arms once the object has been gone or still for `rearm_frames` frames (it landed, left
+the view, or was picked up again), or on `reset()`. Memory is bounded by `num_frames` frames.
 
 `StreamRestartDetector` tells when stamps jump back far enough to mean a new stream (a restarted camera, a looping
 bag): then the caller starts pairing and drop detection again instead of refusing every later frame as out of order.
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reconphys_ros.core.clip_timing import MODEL_RATE_HZ, FrameGrid, stream_rate, window_seconds
+
 __all__ = ["DropClip", "DropDetector", "STREAM_RESTART_NS", "StreamRestartDetector"]
 
 
@@ -23,7 +28,14 @@ __all__ = ["DropClip", "DropDetector", "STREAM_RESTART_NS", "StreamRestartDetect
 class DropClip:
     images: np.ndarray  # (T, H, W, 3) uint8 RGB
     masks: np.ndarray  # (T, H, W) uint8, object > 0
-    stamps: np.ndarray  # (T,) float64 seconds
+    stamps: np.ndarray  # (T,) float64 seconds, the frames' own stamps (irregular where frames were dropped)
+    rate: float = MODEL_RATE_HZ  # Hz, the clip's frame grid (the camera's rate, strided down to max_rate)
+    missing: int = 0  # grid slots no frame came for (dropped frames)
+    times: np.ndarray | None = None  # (T,) s since the first frame on the timing clock; None: stamps - stamps[0]
+
+    def __post_init__(self):
+        if self.times is None:
+            self.times = self.stamps - self.stamps[0]
 
     @property
     def num_frames(self) -> int:
@@ -34,7 +46,8 @@ class DropClip:
 class _Frame:
     image: np.ndarray
     mask: np.ndarray
-    stamp: float
+    stamp: float  # the timing clock (s): the stamp, or the caller's own time
+    label: float  # the frame's stamp as given (s)
     centroid_y: float | None  # None when the object is not visible
 
 
@@ -42,10 +55,12 @@ REARM_JUMP_FRACTION = 0.15  # an upward jump of the mask centroid by this share 
 
 
 class DropDetector:
-    """Feed frames with `feed(image, mask, stamp)`; it returns a `DropClip` once a drop has `num_frames` frames.
+    """Feed frames with `feed(image, mask, stamp)`; it returns a `DropClip` once a drop's window has passed.
 
     Args:
-        num_frames: frames per clip (the paper reconstructs from the first 20).
+        num_frames: the window, in frames at max_rate (the paper reconstructs from the first 20 at 30 fps); a slower
+            camera gives fewer frames over the same time.
+        max_rate: a faster camera is strided down to at most this rate (Hz; the learned physics' training rate).
         confirm_frames: consecutive downward steps needed to call it a drop.
         min_drop_px: total downward centroid motion over those steps (pixels).
         step_px: a step counts as downward when the centroid moves down by more than this (noise floor).
@@ -63,6 +78,7 @@ class DropDetector:
         min_area: int = 12,
         max_missing: int = 2,
         rearm_frames: int = 10,
+        max_rate: float = MODEL_RATE_HZ,
     ) -> None:
         if int(num_frames) < 2:
             raise ValueError(f"num_frames must be >= 2, got {num_frames}")
@@ -75,7 +91,11 @@ class DropDetector:
             raise ValueError(
                 f"need min_area >= 1, max_missing >= 0, rearm_frames >= 1; got {min_area}, {max_missing}, {rearm_frames}"
             )
+        if not (np.isfinite(max_rate) and max_rate > 0):
+            raise ValueError(f"max_rate must be a finite rate > 0 Hz, got {max_rate}")
         self.num_frames = int(num_frames)
+        self.max_rate = float(max_rate)
+        self.window_s = window_seconds(self.num_frames, self.max_rate)
         self.confirm_frames = int(confirm_frames)
         self.min_drop_px = float(min_drop_px)
         self.step_px = float(step_px)
@@ -88,13 +108,20 @@ class DropDetector:
         """Drop everything buffered and wait for a new drop."""
         # Look-back before a drop is confirmed: a whole clip plus the release frame.
         self._history: deque[_Frame] = deque(maxlen=self.num_frames + 1)
-        self._clip: list[_Frame] = []  # frames of the drop being recorded
+        self._grid: FrameGrid[_Frame] | None = None  # the drop being recorded
         self._recording = False
         self._armed = True
         self._quiet_count = 0  # frames the object was absent or still, while disarmed
         self._missing_count = 0
         self._shape: tuple[int, int] | None = None
         self._last_stamp: float | None = None
+        # The camera's rate from its recent stamps; frames off the max_rate grid (a faster camera's in-between
+        # frames) are passed over before they are copied, so detection thresholds mean the same at any rate.
+        self._recent_stamps: deque[float] = deque(maxlen=33)
+        self._camera_rate: float | None = None
+        self._stride = 1
+        self._phase_anchor = 0.0  # the last stamp taken
+        self.repeats_skipped = 0  # frames fed twice (the same stamp again)
 
     @property
     def recording(self) -> bool:
@@ -106,9 +133,12 @@ class DropDetector:
         """True when a new drop can start."""
         return self._armed
 
-    def feed(self, image: np.ndarray, mask: np.ndarray, stamp: float) -> DropClip | None:
-        """Add one frame; returns the clip when the drop's `num_frames`-th frame arrives, else None."""
-        frame = self._validated(image, mask, stamp)
+    def feed(self, image: np.ndarray, mask: np.ndarray, stamp: float, time: float | None = None) -> DropClip | None:
+        """Add one frame; returns the clip once the drop's window has passed, else None. time: the frame's time (s)
+        when the stamps do not tell it (a clip replayed slower than filmed: frame index / real fps); default stamp."""
+        frame = self._validated(image, mask, stamp, time)
+        if frame is None:
+            return None
         if self._recording:
             return self._continue_recording(frame)
         self._history.append(frame)
@@ -118,14 +148,18 @@ class DropDetector:
         start = self._drop_start()
         if start is None:
             return None
-        self._clip = list(self._history)[start:]
+        frames = list(self._history)[start:]
+        self._grid = FrameGrid(frames[0].stamp, self._camera_rate, self.window_s, self.max_rate)
+        for f in frames:
+            self._grid.offer(f.stamp, f)
         self._history.clear()
         self._recording = True
         self._missing_count = 0
-        return self._finish_if_full()
+        return self._finish_if_full(frames[-1].stamp)
 
     # ------------------------------------------------------------------ internals
-    def _validated(self, image: np.ndarray, mask: np.ndarray, stamp: float) -> _Frame:
+    def _validated(self, image: np.ndarray, mask: np.ndarray, label: float, stamp: float | None) -> _Frame | None:
+        """The frame, or None for a repeat of the last one (the same stamp again: a message delivered twice)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(
                 f"image must be a uint8 (H, W, 3) array, got {getattr(image, 'dtype', type(image).__name__)} "
@@ -137,20 +171,41 @@ class DropDetector:
             raise ValueError(f"mask must be a 2-D array, got {getattr(mask, 'shape', type(mask).__name__)}")
         if mask.shape != image.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match image size {image.shape[:2]}")
-        stamp = float(stamp)
-        if not np.isfinite(stamp):
-            raise ValueError(f"stamp must be finite, got {stamp}")
-        if self._last_stamp is not None and stamp <= self._last_stamp:
+        label = float(label)
+        stamp = label if stamp is None else float(stamp)
+        if not (np.isfinite(stamp) and np.isfinite(label)):
+            raise ValueError(f"stamp and time must be finite, got {label}, {stamp}")
+        if self._last_stamp is not None and stamp == self._last_stamp:
+            self.repeats_skipped += 1
+            return None
+        if self._last_stamp is not None and stamp < self._last_stamp:
             raise ValueError(f"stamps must increase: got {stamp} after {self._last_stamp} (call reset() for a new video)")
         if self._shape is not None and self._shape != mask.shape:
             self.reset()  # a new stream at another resolution
         self._shape = mask.shape
         self._last_stamp = stamp
+        if not self._on_rate_grid(stamp):
+            return None
         object_pixels = mask > 0
         rows = np.nonzero(object_pixels)[0]
         centroid_y = float(rows.mean()) if rows.size >= self.min_area else None
         # Copies: callers may reuse their buffers.
-        return _Frame(image.copy(), np.where(object_pixels, 255, 0).astype(np.uint8), stamp, centroid_y)
+        return _Frame(image.copy(), np.where(object_pixels, 255, 0).astype(np.uint8), stamp, label, centroid_y)
+
+    def _on_rate_grid(self, stamp: float) -> bool:
+        """True for the frames a camera at most max_rate fast would take: every stride-th frame of a faster one,
+        phase-locked to the last frame taken, so a dropped frame loses its slot instead of shifting the rest."""
+        self._recent_stamps.append(stamp)
+        if len(self._recent_stamps) < 2:
+            self._phase_anchor = stamp
+            return True
+        self._camera_rate = stream_rate(self._recent_stamps)
+        self._stride = max(1, round(self._camera_rate / self.max_rate))
+        periods = round((stamp - self._phase_anchor) * self._camera_rate)
+        if periods % self._stride != 0:
+            return False
+        self._phase_anchor = stamp
+        return True
 
     def _drop_start(self) -> int | None:
         """Index in the history where the drop begins, or None when the latest frames are not a drop."""
@@ -177,27 +232,31 @@ class DropDetector:
         if frame.centroid_y is None:
             self._missing_count += 1
             if self._missing_count > self.max_missing:  # lost the object: no usable clip
-                self._clip = []
+                self._grid = None
                 self._recording = False
                 self._history.clear()
                 return None
         else:
             self._missing_count = 0
-        self._clip.append(frame)
-        return self._finish_if_full()
+        self._grid.offer(frame.stamp, frame)
+        return self._finish_if_full(frame.stamp)
 
-    def _finish_if_full(self) -> DropClip | None:
-        if len(self._clip) < self.num_frames:
+    def _finish_if_full(self, stamp: float) -> DropClip | None:
+        grid = self._grid
+        if not grid.complete(stamp):
             return None
-        clip_frames = self._clip[: self.num_frames]
-        self._clip = []
+        clip_frames = [frame for _, frame in grid.filled()]
+        self._grid = None
         self._recording = False
         self._armed = False
         self._quiet_count = 0
         return DropClip(
             images=np.stack([f.image for f in clip_frames]),
             masks=np.stack([f.mask for f in clip_frames]),
-            stamps=np.array([f.stamp for f in clip_frames], dtype=np.float64),
+            stamps=np.array([f.label for f in clip_frames], dtype=np.float64),
+            rate=grid.rate,
+            missing=grid.missing,
+            times=np.array([f.stamp - clip_frames[0].stamp for f in clip_frames], dtype=np.float64),
         )
 
     def _update_rearm(self) -> None:

@@ -26,6 +26,7 @@ import torch
 
 from .asset import InitialMotion, SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
+from .clip_timing import evenly_spaced, frame_times
 from .gaussians import GaussianCloud
 from .geometry import rigid_velocity
 from .images import to_uint8
@@ -251,13 +252,13 @@ class ReconstructionPipeline:
                                 layer_axis=self.config.inflation_layer_axis, device=predictor.device)
         return predictor.predict(image, mask, camera, prior)
 
-    def _reconstruct_gaussians(self, frames, masks, camera: Camera, fps: float, n_track: int,
+    def _reconstruct_gaussians(self, frames, masks, camera: Camera, times: np.ndarray, n_track: int,
                                notes: list) -> tuple[GaussianCloud, bool]:
         """Gaussians at frame 0 at the metric depth of the free fall of the first frames (the fit stops at the
         impact); the default depth prior when that fit fails or would sink the falling object underground. Returns
         them and whether the free-fall depth placed them."""
         try:
-            prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], np.arange(n_track) / fps))
+            prior = DepthPrior(fall_track=FallTrack.from_masks(masks[:n_track], times[:n_track]))
             gaussians = self._gaussians(frames[0], masks[0], camera, prior)
             bottom = float(gaussians.means[:, 2].min())
             if bottom < -BELOW_GROUND_TOLERANCE_M:  # the object is falling at frame 0: it cannot be underground
@@ -268,9 +269,12 @@ class ReconstructionPipeline:
             return self._gaussians(frames[0], masks[0], camera, DepthPrior()), False
 
     def run(self, frames, masks, camera: Camera, object_id: str, fps: float = 30.0,
-            gaussians: GaussianCloud | None = None) -> PipelineResult:
+            gaussians: GaussianCloud | None = None, times=None) -> PipelineResult:
         """frames (T, H, W, 3) uint8 RGB, masks (T, H, W) uint8 (object > 0), the camera that took them (world
         z up, ground z = 0), the object id (file-name safe) -> PipelineResult.
+
+        fps: the clip's frame rate (Hz). times: (T,) seconds of each frame since frame 0 when a stream dropped frames
+        (core/clip_timing.py); the motion is fitted against them, default t / fps.
 
         gaussians: the object's frame-0 Gaussians (world) when they are known (a scanned object, or the
         evaluation's true-shape breakdown); they replace the Gaussian stage, everything else runs as usual."""
@@ -278,11 +282,21 @@ class ReconstructionPipeline:
         cfg = self.config
         validate_object_id(object_id)
         frames, masks = validate_clip(frames, masks, camera, fps)
+        times = frame_times(frames.shape[0], fps, times)
         notes: list[str] = []
         if frames.shape[0] > cfg.num_frames:
-            frames, masks = frames[:cfg.num_frames], masks[:cfg.num_frames]
+            frames, masks, times = frames[:cfg.num_frames], masks[:cfg.num_frames], times[:cfg.num_frames]
         elif frames.shape[0] < cfg.num_frames:
             notes.append(f"only {frames.shape[0]} of {cfg.num_frames} frames given")
+        # The motion fits use the frames' own times; the physics stages assume evenly spaced frames, so a dropped
+        # frame's slot repeats its nearest neighbour there.
+        even = evenly_spaced(times, fps)  # (S,) frame indices
+        if even.size > 2 * frames.shape[0]:
+            raise ReconstructionRefused(f"{even.size - frames.shape[0]} of the {even.size} frames of the {fps:g} Hz "
+                                        "sequence are missing (the stream dropped them): too few to measure the fall")
+        if even.size > frames.shape[0]:
+            notes.append(f"{even.size - frames.shape[0]} frame(s) missing from the {fps:g} Hz sequence (dropped by "
+                         "the stream): their nearest frames stand in for them in the physics estimate")
         check_drop_observed(masks, camera)
         camera = camera.to(cfg.device)
         timings: dict[str, float] = {}
@@ -296,10 +310,11 @@ class ReconstructionPipeline:
             gaussians = gaussians.to(cfg.device)
             notes.append("frame-0 Gaussians given")
         else:
-            gaussians, depth_near = self._reconstruct_gaussians(frames, masks, camera, fps, n_track, notes)
+            gaussians, depth_near = self._reconstruct_gaussians(frames, masks, camera, times, n_track, notes)
         timings["gaussians"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        state = self._initial_state(gaussians, masks[:n_track], camera, fps, gaussians_given, depth_near, notes)
+        state = self._initial_state(gaussians, masks[:n_track], camera, fps, times[:n_track], gaussians_given,
+                                    depth_near, notes)
         if state.trusted and abs(state.scale - 1.0) > 1e-6:
             gaussians = gaussians.scaled_about(camera.center, state.scale)
         means = gaussians.means.detach().cpu().numpy()
@@ -311,7 +326,7 @@ class ReconstructionPipeline:
 
         anchors = sample_anchors(means, self.lattice.num_anchors, object_id)  # (N_A, 3)
         springs, rest = knn_springs(anchors, self.lattice.k_neighbors)
-        motion = _motion_of_anchors(state, anchors, fps)
+        motion = _motion_of_anchors(state, anchors, times)
         velocity, spin = np.asarray(motion.velocity), np.asarray(motion.angular_velocity)
         timings["lattice"], tick = time.perf_counter() - tick, time.perf_counter()
 
@@ -319,7 +334,8 @@ class ReconstructionPipeline:
         size, volume = object_size(anchors), object_volume(anchors)
         guess = None
         if self.physics_predictor is not None:
-            guess = self.physics_predictor.predict_estimate(frames, masks, size, volume, fps, cfg.known_mass)
+            guess = self.physics_predictor.predict_estimate(frames[even], masks[even], size, volume, fps,
+                                                            cfg.known_mass)
         if guess is not None and not cfg.refine:
             # The learned prediction as it is, with the network's own uncertainty: a simulation check around it
             # costs time and did not improve it (weights/MODEL_CARD.md, "Measurements behind the defaults").
@@ -327,7 +343,7 @@ class ReconstructionPipeline:
             physics_loss = float("nan")
             notes.append(f"physics from the learned predictor ({self.physics_predictor.name})")
         else:
-            refined = estimate_physics(gaussians, masks, camera, object_id, velocity, fps, cfg.known_mass,
+            refined = estimate_physics(gaussians, masks[even], camera, object_id, velocity, fps, cfg.known_mass,
                                        None if guess is None else guess.params, cfg.refine_config(), cfg.device,
                                        size=size, volume=volume, angular_velocity=spin)
             notes += refined.notes
@@ -342,13 +358,13 @@ class ReconstructionPipeline:
         return PipelineResult(asset, timings, velocity, notes, physics_loss, spin, state)
 
     @staticmethod
-    def _initial_state(gaussians: GaussianCloud, masks: np.ndarray, camera: Camera, fps: float, given: bool,
-                       depth_near: bool, notes: list) -> InitialState:
+    def _initial_state(gaussians: GaussianCloud, masks: np.ndarray, camera: Camera, fps: float, times: np.ndarray,
+                       given: bool, depth_near: bool, notes: list) -> InitialState:
         """The joint frame-0 fit (models/initial_state.py) on the reconstructed Gaussians' centres; given Gaussians
         keep their depth, ones the free-fall depth placed are searched near it. A depth the fit cannot trust is kept
         as reconstructed, and the notes say which cue failed."""
         state = fit_initial_state(gaussians.means.detach().cpu().numpy(), masks, camera, fps, trust_depth=not given,
-                                  depth_near=depth_near)
+                                  depth_near=depth_near, times=times)
         notes.extend(state.notes)
         if state.trusted and not given:
             notes.append(f"depth {state.depth:.3f} +- {state.depth_std:.3f} m from the joint initial-state fit "
@@ -356,10 +372,11 @@ class ReconstructionPipeline:
         return state
 
 
-def _motion_of_anchors(state: InitialState, anchors: np.ndarray, fps: float) -> InitialMotion:
-    """The fitted state expressed at the anchors' centroid (the point the simulator spins the anchors about)."""
+def _motion_of_anchors(state: InitialState, anchors: np.ndarray, times: np.ndarray) -> InitialMotion:
+    """The fitted state expressed at the anchors' centroid (the point the simulator spins the anchors about); times
+    (T,) s of the clip's frames."""
     centroid = np.asarray(anchors, np.float64).mean(0)
-    impact = float("nan") if state.impact_frame is None else state.impact_frame / fps
+    impact = float("nan") if state.impact_frame is None else float(times[state.impact_frame])
     return InitialMotion(tuple(state.velocity_at(centroid).tolist()), tuple(state.angular_velocity.tolist()),
                          tuple(np.nan_to_num(state.velocity_std, nan=0.0).tolist()),
                          tuple(np.nan_to_num(state.angular_velocity_std, nan=0.0).tolist()),

@@ -1,6 +1,7 @@
 """reconstruction: image + mask -> detects a drop, runs the pipeline on its first frames, publishes the asset.
 
-Images and masks pair by stamp. A DropDetector (core) finds the drop and buffers `num_frames` frames; the
+Images and masks pair by stamp. A DropDetector (core) finds the drop and buffers its first 0.633 s (`num_frames`
+frames at 30 Hz; a faster camera strided to 30 Hz, dropped frames left out and fitted at their own stamps); the
 pipeline then runs in a worker thread so the executor keeps serving (clips that complete while it is busy are
 ignored). Results: `asset` (GaussianAsset) and `physics` (PhysicsParams), both TRANSIENT_LOCAL in `world_frame`,
 plus <object_id>.ply and <object_id>.json (core/asset_record.py) in output_dir. The camera is the last
@@ -52,7 +53,9 @@ PARAMS = [
     ParamSpec("num_frames", "int", "frames per drop handed to the pipeline", 2, 300, read_only=True),
     ParamSpec("known_mass", "float", "the object's total mass in kg when known (fixes the scale of k and d, N/m); "
               "0 = estimate from a density prior times the reconstructed volume", 0.0, 1000.0),
-    ParamSpec("fps", "float", "frame rate of the camera; 0 = from the image stamps", 0.0, 1000.0),
+    ParamSpec("fps", "float", "frame rate of the clip as filmed, when the image stamps do not tell it (a clip "
+              "replayed slower than filmed: frames count as consecutive); 0 = from the image stamps, which also "
+              "handles dropped frames and cameras faster than 30 Hz (strided to 30 Hz)", 0.0, 1000.0),
     ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "coarse64", "medium", "reference"),
               read_only=True),
     ParamSpec("refine", "bool", "test-time refinement of the physics through the simulator"),
@@ -85,14 +88,12 @@ def build_pipeline(params: dict):
         physics_model=params["physics_model"]))
 
 
-def clip_fps(stamps: np.ndarray, fps_param: float) -> float:
-    """The fps parameter, or (0) the rate of the clip's stamps (median frame interval)."""
+def clip_timing(clip: DropClip, fps_param: float) -> tuple[float, np.ndarray]:
+    """(fps, times (T,) s since the clip's first frame): the fps parameter with evenly spaced frames, or (0) the
+    clip's own grid rate and the times of its stamps (core/clip_timing.py)."""
     if fps_param > 0:
-        return fps_param
-    interval = float(np.median(np.diff(stamps)))
-    if not interval > 0:
-        raise ValueError(f"cannot derive a frame rate from the stamps {stamps.tolist()}")
-    return 1.0 / interval
+        return fps_param, np.arange(clip.num_frames) / fps_param
+    return clip.rate, clip.times
 
 
 CLOSE_WAIT_S = 0.2  # close() waits this long for a reconstruction in flight (the SIGINT budget is 0.5 s)
@@ -115,6 +116,7 @@ class ReconstructionNode(GuardedNode):
         self.stream_clock = StreamRestartDetector()  # per side: masks lag images by the segmentation time
         self.stream_restarts = 0
         self.drops_done = 0
+        self.frames_paired = 0  # the frame clock when the fps parameter sets the timing
         self.drops_refused = 0  # drops the pipeline refused (ValueError: a reason on the log)
         self.drops_abandoned = 0  # drops still being reconstructed when close() stopped waiting (nothing published)
         self.clips_ignored = 0
@@ -189,8 +191,10 @@ class ReconstructionNode(GuardedNode):
             self.dropped.drop("frame", f"mask size {mask.shape[::-1]} does not match image size "
                               f"{image.shape[1::-1]}")
             return
+        fps = self.params["fps"]
+        self.frames_paired += 1
         try:
-            clip = self.detector.feed(image, mask, stamp_ns * 1e-9)
+            clip = self.detector.feed(image, mask, stamp_ns * 1e-9, self.frames_paired / fps if fps > 0 else None)
         except ValueError as exc:
             self.dropped.drop("frame", str(exc))
             return
@@ -222,8 +226,8 @@ class ReconstructionNode(GuardedNode):
     def _reconstruct(self, clip: DropClip, camera: Camera, object_id: str, start: float) -> None:
         try:
             try:
-                fps = clip_fps(clip.stamps, self.params["fps"])
-                result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps)
+                fps, times = clip_timing(clip, self.params["fps"])
+                result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps, times=times)
             except ValueError as exc:  # the clip is refused (no fall, implausible size, ...): a reason, no traceback
                 self.drops_refused += 1
                 self.dropped.drop("drop clip", f"{object_id} not reconstructed: {exc}")

@@ -99,7 +99,7 @@ def test_losing_the_object_abandons_the_drop():
 def test_memory_is_bounded():
     det = DropDetector(num_frames=20)
     feed_all(det, [40.0] * 500)
-    assert len(det._history) <= 21 and det._clip == []
+    assert len(det._history) <= 21 and det._grid is None
 
 
 def test_bad_input():
@@ -114,9 +114,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="finite"):
         det.feed(image, mask, float("nan"))
     det.feed(image, mask, 1.0)
+    assert det.feed(image, mask, 1.0) is None and det.repeats_skipped == 1  # delivered twice: skipped
     with pytest.raises(ValueError, match="increase"):
-        det.feed(image, mask, 1.0)
-    for kwargs in ({"num_frames": 1}, {"confirm_frames": 0}, {"min_drop_px": -1.0}, {"step_px": float("nan")}):
+        det.feed(image, mask, 0.5)
+    for kwargs in ({"num_frames": 1}, {"confirm_frames": 0}, {"min_drop_px": -1.0}, {"step_px": float("nan")},
+                   {"max_rate": 0.0}, {"max_rate": float("inf")}):
         with pytest.raises(ValueError):
             DropDetector(**kwargs)
 
@@ -176,3 +178,87 @@ def test_looped_drop_that_rearmed_on_the_floor_starts_at_the_loop_not_the_floor(
     assert len(clips) == 3 and starts[1] in (n, n + 1) and starts[2] in (2 * n, 2 * n + 1), starts
     for clip in clips:
         assert (clip.masks[0] > 0).nonzero()[0].mean() < 40, "a clip starts with the object on the floor"
+
+
+# ---------------------------------------------------------------- the window is in time (issue 19.2, 19.3)
+def fall_row(t, t_release=0.3, y0=12.0, g_px=300.0, floor=84.0):
+    """Centroid row of an object released at t_release s, falling at g_px px/s^2."""
+    return y0 if t < t_release else min(y0 + 0.5 * g_px * (t - t_release) ** 2, floor)
+
+
+def stream(fps, duration=1.6, keep=lambda i: True, jitter=0.0, seed=0):
+    """(image, mask, stamp) of a fall filmed at fps; pixel (0, 0) holds the frame's time in ms / 8."""
+    rng = np.random.default_rng(seed)
+    for i in range(int(duration * fps)):
+        if not keep(i):
+            continue
+        t = i / fps + (rng.uniform(-jitter, jitter) if jitter else 0.0)
+        image = np.full((H, W, 3), 200, np.uint8)
+        image[0, 0] = [int(t * 1000) // 8 % 256, 0, 7]
+        yield image, disk_mask(fall_row(t)), t
+
+
+def clips_of(detector, frames):
+    return [c for c in (detector.feed(*f) for f in frames) if c is not None]
+
+
+@pytest.mark.parametrize("fps", [60.0, 120.0, 90.0])
+def test_faster_camera_gives_the_30_fps_clip(fps):
+    """The same fall at 60, 90 or 120 fps: strided to 30 Hz, the clip holds the 30 fps clip's moments."""
+    (reference,) = clips_of(DropDetector(num_frames=20), stream(30.0))
+    (clip,) = clips_of(DropDetector(num_frames=20), stream(fps))
+    assert clip.rate == pytest.approx(30.0) and clip.missing == 0 and clip.num_frames == 20
+    # the faster camera may see the release a frame period earlier: same grid, shifted by less than one slot
+    offset = clip.stamps[0] - reference.stamps[0]
+    assert abs(offset) < 1.0 / 30.0
+    np.testing.assert_allclose(np.diff(clip.stamps), 1.0 / 30.0, atol=1e-9)
+    assert clip.times[-1] == pytest.approx(19.0 / 30.0)
+
+
+@pytest.mark.parametrize("fps, frames", [(15.0, 10), (25.0, 16), (50.0, 16)])
+def test_slower_camera_fills_the_same_time(fps, frames):
+    """A slower camera keeps every frame (50 Hz is strided to 25) over the same 0.633 s window."""
+    (clip,) = clips_of(DropDetector(num_frames=20), stream(fps))
+    assert clip.rate == pytest.approx(min(fps, 25.0 if fps == 50.0 else fps)) and clip.num_frames == frames
+    assert clip.times[-1] <= 19.0 / 30.0 + 1e-9 and clip.times[-1] > 19.0 / 30.0 - 1.0 / clip.rate
+
+
+def test_dropped_frames_keep_their_real_stamps():
+    """A 30 fps stream that loses every third frame during the fall: the clip holds the frames it got, with their
+    own stamps, and counts the empty slots; it still ends 0.633 s after its first frame."""
+    lost = lambda i: not (i > 12 and i % 3 == 0)
+    (clip,) = clips_of(DropDetector(num_frames=20), stream(30.0, keep=lost))
+    assert clip.missing > 0 and clip.num_frames + clip.missing == 20
+    assert clip.times[-1] == pytest.approx(19.0 / 30.0)
+    assert np.all(np.diff(clip.stamps) > 0)
+    steps = np.round(np.diff(clip.stamps) * 30.0)
+    assert set(steps.tolist()) <= {1.0, 2.0}  # one frame period, or two across a lost frame
+
+
+def test_jittered_stamps_fill_every_slot():
+    """Stamps jittered by +-20% of a period still land one frame per slot."""
+    (clip,) = clips_of(DropDetector(num_frames=20), stream(30.0, jitter=0.2 / 30.0))
+    assert clip.missing == 0 and clip.num_frames == 20
+
+
+def test_a_frame_delivered_twice_is_skipped_while_recording():
+    frames = []
+    for image, mask, t in stream(30.0):
+        frames.append((image, mask, t))
+        if 0.45 < t < 0.6:
+            frames.append((image, mask, t))  # the same message again
+    det = DropDetector(num_frames=20)
+    (clip,) = clips_of(det, frames)
+    assert clip.num_frames == 20 and det.repeats_skipped >= 4 and np.all(np.diff(clip.stamps) > 0)
+
+
+def test_faster_camera_with_dropped_frames_stays_on_its_grid():
+    """120 fps losing a frame in ten at random: the kept frames stay on the 30 Hz grid from the clip's first frame
+    (a lost grid frame loses its slot; it does not shift the frames after it)."""
+    rng = np.random.default_rng(3)
+    lost = set(np.nonzero(rng.random(400) < 0.1)[0].tolist())
+    (clip,) = clips_of(DropDetector(num_frames=20), stream(120.0, keep=lambda i: i not in lost))
+    assert clip.rate == pytest.approx(30.0) and clip.num_frames + clip.missing == 20
+    slots = clip.times * 30.0
+    np.testing.assert_allclose(slots, np.round(slots), atol=1e-6)
+    assert clip.missing <= 5

@@ -35,7 +35,7 @@ class SlowPipeline:
     def __init__(self):
         self.runs = 0
 
-    def run(self, images, masks, camera, object_id, fps):
+    def run(self, images, masks, camera, object_id, fps, times=None):
         self.runs += 1
         time.sleep(2.0)
         raise RuntimeError("slow stub pipeline: no asset")

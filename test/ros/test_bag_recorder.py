@@ -102,13 +102,16 @@ def test_from_bags_makes_clips_the_loader_accepts(recording, tmp_path):
     # segmentation node kept up with on a loaded machine, which this test does not control.
     assert len(clips) >= 1, "the looping example holds at least one whole drop"
     clip = clips[0]
-    assert clip.images.shape == (30, 128, 128, 3) and clip.masks.shape == (30, 128, 128)
-    assert np.all(np.diff(clip.stamps) > 0)
+    # the window is in time (30 frames at 30 Hz = 0.967 s): the 15 Hz stamps give 15 frames over it
+    assert clip.fps == pytest.approx(15.0)
+    n = 15
+    assert clip.images.shape == (n, 128, 128, 3) and clip.masks.shape == (n, 128, 128)
+    assert np.all(np.diff(clip.stamps) >= 0) and clip.stamps[-1] - clip.stamps[0] == pytest.approx(14 / 15.0)
     manifest = convert([folder], str(tmp_path), split="train")
     dataset = SyntheticDataset(str(tmp_path), split="train", views=0, verify=True)
     assert len(dataset) == len(manifest["samples"]) == len(clips)
     item = dataset[0]
-    assert item["rgb"].shape == (30, 3, 128, 128) and item["mask"].shape == (30, 1, 128, 128)
+    assert item["rgb"].shape == (n, 3, 128, 128) and item["mask"].shape == (n, 1, 128, 128)
     assert item["mask"].any() and item["K"].shape == (3, 3) and item["world_to_cam"].shape == (4, 4)
     np.testing.assert_allclose(item["rgb"][0].permute(1, 2, 0).numpy() * 255, clip.images[0], atol=0.6)
 

@@ -38,6 +38,7 @@ from rosbags.highlevel.anyreader import AnyReaderError
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reconphys_ros.bags import make_typestore
+from reconphys_ros.core.clip_timing import evenly_spaced
 from reconphys_ros.core.drop_detector import DropDetector
 from reconphys_ros.core.geometry import check_rigid_transform, pose_matrix
 from reconphys_ros.core.images import image_to_numpy
@@ -55,11 +56,12 @@ DEFAULT_TOPICS = {"image": "/camera/image_raw", "mask": "/mask", "camera_info": 
 class BagClip:
     images: np.ndarray  # (T, H, W, 3) uint8
     masks: np.ndarray  # (T, H, W) uint8
-    stamps: np.ndarray  # (T,) s
+    stamps: np.ndarray  # (T,) s of the frame in each slot (a dropped frame's slot repeats its neighbour)
     K: np.ndarray  # (3, 3)
     world_to_cam: np.ndarray  # (4, 4)
     params: dict | None = None  # {"params": paper m, k, d, f, "object_size": m} of the pipeline's estimate, if any
     source: str = ""
+    fps: float = 30.0  # the clip's evenly spaced frame rate (a faster camera strided to 30 Hz)
 
 
 @dataclass
@@ -222,7 +224,12 @@ def clips_from_bag(path: str | os.PathLike, num_frames: int = 30, topics: dict |
         except ValueError as exc:
             skip(f"{where}: {exc}")
             continue
-        clips.append(BagClip(clip.images, clip.masks, clip.stamps, K, world_to_cam, source=str(path)))
+        # training samples are evenly spaced: a dropped frame's slot repeats its nearest neighbour
+        even = evenly_spaced(clip.times, clip.rate)
+        if clip.missing:
+            LOG.warning("%s: %d dropped frame(s); their nearest frames stand in for them", where, clip.missing)
+        clips.append(BagClip(clip.images[even], clip.masks[even], clip.stamps[even], K, world_to_cam,
+                             source=str(path), fps=clip.rate))
     # the pipeline's estimate of a drop is the first physics message after the drop's 20th frame
     for i, clip in enumerate(clips):
         end = clips[i + 1].stamps[0] if i + 1 < len(clips) else np.inf
@@ -252,7 +259,7 @@ def write_clip(root: str | os.PathLike, sample_id: str, clip: BagClip, object_id
     params = dict(clip.params["params"]) if known else {n: float("nan") for n in PARAM_ORDER}
     meta = {"sample_id": sample_id, "object_id": object_id, "params": params, "params_known": known,
             "object_size": clip.params["object_size"] if known else None,
-            "fps": float(1.0 / np.median(np.diff(clip.stamps))) if t > 1 else 30.0, "source": "rosbag",
+            "fps": float(clip.fps), "source": "rosbag",
             "bag": clip.source, "stamps": clip.stamps.tolist()}
     return write_sample(os.path.join(root, "samples", sample_id), clip.images[None].astype(np.float32) / 255.0,
                         alpha, np.zeros_like(alpha), arrays, meta)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..clip_timing import frame_times
 from ..geometry import rigid_velocity
 from ..physics.params import GRAVITY
 from ..render.camera import Camera
@@ -324,14 +325,15 @@ def _stds(fit, free: np.ndarray) -> np.ndarray:
 
 def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps: float,
                       velocity_guess=None, max_frames: int = MAX_FIT_FRAMES, trust_depth: bool = True,
-                      depth_near: bool = False) -> InitialState:
+                      depth_near: bool = False, times=None) -> InitialState:
     """Joint fit of the frame-0 state (module docstring).
 
     points: (N, 3) world frame-0 reconstruction (e.g. Gaussian centres) at its current depth; masks: (T, H, W) the
     observed masks (object > 0, frame 0 non-empty); camera: the view that took them; fps: frames per second;
     velocity_guess: (3,) m/s to start from (e.g. the free-fall depth fit's); trust_depth=False keeps the points'
     depth (a known depth) and fits the motion only; depth_near: the points' depth is already close (a free-fall fit
-    placed them), so the depth is searched from there only, not also from 0.6x and 1.6x."""
+    placed them), so the depth is searched from there only, not also from 0.6x and 1.6x. times: (T,) seconds of each
+    mask since frame 0 when the frames are not evenly spaced (a stream that dropped frames); default t / fps."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     if points.shape[0] < 4 or not np.isfinite(points).all():
         raise ValueError("points must be >= 4 finite 3D points")
@@ -340,7 +342,7 @@ def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps
     moments = MaskMoments.from_masks(masks)
     if not moments.valid[0]:
         raise ValueError("the first mask is empty: the object must be visible at frame 0")
-    times = np.arange(masks.shape[0]) / float(fps)
+    times = frame_times(masks.shape[0], fps, times)
     problem = _Problem(points, moments, camera, times)
     notes: list[str] = []
     seen = moments.valid & ~moments.clipped
@@ -409,7 +411,8 @@ def fit_initial_state(points: np.ndarray, masks: np.ndarray, camera: Camera, fps
     scale = math.exp(theta[0])
     centre = problem.eye + scale * (problem.mean - problem.eye)
     depth = float((problem.rot @ centre + problem.trans)[2])
-    impact_frame = None if impact is None else int(math.ceil(impact * fps - 1e-9))
+    # the first frame at or after the impact
+    impact_frame = None if impact is None else int(np.searchsorted(times, impact - 1e-9))
     if impact_frame is not None and impact_frame >= masks.shape[0]:
         impact_frame = None
     return InitialState(scale, depth, centre, theta[1:4].copy(), theta[4:7].copy(), depth * float(std[0]),
