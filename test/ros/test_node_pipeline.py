@@ -37,8 +37,8 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
         assert spin_until(executor, lambda: len(assets) >= 2 and len(physics) >= 2, 240.0), \
             f"{len(assets)} assets after 240 s; reconstruction dropped {by_name['reconstruction'].dropped.counts}"
         first = asset_from_msg(assets[0])
-        # A looped clip's later drops can start from a wrong frame (issue 19.2) and are then refused (issue 18.9)
-        # while still taking an object id: ids are distinct and increasing, not necessarily consecutive.
+        # A drop the pipeline refuses (issue 18.9; e.g. more than half its frames dropped by an overloaded
+        # segmentation) still takes an object id: ids are distinct and increasing, not necessarily consecutive.
         ids = [asset_from_msg(a).object_id for a in assets[:2]]
         assert ids[0] == "object_000" and ids[1] > ids[0] and ids[1].startswith("object_")
         object_id, estimate = physics_from_msg(physics[0])
@@ -49,7 +49,10 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
         assert cloud.num_gaussians == first.gaussians.num_gaussians
         record = json.loads((tmp_path / "object_000.json").read_text())
         assert record["object_id"] == "object_000" and record["physics"]["total_mass"] == pytest.approx(first.physics.total_mass)
-        assert 0 < record["latency_s"] < 60 and len(record["frame_stamps"]) == 20
+        # 0.633 s of 30 Hz frames; a frame the loaded segmentation dropped leaves its slot empty (issue 19.2)
+        stamps = np.array(record["frame_stamps"])
+        assert 0 < record["latency_s"] < 60 and 10 < len(stamps) <= 20
+        assert stamps[-1] - stamps[0] == pytest.approx(19 / 30, abs=0.02)
         # the object sits above the ground in the world frame of the example camera
         means = first.gaussians.means.numpy()
         assert means[:, 2].min() > -0.05 and np.isfinite(means).all()
