@@ -13,11 +13,11 @@ import time
 import numpy as np
 from sensor_msgs.msg import PointCloud2
 
-from reconphys_ros.msg import GripperCommand
+from reconphys_ros.msg import GripperCommand, SimStatus
 from reconphys_ros.ros.conversions import points_from_pointcloud2
 from reconphys_ros.ros.guarded_node import GuardedNode
 from reconphys_ros.ros.parameters import ParamSpec, declare_parameters
-from reconphys_ros.ros.qos import cloud_qos, command_qos
+from reconphys_ros.ros.qos import cloud_qos, command_qos, status_qos
 from reconphys_ros.ros.spin import run_node
 
 NAME = "gripper_controller"
@@ -30,8 +30,8 @@ PARAMS = [
     ParamSpec("lift_height", "float", "height the grasped object is lifted to, m", 0.0, 10.0),
     ParamSpec("shake_amplitude", "float", "sideways shake amplitude, m", 0.0, 1.0),
     ParamSpec("shake_frequency", "float", "shake frequency, Hz", 0.0, 20.0),
-    ParamSpec("shake_s", "float", "shake duration, s", 0.0, 60.0),
-    ParamSpec("hold_s", "float", "pause at each waypoint, s", 0.0, 60.0),
+    ParamSpec("shake_s", "float", "shake duration, simulated s", 0.0, 60.0),
+    ParamSpec("hold_s", "float", "pause at each waypoint, simulated s", 0.0, 60.0),
     ParamSpec("settle_speed", "float", "the object has landed when its anchors move slower than this, m/s",
               1e-4, 10.0),
     ParamSpec("repeat", "bool", "start again after the next landing"),
@@ -39,10 +39,10 @@ PARAMS = [
 ]
 
 # (phase, minimum duration in s or a parameter name); 'wait_landed' ends on landing instead.
-# Phase durations are wall-clock seconds, while the simulated gripper moves in simulation time (rate-limited to
-# gripper_max_speed): a simulation behind real time (real-time factor 0.26-0.5 seen on 2 loaded cores) needs 2-4x the
-# wall time to get there, and a gripper that closes while still above the object grasps only the first anchor in
-# reach (the demo lifted 1 anchor of a 25 cm object). 3 s of descent reach 0.4 m down at a real-time factor of 0.26.
+# Durations and the anchors' speed are in simulation seconds (sim_clock): the simulated gripper moves in simulation
+# time (rate-limited to gripper_max_speed), and a simulation behind real time (real-time factor 0.26-0.5 seen on 2
+# loaded cores) would otherwise see the gripper close while still above the object, and the object look "landed"
+# while it still rolls (a loaded test run once grasped no anchor at all).
 SCRIPT = (("wait_landed", 0.0), ("approach", 3.0), ("descend", 3.0), ("close", "hold_s"), ("lift", 1.5),
           ("shake", "shake_s"), ("release", "hold_s"))
 
@@ -53,9 +53,12 @@ class GripperControllerNode(GuardedNode):
         self.params = declare_parameters(self, PARAMS, NAME, on_change=self._params_changed)
         self.command_pub = self.create_publisher(GripperCommand, "gripper/command", command_qos())
         self.create_subscription(PointCloud2, "sim/anchors", self.on_anchors, cloud_qos())
+        self.create_subscription(SimStatus, "sim/status", self.on_status, status_qos())
         self.timer = self.create_timer(1.0 / self.params["rate"], self.tick)
+        self.real_time_factor = 1.0  # the simulation's, from sim/status
+        self._sim_clock_s, self._sim_clock_wall = 0.0, time.monotonic()
         self.phase_index = 0
-        self.phase_start = time.monotonic()
+        self.phase_start = self.sim_clock()
         self.cycles = 0
         self._anchors: np.ndarray | None = None
         self._anchor_time = 0.0
@@ -69,6 +72,19 @@ class GripperControllerNode(GuardedNode):
     def phase(self) -> str:
         return SCRIPT[self.phase_index][0]
 
+    def sim_clock(self) -> float:
+        """Simulation seconds, advanced by wall time times the simulation's latest real-time factor."""
+        now = time.monotonic()
+        self._sim_clock_s += (now - self._sim_clock_wall) * self.real_time_factor
+        self._sim_clock_wall = now
+        return self._sim_clock_s
+
+    def on_status(self, msg: SimStatus) -> None:
+        factor = float(msg.real_time_factor)
+        if msg.object_id and math.isfinite(factor) and factor > 0:
+            self.sim_clock()  # the time so far at the old factor
+            self.real_time_factor = min(max(factor, 0.02), 2.0)
+
     def on_anchors(self, msg: PointCloud2) -> None:
         try:
             points, _ = points_from_pointcloud2(msg)
@@ -78,7 +94,7 @@ class GripperControllerNode(GuardedNode):
         if not np.isfinite(points).all():  # a NaN anchor would become a NaN gripper target
             self.dropped.drop("anchors", "sim/anchors contains NaN or Inf")
             return
-        now = time.monotonic()
+        now = self.sim_clock()
         if self._anchors is not None and self._anchors.shape == points.shape and len(points):
             speed = float(np.abs(points - self._anchors).max()) / max(now - self._anchor_time, 1e-3)
             self._still_count = self._still_count + 1 if speed < self.params["settle_speed"] else 0
@@ -86,7 +102,7 @@ class GripperControllerNode(GuardedNode):
 
     def _advance(self) -> None:
         self.phase_index = (self.phase_index + 1) % len(SCRIPT)
-        self.phase_start = time.monotonic()
+        self.phase_start = self.sim_clock()
         if self.phase_index == 0:
             self.cycles += 1
 
@@ -96,7 +112,7 @@ class GripperControllerNode(GuardedNode):
             return
         if not p["repeat"] and self.cycles > 0:
             return
-        elapsed = time.monotonic() - self.phase_start
+        elapsed = self.sim_clock() - self.phase_start
         phase, duration = SCRIPT[self.phase_index]
         duration = p[duration] if isinstance(duration, str) else duration
         if phase == "wait_landed":

@@ -50,7 +50,8 @@ NAME = "reconstruction"
 PARAMS = [
     ParamSpec("output_dir", "str", "folder for <object_id>.ply and <object_id>.json"),
     ParamSpec("object_id_prefix", "str", "object ids are <prefix>_<n>", check=_check_prefix),
-    ParamSpec("num_frames", "int", "frames per drop handed to the pipeline", 2, 300, read_only=True),
+    ParamSpec("num_frames", "int", "the drop window in frames at 30 Hz (20 = 0.633 s after the release); a faster "
+              "camera is strided to 30 Hz, a slower one gives fewer frames over the same time", 2, 300, read_only=True),
     ParamSpec("known_mass", "float", "the object's total mass in kg when known (fixes the scale of k and d, N/m); "
               "0 = estimate from a density prior times the reconstructed volume", 0.0, 1000.0),
     ParamSpec("fps", "float", "frame rate of the clip as filmed, when the image stamps do not tell it (a clip "

@@ -52,7 +52,9 @@ def test_video_to_asset_to_simulation(ros_context, tmp_path):
         # 0.633 s of 30 Hz frames; a frame the loaded segmentation dropped leaves its slot empty (issue 19.2)
         stamps = np.array(record["frame_stamps"])
         assert 0 < record["latency_s"] < 60 and 10 < len(stamps) <= 20
-        assert stamps[-1] - stamps[0] == pytest.approx(19 / 30, abs=0.02)
+        slots = (stamps - stamps[0]) * 30.0  # on the 30 Hz grid from the first frame, within 0.633 s
+        np.testing.assert_allclose(slots, np.round(slots), atol=0.1)
+        assert 10 <= slots[-1] <= 19.1
         # the object sits above the ground in the world frame of the example camera
         means = first.gaussians.means.numpy()
         assert means[:, 2].min() > -0.05 and np.isfinite(means).all()
