@@ -256,7 +256,9 @@ class DropDetector:
             stamps=np.array([f.label for f in clip_frames], dtype=np.float64),
             rate=grid.rate,
             missing=grid.missing,
-            times=np.array([f.stamp - clip_frames[0].stamp for f in clip_frames], dtype=np.float64),
+            # rounded to 1 us: float stamps (n / fps) carry ~1e-15 s of noise that would make the same frames at
+            # another point of a stream (a later loop) give a minutely different fit
+            times=np.round([f.stamp - clip_frames[0].stamp for f in clip_frames], 6),
         )
 
     def _update_rearm(self) -> None:

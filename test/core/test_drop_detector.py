@@ -260,5 +260,5 @@ def test_faster_camera_with_dropped_frames_stays_on_its_grid():
     (clip,) = clips_of(DropDetector(num_frames=20), stream(120.0, keep=lambda i: i not in lost))
     assert clip.rate == pytest.approx(30.0) and clip.num_frames + clip.missing == 20
     slots = clip.times * 30.0
-    np.testing.assert_allclose(slots, np.round(slots), atol=1e-6)
+    np.testing.assert_allclose(slots, np.round(slots), atol=1e-4)  # times are rounded to 1 us
     assert clip.missing <= 5
