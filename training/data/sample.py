@@ -63,6 +63,8 @@ class SampleConfig:
             raise ValueError(f"resolution must be in [16, 2048], got {self.resolution}")
         if self.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
+        if not 5.0 <= self.fps <= 500.0:
+            raise ValueError(f"fps must be a camera frame rate in [5, 500] Hz, got {self.fps}")
         lo, hi = self.size_range
         if not 0 < lo <= hi:
             raise ValueError(f"size_range must satisfy 0 < lo <= hi, got {self.size_range}")
@@ -209,7 +211,7 @@ def _kabsch_height(rest: np.ndarray, final: np.ndarray) -> float:
     return float(np.ptp(fitted[:, 2]))
 
 
-def motion_statistics(anchors: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> dict:
+def motion_statistics(anchors: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, fps: float = 30.0) -> dict:
     """Heights (collapse check), late image motion (is the future non-trivial?) and what happens after the impact
     (bounce, roll-out, settling; None without an impact) of one clip."""
     T = len(anchors)
@@ -229,14 +231,14 @@ def motion_statistics(anchors: np.ndarray, K: np.ndarray, world_to_cam: np.ndarr
         "late_motion_px_per_frame": float(late.mean()) if late.size else 0.0,
         "min_height_above_ground": float(anchors[:, :, 2].min()),
         "frames": T,
-        **_after_impact_stats(anchors),
+        **_after_impact_stats(anchors, fps),
     }
 
 
-def _after_impact_stats(anchors: np.ndarray) -> dict:
-    """Bounce height and roll-out in object sizes (diameter of the frame-0 anchors), settling time in s (30 fps)."""
+def _after_impact_stats(anchors: np.ndarray, fps: float) -> dict:
+    """Bounce height and roll-out in object sizes (diameter of the frame-0 anchors), settling time in s."""
     size = anchor_diameter(anchors[0])
-    after = after_impact(anchors, size)
+    after = after_impact(anchors, size, fps)
     if after is None:
         return {"impact_frame": None, "bounce_sizes": None, "rollout_sizes": None, "settling_s": None}
     return {"impact_frame": after["impact"], "bounce_sizes": after["bounce"] / size,
@@ -354,6 +356,6 @@ def generate_sample(sample_dir: str, sample_id: str, object_id: str, split: str,
         "binding": {"neighbors": BINDING_NEIGHBORS, "power": BINDING_POWER},
         "primary_view": 0,
         "cameras": camera_record,
-        "stats": motion_statistics(anchor_traj, K, w2c),
+        "stats": motion_statistics(anchor_traj, K, w2c, config.fps),
     }
     return write_sample(sample_dir, rgb, alpha, depth, arrays, meta)
