@@ -91,14 +91,14 @@ def soak(duration_s: float, warmup_s: float, out_dir: str, size: int = 512, fps:
     end = statistics.median(after[-quarter:])
     dropped = {name: dict(getattr(node, "dropped").counts) for name, node in by_name.items()
                if hasattr(node, "dropped") and node.dropped.counts}
-    # a drop in flight when the run ends is not a failure: still busy, or abandoned by close() (which waits 0.2 s)
-    failed = rec.drops_done - len(rec.latencies) - int(rec.busy) - rec.drops_abandoned
+    # Not failures: a drop in flight when the run ends (still busy, or abandoned by close(), which waits 0.2 s) and a
+    # refusal (it has a reason; reported as drops_refused).
+    failed = rec.drops_done - len(rec.latencies) - int(rec.busy) - rec.drops_abandoned - rec.drops_refused
     km = []  # k/m (1/s^2) of every asset written: the same drop in every loop
     for path in glob.glob(os.path.join(out_dir, "out", "*.json")):
         if not path.endswith(".refused.json"):
             with open(path) as f:
                 km.append(float(json.load(f)["physics"]["stiffness_per_mass"]))
-    failed -= rec.drops_refused  # a refusal has a reason (reported below), not an error
     return {
         "duration_s": duration_s, "warmup_s": warmup_s, "image_size": size, "fps_requested": fps,
         "frames_published": published, "masks_published": seg.masks_published,

@@ -15,11 +15,16 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["FrameGrid", "MODEL_RATE_HZ", "evenly_spaced", "frame_times", "stream_rate", "window_seconds"]
+__all__ = ["FrameGrid", "MODEL_RATE_HZ", "evenly_spaced", "frame_times", "stream_rate", "stride", "window_seconds"]
 
 MODEL_RATE_HZ = 30.0  # the rate of the training clips: faster cameras are strided down to it
 
 T = TypeVar("T")
+
+
+def stride(camera_rate: float, max_rate: float = MODEL_RATE_HZ) -> int:
+    """Every how many frames a camera at camera_rate is sampled to run at most about max_rate (60 -> 2, 50 -> 2)."""
+    return max(1, round(camera_rate / max_rate))
 
 
 def window_seconds(num_frames: int, rate: float = MODEL_RATE_HZ) -> float:
@@ -81,7 +86,7 @@ class FrameGrid(Generic[T]):
             raise ValueError(f"need camera_rate, window_s, max_rate > 0; got {camera_rate}, {window_s}, {max_rate}")
         self.t0 = float(t0)
         self.camera_rate = float(camera_rate)
-        self.stride = max(1, round(camera_rate / max_rate))
+        self.stride = stride(camera_rate, max_rate)
         self.rate = self.camera_rate / self.stride  # Hz, slots per second
         self.num_slots = int(math.floor(window_s * self.rate + 1e-6)) + 1
         # A frame serves the slot it lies within half a camera period of (a little more for stamp jitter).

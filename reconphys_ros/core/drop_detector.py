@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reconphys_ros.core.clip_timing import MODEL_RATE_HZ, FrameGrid, stream_rate, window_seconds
+from reconphys_ros.core.clip_timing import MODEL_RATE_HZ, FrameGrid, stream_rate, stride, window_seconds
 
 __all__ = ["DropClip", "DropDetector", "STREAM_RESTART_NS", "StreamRestartDetector"]
 
@@ -46,8 +46,8 @@ class DropClip:
 class _Frame:
     image: np.ndarray
     mask: np.ndarray
-    stamp: float  # the timing clock (s): the stamp, or the caller's own time
-    label: float  # the frame's stamp as given (s)
+    time: float  # s on the timing clock: the stamp, or the caller's own time
+    stamp: float  # s, the frame's stamp as given
     centroid_y: float | None  # None when the object is not visible
 
 
@@ -114,13 +114,12 @@ class DropDetector:
         self._quiet_count = 0  # frames the object was absent or still, while disarmed
         self._missing_count = 0
         self._shape: tuple[int, int] | None = None
-        self._last_stamp: float | None = None
-        # The camera's rate from its recent stamps; frames off the max_rate grid (a faster camera's in-between
+        self._last_time: float | None = None
+        # The camera's rate from its recent frame times; frames off the max_rate grid (a faster camera's in-between
         # frames) are passed over before they are copied, so detection thresholds mean the same at any rate.
-        self._recent_stamps: deque[float] = deque(maxlen=33)
+        self._recent_times: deque[float] = deque(maxlen=33)
         self._camera_rate: float | None = None
-        self._stride = 1
-        self._phase_anchor = 0.0  # the last stamp taken
+        self._phase_anchor = 0.0  # the time of the last frame taken
         self.repeats_skipped = 0  # frames fed twice (the same stamp again)
 
     @property
@@ -149,16 +148,16 @@ class DropDetector:
         if start is None:
             return None
         frames = list(self._history)[start:]
-        self._grid = FrameGrid(frames[0].stamp, self._camera_rate, self.window_s, self.max_rate)
+        self._grid = FrameGrid(frames[0].time, self._camera_rate, self.window_s, self.max_rate)
         for f in frames:
-            self._grid.offer(f.stamp, f)
+            self._grid.offer(f.time, f)
         self._history.clear()
         self._recording = True
         self._missing_count = 0
-        return self._finish_if_full(frames[-1].stamp)
+        return self._finish_if_full(frames[-1].time)
 
     # ------------------------------------------------------------------ internals
-    def _validated(self, image: np.ndarray, mask: np.ndarray, label: float, stamp: float | None) -> _Frame | None:
+    def _validated(self, image: np.ndarray, mask: np.ndarray, stamp: float, time: float | None) -> _Frame | None:
         """The frame, or None for a repeat of the last one (the same stamp again: a message delivered twice)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(
@@ -171,40 +170,39 @@ class DropDetector:
             raise ValueError(f"mask must be a 2-D array, got {getattr(mask, 'shape', type(mask).__name__)}")
         if mask.shape != image.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match image size {image.shape[:2]}")
-        label = float(label)
-        stamp = label if stamp is None else float(stamp)
-        if not (np.isfinite(stamp) and np.isfinite(label)):
-            raise ValueError(f"stamp and time must be finite, got {label}, {stamp}")
-        if self._last_stamp is not None and stamp == self._last_stamp:
+        stamp = float(stamp)
+        time = stamp if time is None else float(time)
+        if not (np.isfinite(stamp) and np.isfinite(time)):
+            raise ValueError(f"stamp and time must be finite, got {stamp}, {time}")
+        if self._last_time is not None and time == self._last_time:
             self.repeats_skipped += 1
             return None
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            raise ValueError(f"stamps must increase: got {stamp} after {self._last_stamp} (call reset() for a new video)")
+        if self._last_time is not None and time < self._last_time:
+            raise ValueError(f"stamps must increase: got {time} after {self._last_time} (call reset() for a new video)")
         if self._shape is not None and self._shape != mask.shape:
             self.reset()  # a new stream at another resolution
         self._shape = mask.shape
-        self._last_stamp = stamp
-        if not self._on_rate_grid(stamp):
+        self._last_time = time
+        if not self._on_rate_grid(time):
             return None
         object_pixels = mask > 0
         rows = np.nonzero(object_pixels)[0]
         centroid_y = float(rows.mean()) if rows.size >= self.min_area else None
         # Copies: callers may reuse their buffers.
-        return _Frame(image.copy(), np.where(object_pixels, 255, 0).astype(np.uint8), stamp, label, centroid_y)
+        return _Frame(image.copy(), np.where(object_pixels, 255, 0).astype(np.uint8), time, stamp, centroid_y)
 
-    def _on_rate_grid(self, stamp: float) -> bool:
+    def _on_rate_grid(self, time: float) -> bool:
         """True for the frames a camera at most max_rate fast would take: every stride-th frame of a faster one,
         phase-locked to the last frame taken, so a dropped frame loses its slot instead of shifting the rest."""
-        self._recent_stamps.append(stamp)
-        if len(self._recent_stamps) < 2:
-            self._phase_anchor = stamp
+        self._recent_times.append(time)
+        if len(self._recent_times) < 2:
+            self._phase_anchor = time
             return True
-        self._camera_rate = stream_rate(self._recent_stamps)
-        self._stride = max(1, round(self._camera_rate / self.max_rate))
-        periods = round((stamp - self._phase_anchor) * self._camera_rate)
-        if periods % self._stride != 0:
+        self._camera_rate = stream_rate(self._recent_times)
+        periods = round((time - self._phase_anchor) * self._camera_rate)
+        if periods % stride(self._camera_rate, self.max_rate) != 0:
             return False
-        self._phase_anchor = stamp
+        self._phase_anchor = time
         return True
 
     def _drop_start(self) -> int | None:
@@ -238,12 +236,12 @@ class DropDetector:
                 return None
         else:
             self._missing_count = 0
-        self._grid.offer(frame.stamp, frame)
-        return self._finish_if_full(frame.stamp)
+        self._grid.offer(frame.time, frame)
+        return self._finish_if_full(frame.time)
 
-    def _finish_if_full(self, stamp: float) -> DropClip | None:
+    def _finish_if_full(self, time: float) -> DropClip | None:
         grid = self._grid
-        if not grid.complete(stamp):
+        if not grid.complete(time):
             return None
         clip_frames = [frame for _, frame in grid.filled()]
         self._grid = None
@@ -253,12 +251,12 @@ class DropDetector:
         return DropClip(
             images=np.stack([f.image for f in clip_frames]),
             masks=np.stack([f.mask for f in clip_frames]),
-            stamps=np.array([f.label for f in clip_frames], dtype=np.float64),
+            stamps=np.array([f.stamp for f in clip_frames], dtype=np.float64),
             rate=grid.rate,
             missing=grid.missing,
             # rounded to 1 us: float stamps (n / fps) carry ~1e-15 s of noise that would make the same frames at
             # another point of a stream (a later loop) give a minutely different fit
-            times=np.round([f.stamp - clip_frames[0].stamp for f in clip_frames], 6),
+            times=np.round([f.time - clip_frames[0].time for f in clip_frames], 6),
         )
 
     def _update_rearm(self) -> None:

@@ -37,7 +37,7 @@ from .models.physics_by_simulation import RefineConfig, estimate_physics
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
-from .physics.params import check_known_mass, object_size, object_volume
+from .physics.params import GRAVITY_MAGNITUDE, check_known_mass, object_size, object_volume
 from .render import Camera, look_at, render_sequence
 
 __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "ReconstructionRefused", "FuturePrediction",
@@ -252,16 +252,17 @@ class ReconstructionPipeline:
         start = time.perf_counter()
         size, radius, fps = 96, 0.08, 30.0
         camera = look_at((0.0, -1.5, 0.5), (0.0, 0.0, 0.4), fx=100.0, width=size, height=size)
-        K, w2c = camera.K.double().numpy(), camera.world_to_cam.double().numpy()
         times = np.arange(self.config.num_frames) / fps
-        heights = np.maximum(0.7 - 0.5 * 9.81 * times**2, radius)  # released at rest, then lying on the ground
+        # released at rest, then lying on the ground
+        heights = np.maximum(0.7 - 0.5 * GRAVITY_MAGNITUDE * times**2, radius)
+        centres = np.stack([np.zeros_like(heights), np.zeros_like(heights), heights], 1)  # (T, 3)
+        uv, depth = (x.double().numpy() for x in camera.project(torch.as_tensor(centres)))  # (T, 2), (T,)
+        disk_radius = float(camera.K[0, 0]) * radius / depth  # (T,) px
         rows, cols = np.mgrid[0:size, 0:size]
         frames = np.full((times.size, size, size, 3), 200, np.uint8)
         masks = np.zeros((times.size, size, size), np.uint8)
-        for t, z in enumerate(heights):
-            centre = w2c[:3, :3] @ np.array([0.0, 0.0, z]) + w2c[:3, 3]
-            u, v = (K @ centre)[:2] / centre[2]
-            disk = (cols + 0.5 - u) ** 2 + (rows + 0.5 - v) ** 2 <= (K[0, 0] * radius / centre[2]) ** 2
+        for t in range(times.size):
+            disk = (cols + 0.5 - uv[t, 0]) ** 2 + (rows + 0.5 - uv[t, 1]) ** 2 <= disk_radius[t] ** 2
             masks[t][disk], frames[t][disk] = 255, (200, 80, 40)
         try:
             self.run(frames, masks, camera, "warm_up", fps=fps)

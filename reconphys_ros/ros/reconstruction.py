@@ -89,14 +89,6 @@ def build_pipeline(params: dict):
         physics_model=params["physics_model"]))
 
 
-def clip_timing(clip: DropClip, fps_param: float) -> tuple[float, np.ndarray]:
-    """(fps, times (T,) s since the clip's first frame): the fps parameter with evenly spaced frames, or (0) the
-    clip's own grid rate and the times of its stamps (core/clip_timing.py)."""
-    if fps_param > 0:
-        return fps_param, np.arange(clip.num_frames) / fps_param
-    return clip.rate, clip.times
-
-
 CLOSE_WAIT_S = 0.2  # close() waits this long for a reconstruction in flight (the SIGINT budget is 0.5 s)
 
 
@@ -229,8 +221,10 @@ class ReconstructionNode(GuardedNode):
     def _reconstruct(self, clip: DropClip, camera: Camera, object_id: str, start: float) -> None:
         try:
             try:
-                fps, times = clip_timing(clip, self.params["fps"])
-                result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=fps, times=times)
+                # the detector's clock is the stamps, or frames / fps when the fps parameter is set: either way the clip
+                # carries its own grid rate and frame times
+                result = self.pipeline.run(clip.images, clip.masks, camera, object_id, fps=clip.rate,
+                                           times=clip.times)
             except ValueError as exc:  # the clip is refused (no fall, implausible size, ...): a reason, no traceback
                 self.drops_refused += 1
                 self.dropped.drop("drop clip", f"{object_id} not reconstructed: {exc}")

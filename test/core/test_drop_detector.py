@@ -262,3 +262,18 @@ def test_faster_camera_with_dropped_frames_stays_on_its_grid():
     slots = clip.times * 30.0
     np.testing.assert_allclose(slots, np.round(slots), atol=1e-4)  # times are rounded to 1 us
     assert clip.missing <= 5
+
+
+def test_a_separate_clock_sets_the_timing_and_the_stamps_stay_as_given():
+    """The reconstruction node's fps parameter (a 60 fps clip replayed at 15 Hz): the clock frame / 60 decides the
+    grid (strided to 30 Hz), the clip keeps the replay's own stamps, and its rate and times are the clock's."""
+    detector = DropDetector(num_frames=20)
+    clips = []
+    for n, (image, mask, t) in enumerate(stream(60.0)):
+        clip = detector.feed(image, mask, stamp=1000.0 + n / 15.0, time=t)
+        if clip is not None:
+            clips.append(clip)
+    (clip,) = clips
+    assert clip.rate == pytest.approx(30.0) and clip.num_frames == 20
+    np.testing.assert_allclose(clip.times, np.arange(20) / 30.0, atol=1e-6)
+    np.testing.assert_allclose(np.diff(clip.stamps), 2 / 15.0)  # every other replayed frame, stamps untouched

@@ -130,7 +130,7 @@ def fuzz_reconstruction(ctx, tmp_path, examples):
         for sec in (100, 101):
             node.on_frame("image", stamp(numpy_to_image(np.zeros((20, 30, 3), np.uint8), "rgb8"), sec))
             node.on_frame("mask", stamp(numpy_to_image(np.zeros((20, 30), np.uint8), "mono8"), sec))
-        assert node.detector._last_stamp == 101.0, "good frames after the fuzz no longer reach the drop detector"
+        assert node.detector._last_time == 101.0, "good frames after the fuzz no longer reach the drop detector"
         return fed
     finally:
         node.close()

@@ -68,7 +68,7 @@ def test_60hz_camera_into_slow_reconstruction(ros_context, tmp_path):
         video.timer.cancel()
         published = video.frames_published
         spin_until(executor, lambda: False, 2.0)  # drain
-        pairs_seen = rec.detector._last_stamp
+        pairs_seen = rec.detector._last_time
         lag_s = latest["image"] * 1e-9 - (pairs_seen or 0.0)
         unpaired = rec.pairer.unpaired_dropped
         print(f"overload: {published} frames published ({rate:.0f} Hz achieved), {seg.masks_published} masks, "
@@ -108,7 +108,7 @@ def test_masks_lagging_images_by_seconds_still_pair(ros_context, tmp_path):
             if i >= lag:
                 frame("mask", i - lag)
         assert rec.stream_restarts == 0
-        assert rec.detector._last_stamp == pytest.approx(50 + (149 - lag) // 30 + ((149 - lag) % 30) * 0.033333333)
+        assert rec.detector._last_time == pytest.approx(50 + (149 - lag) // 30 + ((149 - lag) % 30) * 0.033333333)
     finally:
         rec.close()
         rec.destroy_node()

@@ -104,7 +104,7 @@ def test_reconstruction_drops_bad_frames_and_keeps_serving(ros_context, tmp_path
                           30.0), node.dropped.counts
         for stamp in range(10, 15):  # good frames still pair and reach the drop detector
             frame(stamp, rgb, np.zeros((32, 32), np.uint8))
-        assert spin_until(executor, lambda: node.detector._last_stamp == 14.0, 30.0)
+        assert spin_until(executor, lambda: node.detector._last_time == 14.0, 30.0)
         assert node._cam_to_world is None
     finally:
         node.close()
