@@ -84,3 +84,15 @@ def constant_size_independent(train_root: str | None) -> np.ndarray:
     return size_independent_from_ratios(ratios_from_paper(p), sizes).mean(0)
 
 
+
+
+def constant_contact_damping(train_root: str | None) -> float:
+    """Dataset-mean size-independent contact damping (1/s at 1 m) of the training manifest (0 for data sets made
+    before it was drawn); without one, 0 (the paper's contact)."""
+    from training.data.dataset import list_samples
+
+    try:
+        entries = list_samples(train_root, "train") if train_root else []
+    except FileNotFoundError:
+        entries = []
+    return float(np.mean([float(e.get("contact_damping", 0.0)) for e in entries])) if entries else 0.0

@@ -56,7 +56,8 @@ from training.data.backgrounds import render_background
 from training.data.dataset import SyntheticDataset
 from training.data.generate import SIZE_BUCKETS, size_bucket  # the generator's buckets of object_size (diameter)
 from training.eval_metrics import (FUTURE, MOVING_WIDTH_FRACTION, PAPER_MAE, RECON, after_impact,
-                                   constant_size_independent, impact_frame, window_metrics)
+                                   constant_contact_damping, constant_size_independent, impact_frame,
+                                   window_metrics)
 
 WINDOWS = {"recon": RECON, "future": FUTURE}
 VIEWS = ("input", "held_out")
@@ -107,6 +108,7 @@ class Clip:
     size_m: float  # longest extent of the object at frame 0
     truth_size: float  # the object's size L (m, params.object_size of its frame-0 anchors / nodes)
     pair: tuple | None  # (pair id, "soft" | "stiff") of cross-engine data
+    truth_contact_damping: float | None = None  # size-independent, 1/s at 1 m (synthetic data only)
 
     @property
     def com(self) -> np.ndarray:
@@ -144,7 +146,8 @@ def load_clip(ds: SyntheticDataset, index: int, held_out_view: int) -> Clip:
         moving=meta["stats"]["late_motion_px_per_frame"] > W / MOVING_WIDTH_FRACTION,
         size_m=float(np.ptp(anchors[0], axis=0).max()), truth_size=float(meta.get("object_size",
                                                                                object_size(anchors[0]))),
-        pair=(pair["pair_id"], pair["stiffness"]) if pair else None)
+        pair=(pair["pair_id"], pair["stiffness"]) if pair else None,
+        truth_contact_damping=float(meta.get("contact_damping", 0.0)) if meta.get("params") else None)
 
 
 def segment_masks(frames: np.ndarray) -> np.ndarray:
@@ -162,11 +165,13 @@ class Prediction:
     angular_velocity: np.ndarray  # (3,) rad/s
 
 
-def _with_physics(asset: SimAsset, size_independent: np.ndarray) -> SimAsset:
-    """The asset with other (3,) size-independent physics at its own size and mass (what a physics stage outputs)."""
+def _with_physics(asset: SimAsset, size_independent: np.ndarray, contact_damping: float | None = None) -> SimAsset:
+    """The asset with other (3,) size-independent physics at its own size and mass (what a physics stage outputs),
+    and another contact damping (1/s at 1 m; None keeps the asset's)."""
     size, mass = asset.physics.size, asset.physics.total_mass
     params = PhysicsParams.from_size_independent(size_independent, size, mass)
-    return dataclasses.replace(asset, physics=PhysicsEstimate(params, size=size))
+    c = asset.physics.contact_damping if contact_damping is None else float(contact_damping)
+    return dataclasses.replace(asset, physics=PhysicsEstimate(params, size=size, contact_damping=c))
 
 
 def _true_state(clip: Clip, asset: SimAsset) -> tuple[np.ndarray, np.ndarray]:
@@ -185,18 +190,20 @@ def predict_variants(clip: Clip, pipeline: ReconstructionPipeline, observed_mask
             "result": result}
     asset = result.asset
     fitted = (result.initial_velocity, result.angular_velocity)
-    out = {"pipeline": Prediction(asset, *fitted), "const-mean": Prediction(_with_physics(asset, mean_values), *fitted)}
+    mean_si, mean_c = mean_values
+    out = {"pipeline": Prediction(asset, *fitted),
+           "const-mean": Prediction(_with_physics(asset, mean_si, mean_c), *fitted)}
     if breakdown:
         out["true-initial-state"] = Prediction(asset, *_true_state(clip, asset))
     if breakdown and clip.truth is not None:
         truth = clip.truth.size_independent(clip.truth_size)
-        out["true-physics"] = Prediction(_with_physics(asset, truth), *fitted)
+        out["true-physics"] = Prediction(_with_physics(asset, truth, clip.truth_contact_damping), *fitted)
     if breakdown and clip.gaussians is not None:
         shaped = pipeline.run(frames, observed_masks, clip.cameras[0], clip.object_id, gaussians=clip.gaussians)
         out["true-gaussians"] = Prediction(shaped.asset, shaped.initial_velocity, shaped.angular_velocity)
         if clip.truth is not None:
-            out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth.size_independent(clip.truth_size)),
-                                         *_true_state(clip, shaped.asset))
+            out["all-true"] = Prediction(_with_physics(shaped.asset, clip.truth.size_independent(clip.truth_size),
+                                                       clip.truth_contact_damping), *_true_state(clip, shaped.asset))
     if per_scene is not None:
         tick = time.perf_counter()
         scene = per_scene.run(frames, observed_masks, clip.cameras[0], clip.object_id)
@@ -231,12 +238,15 @@ def video_baselines(clip: Clip, view: int) -> dict:
 
 # scoring -------------------------------------------------------------------------------------------------------
 
-def param_row(estimate: PhysicsEstimate, truth: PhysicsParams, truth_size: float) -> dict:
+def param_row(estimate: PhysicsEstimate, truth: PhysicsParams, truth_size: float,
+              truth_contact_damping: float = 0.0) -> dict:
     """Absolute errors in SI (total mass kg, k/m, d/m, f) and the paper's convention (m, k, d per anchor/spring),
-    plus |ln| errors of the identifiable ratios, metric and size-independent (each at its own object's size)."""
+    plus |ln| errors of the identifiable ratios, metric and size-independent (each at its own object's size), and
+    |ln(1 + c)| of the size-independent contact damping c (1/s at 1 m; c = 0 is a value)."""
     pred = estimate.params
     si_error = np.abs(estimate.size_independent() - truth.size_independent(truth_size))
     return {
+        "log1p_contact_damping": abs(math.log1p(estimate.contact_damping) - math.log1p(truth_contact_damping)),
         "log_kpm_1m": float(si_error[0]),
         "log_dpm_1m": float(si_error[1]),
         "size_ratio": estimate.size / truth_size,
@@ -290,14 +300,18 @@ def initial_state_row(clip: Clip, result, rendered: tuple) -> dict:
 def after_impact_row(clip: Clip, anchors: np.ndarray) -> dict:
     """What happens after the impact (issue 20's metrics), predicted anchors (T, N, 3) against the true
     trajectories, both from the true impact frame: bounce height error and final resting position error in object
-    sizes, settling time error (s; the clip's 1 s bounds both)."""
+    sizes, settling time error (s; the clip's 1 s bounds both); and the centroid error at the impact frame (in
+    sizes), the part of the rest error made before the object lands, which no contact model can undo."""
     impact = true_impact_frame(clip)
     if impact is None:
         return {}
     size = clip.truth_size
     true, pred = after_impact(clip.anchors, size, impact=impact), after_impact(anchors, size, impact=impact)
-    return {"true_bounce_sizes": true["bounce"] / size, "pred_bounce_sizes": pred["bounce"] / size,
+    landing = np.linalg.norm(np.asarray(anchors, np.float64)[impact].mean(0) - clip.anchors[impact].mean(0)) / size
+    return {"landing_error_sizes": float(landing),
+            "true_bounce_sizes": true["bounce"] / size, "pred_bounce_sizes": pred["bounce"] / size,
             "bounce_error_sizes": abs(pred["bounce"] - true["bounce"]) / size,
+            "true_rollout_sizes": true["rollout"] / size, "pred_rollout_sizes": pred["rollout"] / size,
             "rest_error_sizes": float(np.linalg.norm(pred["rest"] - true["rest"]) / size),
             "settling_error_s": abs(pred["settling"] - true["settling"])}
 
@@ -313,6 +327,7 @@ def summarise_after_impact(rows: list) -> dict:
             "true_bounce_sizes_mean": float(pick("true_bounce_sizes").mean()),
             "pred_bounce_sizes_mean": float(pick("pred_bounce_sizes").mean()),
             "rest_error_sizes_median": float(np.median(rest)), "rest_within_0.2_share": float(np.mean(rest <= 0.2)),
+            "landing_error_sizes_median": float(np.median(pick("landing_error_sizes"))),
             "settling_error_s_mean": float(pick("settling_error_s").mean())}
 
 
@@ -378,7 +393,8 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
     if cfg.per_scene_samples > 0:
         per_scene = ReconstructionPipeline(dataclasses.replace(
             base, physics_model="simulation", refine=True, refine_budget_s=cfg.per_scene_budget_s, sweep_points=17))
-    mean_values = constant_size_independent(train_root)  # without training data: the centre of the ranges
+    # (size-independent (3,), contact damping); without training data: the centre of the ranges, 0
+    mean_values = (constant_size_independent(train_root), constant_contact_damping(train_root))
     rows, per_frame, failures = [], {}, []
     for i in tqdm(range(count), desc="clips", unit="clip", disable=not progress):
         clip = load_clip(ds, i, cfg.held_out_view)
@@ -408,9 +424,10 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
                "latency_s": info["latency_s"], "notes": info["notes"], "scores": scored["scores"],
                "predicted": {**estimate.derived(), "paper": estimate.params.to_dict()}}
         if clip.truth is not None:
-            truth = PhysicsEstimate(clip.truth, size=clip.truth_size)
+            truth = PhysicsEstimate(clip.truth, size=clip.truth_size, contact_damping=clip.truth_contact_damping)
             row["truth"] = {**truth.derived(), "paper": clip.truth.to_dict()}
-            row["param_errors"] = {name: param_row(preds[name].asset.physics, clip.truth, clip.truth_size)
+            row["param_errors"] = {name: param_row(preds[name].asset.physics, clip.truth, clip.truth_size,
+                                                   clip.truth_contact_damping)
                                    for name in ("pipeline", "const-mean", "per-scene") if name in preds}
         if "per_scene_s" in info:
             row["per_scene_s"] = info["per_scene_s"]
@@ -471,7 +488,28 @@ def pair_ordering(rows: list) -> dict:
         elif "truth" in a:
             true_order = a["truth"]["stiffness_per_mass"] > b["truth"]["stiffness_per_mass"]
             correct.append(true_order == (a["predicted"]["stiffness_per_mass"] > b["predicted"]["stiffness_per_mass"]))
-    return {"pairs": len(correct), "k_per_m_order_correct": float(np.mean(correct)) if correct else None}
+    damping = contact_damping_ordering(groups.values())
+    return {"pairs": len(correct), "k_per_m_order_correct": float(np.mean(correct)) if correct else None,
+            "contact_damping_pairs": len(damping),
+            "contact_damping_order_correct": float(np.mean(damping)) if damping else None}
+
+
+CONTACT_DAMPING_PAIR_RATIO = 4.0  # pairs whose true 1 + c differ at least this much count as high / low damping
+
+
+def contact_damping_ordering(groups) -> list[bool]:
+    """Per pair of the same object with clearly different true contact damping (1 + c at 1 m apart by
+    CONTACT_DAMPING_PAIR_RATIO): whether the predicted contact damping orders them like the truth."""
+    out = []
+    for group in groups:
+        if len(group) != 2 or any("truth" not in r for r in group):
+            continue
+        a, b = group
+        ta, tb = (1.0 + r["truth"]["contact_damping_at_1m"] for r in group)
+        if max(ta, tb) < CONTACT_DAMPING_PAIR_RATIO * min(ta, tb):
+            continue
+        out.append((ta > tb) == (a["predicted"]["contact_damping_at_1m"] > b["predicted"]["contact_damping_at_1m"]))
+    return out
 
 
 def summarise(rows: list, failures: list, cfg: EvalConfig, data: str, split: str) -> dict:
@@ -592,13 +630,24 @@ def markdown_report(summary: dict) -> str:
         lines += ["**After the impact** (issue 20 targets in brackets; the true trajectories' impact frame; sizes = the "
                   "object's size)", "",
                   "| clips | bounce height error / size [<= 0.2] (true / predicted bounce) | final rest position "
-                  "error / size, median / share <= 0.2 [>= 80%] | settling time error (s) |", "|---|---|---|---|",
+                  "error / size, median / share <= 0.2 [>= 80%] | centroid error at the impact / size, median | "
+                  "settling time error (s) |", "|---|---|---|---|---|",
                   f"| {ai['n']} | {ai['bounce_error_sizes_mean']:.2f} ({ai['true_bounce_sizes_mean']:.2f} / "
                   f"{ai['pred_bounce_sizes_mean']:.2f}) | {ai['rest_error_sizes_median']:.2f} / "
-                  f"{ai['rest_within_0.2_share']:.0%} | {ai['settling_error_s_mean']:.2f} |", ""]
+                  f"{ai['rest_within_0.2_share']:.0%} | {_fmt(ai.get('landing_error_sizes_median'))} | "
+                  f"{ai['settling_error_s_mean']:.2f} |", ""]
     p = summary["pairs"]
     lines.append(f"Pairs of one object: {p['pairs']}, predicted k/m in the right order in "
                  f"{_fmt(p['k_per_m_order_correct'], '{:.0%}')}.")
+    if p.get("contact_damping_pairs"):
+        lines.append(f"Pairs of one object whose true contact damping differs (1 + c at 1 m >= "
+                     f"{CONTACT_DAMPING_PAIR_RATIO:g}x apart): {p['contact_damping_pairs']}, predicted in the right "
+                     f"order in {_fmt(p['contact_damping_order_correct'], '{:.0%}')} [>= 80%].")
+    params = summary.get("params", {}).get("pipeline")
+    if params and params.get("log1p_contact_damping") is not None:
+        lines.append(f"Contact damping (size-independent, 1/s at 1 m): mean |ln(1 + c) error| "
+                     f"{params['log1p_contact_damping']:.2f} (const-mean "
+                     f"{_fmt(summary['params'].get('const-mean', {}).get('log1p_contact_damping'))}).")
     for fail in summary["failed"]:
         lines.append(f"- refused: {fail['sample_id']}: {fail['error']}")
     return "\n".join(lines) + "\n"
@@ -606,12 +655,16 @@ def markdown_report(summary: dict) -> str:
 
 STATE_COLUMNS = ("velocity_error", "spin_error_rad_s", "depth_error", "impact_frame", "true_impact_frame",
                  "future_centroid_error_sizes", "novel_view_iou_frame0")
+AFTER_IMPACT_COLUMNS = ("landing_error_sizes", "true_bounce_sizes", "pred_bounce_sizes", "true_rollout_sizes",
+                        "pred_rollout_sizes", "rest_error_sizes", "settling_error_s")
 
 
 def write_per_clip_csv(path: str, rows: list) -> None:
     methods = [m for m in PREDICTIONS + VIDEO_BASELINES if any(m in r["scores"] for r in rows)]
     header = ["sample_id", "object_id", "size_m", "moving", "latency_s", "pred_k_per_m", "true_k_per_m",
-              "pred_d_per_m", "true_d_per_m", "pred_friction", "true_friction"] + [f"state:{k}" for k in STATE_COLUMNS]
+              "pred_d_per_m", "true_d_per_m", "pred_friction", "true_friction", "pred_contact_damping_at_1m",
+              "true_contact_damping_at_1m"] + [f"state:{k}" for k in STATE_COLUMNS]
+    header += [f"after_impact:{k}" for k in AFTER_IMPACT_COLUMNS]
     for m in methods:
         header += [f"{m}:{v}:{w}_psnr" for v in VIEWS for w in WINDOWS] + [f"{m}:input:future_cd"]
     with open(path, "w", newline="") as f:
@@ -622,8 +675,11 @@ def write_per_clip_csv(path: str, rows: list) -> None:
             line = [r["sample_id"], r["object_id"], f"{r['size_m']:.4f}", int(r["moving"]), f"{r['latency_s']:.3f}",
                     r["predicted"]["stiffness_per_mass"], t.get("stiffness_per_mass", ""),
                     r["predicted"]["damping_per_mass"], t.get("damping_per_mass", ""),
-                    r["predicted"]["friction"], t.get("friction", "")]
+                    r["predicted"]["friction"], t.get("friction", ""), r["predicted"]["contact_damping_at_1m"],
+                    t.get("contact_damping_at_1m", "")]
             line += ["" if r.get("initial_state", {}).get(k) is None else r["initial_state"][k] for k in STATE_COLUMNS]
+            line += ["" if r.get("after_impact", {}).get(k) is None else r["after_impact"][k]
+                     for k in AFTER_IMPACT_COLUMNS]
             for m in methods:
                 s = r["scores"].get(m, {})
                 line += [s.get(v, {}).get(w, {}).get("psnr", "") for v in VIEWS for w in WINDOWS]

@@ -15,8 +15,10 @@ import torch
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.physics.lattice import LATTICES, LatticeConfig, LatticeScale, lattice_scale_for
-from reconphys_ros.core.physics.params import (MASS_PRIOR_LOG_SIGMA, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
-                                              PhysicsParams, in_ratio_ranges, object_size, paper_from_ratios)
+from reconphys_ros.core.physics.params import (CONTACT_DAMPING_RANGE, MASS_PRIOR_LOG_SIGMA, RATIO_RANGES,
+                                              REFERENCE_NUM_ANCHORS, PhysicsParams, contact_damping_at_1m,
+                                              contact_damping_at_size, dissipation_from_contact_damping,
+                                              in_ratio_ranges, object_size, paper_from_ratios)
 
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -26,8 +28,9 @@ MAX_BINDING_POWER = 16.0  # IDW falloff p_b (the paper uses 2); above ~16 a Gaus
 GAUSSIAN_SCALE_RANGE_M = (1e-9, 10.0)
 MAX_BINDING_REACH = 3.0  # Gaussians lie within this many object sizes of the anchors' bounding box
 
-# Keys of PhysicsEstimate.std: the four simulator parameters (paper convention) and the identifiable pair.
-STD_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass")
+# Keys of PhysicsEstimate.std: the four simulator parameters (paper convention), the identifiable pair and the
+# size-independent contact damping.
+STD_KEYS = ("mass", "stiffness", "damping", "friction", "stiffness_per_mass", "damping_per_mass", "contact_damping")
 
 
 def validate_object_id(object_id: str) -> str:
@@ -47,12 +50,14 @@ class PhysicsEstimate:
     params: the simulator's input (paper convention, metric at the object's size: physics/params.py); std in the
     same units, for the keys in STD_KEYS. size: the object's size L (m, its anchors' diameter, params.object_size),
     which turns k/m and d/m into the size-independent values that are range-checked. mass_given: True when the user
-    supplied the total mass (then stiffness and damping are scaled to it)."""
+    supplied the total mass (then stiffness and damping are scaled to it). contact_damping: the size-independent
+    contact dissipation after impact (1/s at 1 m, physics/params.py; 0 = the paper's contact alone)."""
 
     params: PhysicsParams
     std: dict = field(default_factory=lambda: {k: 0.0 for k in STD_KEYS})
     mass_given: bool = False
     size: float = float("nan")
+    contact_damping: float = 0.0
 
     def validate(self) -> "PhysicsEstimate":
         self.params.validate()
@@ -65,6 +70,10 @@ class PhysicsEstimate:
                              f"{ {k: RATIO_RANGES[k] for k in outside} } (values {values} for an object of "
                              f"{self.size:.3g} m; k/m = {self.params.stiffness_per_mass:.4g} 1/s^2, d/m = "
                              f"{self.params.damping_per_mass:.4g} 1/s)")
+        lo, hi = CONTACT_DAMPING_RANGE
+        c = self.contact_damping
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and lo <= c <= hi * 1.05):
+            raise ValueError(f"PhysicsEstimate.contact_damping must be in [{lo:g}, {hi:g}] 1/s at 1 m, got {c!r}")
         unknown = set(self.std) - set(STD_KEYS)
         if unknown:
             raise ValueError(f"PhysicsEstimate.std has unknown keys {sorted(unknown)}; allowed: {STD_KEYS}")
@@ -85,11 +94,18 @@ class PhysicsEstimate:
         """(3,) ln k/m and ln d/m at 1 m, f (physics/params.py)."""
         return self.params.size_independent(self.size)
 
+    def dissipation(self) -> np.ndarray:
+        """(3,) size-independent tangential, deformation and rolling damping (1/s at 1 m) of the simulator's contact
+        (ModelBuilder.add_object(dissipation=...))."""
+        return dissipation_from_contact_damping(self.contact_damping)
+
     @classmethod
-    def from_ratios(cls, ratios, total_mass: float, sigmas, mass_given: bool, size: float) -> "PhysicsEstimate":
+    def from_ratios(cls, ratios, total_mass: float, sigmas, mass_given: bool, size: float,
+                    contact_damping: float = 0.0, contact_damping_std: float = 0.0) -> "PhysicsEstimate":
         """An estimate from (3,) ln k/m, ln d/m, f at the object's size L (m), its total mass (kg) and the standard
-        deviations (3,) of ln k/m, ln d/m and f. The mass's log-spread is the prior's (MASS_PRIOR_LOG_SIGMA) unless
-        the mass was given; k and d combine it with their ratio's (first order). Not validated."""
+        deviations (3,) of ln k/m, ln d/m and f, plus the size-independent contact damping (1/s at 1 m) and its std.
+        The mass's log-spread is the prior's (MASS_PRIOR_LOG_SIGMA) unless the mass was given; k and d combine it
+        with their ratio's (first order). Not validated."""
         m = total_mass / REFERENCE_NUM_ANCHORS
         params = PhysicsParams(*(float(v) for v in paper_from_ratios(np.asarray(ratios, np.float64), m)))
         s_k, s_d, s_f = (float(v) for v in sigmas)
@@ -101,17 +117,21 @@ class PhysicsEstimate:
             "friction": s_f,
             "stiffness_per_mass": math.exp(ratios[0]) * s_k,
             "damping_per_mass": math.exp(ratios[1]) * s_d,
+            "contact_damping": float(contact_damping_std),
         }
-        return cls(params, std, bool(mass_given), float(size))
+        return cls(params, std, bool(mass_given), float(size), float(contact_damping))
 
     @classmethod
     def from_si(cls, total_mass: float, stiffness_per_mass: float, damping_per_mass: float, friction: float,
-                size: float, std: dict | None = None, mass_given: bool = False) -> "PhysicsEstimate":
+                size: float, std: dict | None = None, mass_given: bool = False,
+                contact_damping: float = 0.0) -> "PhysicsEstimate":
         """The inverse of `derived` for what defines the physics: total mass (kg), k/m (1/s^2), d/m (1/s), friction,
-        size (m) and the standard deviations of those (keys as in `derived`, missing = 0). Not validated."""
+        size (m), the contact damping at the object's size (1/s) and the standard deviations of those (keys as in
+        `derived`, missing = 0). Not validated."""
         std = dict(std or {})
         values = {"total_mass": total_mass, "stiffness_per_mass": stiffness_per_mass,
-                  "damping_per_mass": damping_per_mass, "friction": friction, "size": size}
+                  "damping_per_mass": damping_per_mass, "friction": friction, "size": size,
+                  "contact_damping": contact_damping}
         for name, value in values.items():
             try:
                 values[name] = float(value)
@@ -130,8 +150,11 @@ class PhysicsEstimate:
             "friction": float(std.get("friction_std", 0.0)),
             "stiffness_per_mass": float(std.get("stiffness_per_mass_std", 0.0)),
             "damping_per_mass": float(std.get("damping_per_mass_std", 0.0)),
+            "contact_damping": float(contact_damping_at_1m(float(std.get("contact_damping_std", 0.0)),
+                                                           values["size"])) if values["size"] > 0 else float("nan"),
         }
-        return cls(params, internal, bool(mass_given), values["size"])
+        c = float(contact_damping_at_1m(values["contact_damping"], values["size"])) if values["size"] > 0 else float("nan")
+        return cls(params, internal, bool(mass_given), values["size"], c)
 
     def derived(self) -> dict:
         """The user-facing values in SI, with standard deviations (the size-independent ones as k/m, d/m at 1 m;
@@ -148,6 +171,10 @@ class PhysicsEstimate:
             "size": self.size,
             "stiffness_per_mass_at_1m": kpm_at_1m, "stiffness_per_mass_at_1m_std": kpm_at_1m * rel_k,
             "damping_per_mass_at_1m": dpm_at_1m, "damping_per_mass_at_1m_std": dpm_at_1m * rel_d,
+            "contact_damping": float(contact_damping_at_size(self.contact_damping, self.size)),
+            "contact_damping_std": float(contact_damping_at_size(self.std_of("contact_damping"), self.size)),
+            "contact_damping_at_1m": float(self.contact_damping),
+            "contact_damping_at_1m_std": self.std_of("contact_damping"),
         }
 
 

@@ -97,7 +97,7 @@ class AssetRecord:
         physics = PhysicsEstimate.from_si(ph["total_mass"], ph["stiffness_per_mass"], ph["damping_per_mass"],
                                           ph["friction"], ph["size"], {k: v for k, v in ph.items() if
                                                                        k.endswith("_std")},
-                                          ph["mass_given"]).validate()
+                                          ph["mass_given"], ph.get("contact_damping", 0.0)).validate()
         camera = Camera(torch.tensor(cam["K"], dtype=torch.float32),
                         torch.tensor(cam["world_to_cam"], dtype=torch.float32), cam["width"], cam["height"])
         stamps = np.asarray(data["frame_stamps"], np.float64)

@@ -17,6 +17,7 @@ re-simulated vs future comparisons).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .asset import InitialMotion, SimAsset, validate_object_id
+from .asset import InitialMotion, PhysicsEstimate, SimAsset, validate_object_id
 from .binding import apply_binding, compute_binding
 from .clip_timing import evenly_spaced, frame_times
 from .gaussians import GaussianCloud
@@ -33,7 +34,7 @@ from .images import to_uint8
 from .models.initial_state import InitialState, fit_initial_state
 from .models.mask_inflation import inflate_mask
 from .models.object_depth import DepthPrior, FallTrack
-from .models.physics_by_simulation import RefineConfig, estimate_physics
+from .models.physics_by_simulation import RefineConfig, estimate_contact_damping, estimate_physics
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
@@ -93,6 +94,9 @@ class PipelineConfig:
     # non-learned estimate: sweep over k/m, Adam steps when `refine`; a per-scene optimisation) or "auto" (learned
     # when its weights are there)
     physics_model: str = "auto"
+    # contact damping after impact (issue 20) searched on the frames after the observed impact (one batched rollout,
+    # ~0.1 s); False keeps the prior (physics/params.py CONTACT_DAMPING_PRIOR)
+    estimate_contact: bool = True
 
     def validate(self) -> "PipelineConfig":
         if not isinstance(self.num_frames, int) or self.num_frames < 3:
@@ -374,6 +378,9 @@ class ReconstructionPipeline:
             notes += refined.notes
             estimate, physics_loss = refined.estimate, refined.loss
         timings["physics"], tick = time.perf_counter() - tick, time.perf_counter()
+        estimate = self._contact_damping(estimate, gaussians, masks[even], camera, object_id, state, even, velocity,
+                                         spin, fps, notes)
+        timings["contact"], tick = time.perf_counter() - tick, time.perf_counter()
 
         asset = SimAsset(object_id, gaussians.detach(), anchors.astype(np.float32), springs.astype(np.int64),
                          rest.astype(np.float32), self.lattice.k_neighbors, cfg.binding_neighbors,
@@ -381,6 +388,24 @@ class ReconstructionPipeline:
         timings["asset"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - start
         return PipelineResult(asset, timings, velocity, notes, physics_loss, spin, state)
+
+    def _contact_damping(self, estimate: PhysicsEstimate, gaussians: GaussianCloud, masks: np.ndarray,
+                         camera: Camera, object_id: str, state: InitialState, even: np.ndarray, velocity, spin,
+                         fps: float, notes: list) -> PhysicsEstimate:
+        """The estimate with its contact damping searched on the evenly spaced masks after the impact (or the prior
+        when the clip shows none, or when estimate_contact is off)."""
+        cfg = self.config
+        if not cfg.estimate_contact:
+            return estimate
+        impact = None if state.impact_frame is None else int(np.searchsorted(even, state.impact_frame))
+        found = estimate_contact_damping(gaussians, masks, camera, object_id, estimate, impact, velocity, spin, fps,
+                                         cfg.refine_config(), cfg.device)
+        notes.extend(found.notes)
+        if found.observed:
+            notes.append(f"contact damping {found.contact_damping:.3g} +- {found.std:.2g} 1/s at 1 m from the "
+                         f"{masks.shape[0] - 1 - impact} frame(s) after the impact")
+        return dataclasses.replace(estimate, contact_damping=found.contact_damping,
+                                   std={**estimate.std, "contact_damping": found.std})
 
     @staticmethod
     def _initial_state(gaussians: GaussianCloud, masks: np.ndarray, camera: Camera, fps: float, times: np.ndarray,
@@ -439,7 +464,8 @@ def predict_future(asset: SimAsset, initial_velocity=(0.0, 0.0, 0.0), num_frames
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     velocities = rigid_velocities(asset.anchors, initial_velocity, angular_velocity)  # (N_A, 3)
     builder = ModelBuilder()
-    builder.add_object(asset.anchors, asset.physics.params, asset.lattice(), object_id=asset.object_id)
+    builder.add_object(asset.anchors, asset.physics.params, asset.lattice(), object_id=asset.object_id,
+                       dissipation=asset.physics.dissipation())
     model = builder.finalize(device)
     substeps = max(int(substeps), model.required_substeps(fps))
     x0 = model.rest_positions.clone()

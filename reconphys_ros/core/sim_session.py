@@ -90,7 +90,8 @@ class AssetSimulator:
         self.gripper_settings = gripper or GripperSettings()
         anchors, self.lattice = thin_anchors(asset.anchors, lattice, asset.object_id)
         builder = ModelBuilder()
-        builder.add_object(anchors, asset.physics.params, self.lattice, object_id=asset.object_id)
+        builder.add_object(anchors, asset.physics.params, self.lattice, object_id=asset.object_id,
+                           dissipation=asset.physics.dissipation())
         self.model = builder.finalize(self.device)
         self.requested_substeps = int(substeps)
         self.substeps = resolve_substeps(self.model, int(substeps), self.fps, None, "auto")

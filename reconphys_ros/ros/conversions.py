@@ -180,7 +180,7 @@ def physics_to_msg(estimate: PhysicsEstimate, object_id: str, spring_scale: Latt
 
 # Message fields that carry PhysicsEstimate.derived() values (with a *_std twin, except size), and their keys there.
 _SI_FIELDS = ("mass", "friction", "stiffness_per_mass", "damping_per_mass", "size", "stiffness_per_mass_at_1m",
-              "damping_per_mass_at_1m")
+              "damping_per_mass_at_1m", "contact_damping", "contact_damping_at_1m")
 _SI_KEYS = {"mass": "total_mass"}
 
 
@@ -193,7 +193,8 @@ def physics_from_msg(msg: PhysicsParamsMsg) -> tuple[str, PhysicsEstimate]:
     check_known_mass(msg.mass, "PhysicsParams.mass")
     std = {f"{_SI_KEYS.get(n, n)}_std": float(getattr(msg, f"{n}_std")) for n in _SI_FIELDS if n != "size"}
     estimate = PhysicsEstimate.from_si(msg.mass, msg.stiffness_per_mass, msg.damping_per_mass, msg.friction,
-                                       msg.size, std, mass_given=msg.mass_source == PhysicsParamsMsg.MASS_GIVEN)
+                                       msg.size, std, mass_given=msg.mass_source == PhysicsParamsMsg.MASS_GIVEN,
+                                       contact_damping=msg.contact_damping)
     return object_id, estimate.validate()
 
 

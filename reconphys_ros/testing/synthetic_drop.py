@@ -12,6 +12,7 @@ from reconphys_ros.core.binding import apply_binding, compute_binding
 from reconphys_ros.core.gaussians import GaussianCloud
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.physics import COARSE_LATTICE, LatticeConfig, ModelBuilder, PhysicsParams, State, sample_anchors, simulate
+from reconphys_ros.core.physics.params import dissipation_from_contact_damping
 from reconphys_ros.core.render import Camera, look_at, render_sequence
 
 __all__ = ["DropClip", "make_drop_clip"]
@@ -47,15 +48,18 @@ def _ellipsoid_cloud(radii, centre, num: int, rng: np.random.Generator) -> Gauss
 def make_drop_clip(params: PhysicsParams = PhysicsParams(1.0, 200.0, 1.0, 0.5), num_frames: int = 30,
                    resolution: int = 96, fps: float = 30.0, radii=(0.12, 0.08, 0.15), drop_gap: float = 0.15,
                    velocity=(0.3, 0.0, 0.0), lattice: LatticeConfig = COARSE_LATTICE, num_gaussians: int = 3000,
-                   substeps: int = 60, object_id: str = "synthetic_ellipsoid", seed: int = 0) -> DropClip:
-    """Drop an ellipsoid (radii m) from `drop_gap` m above the ground with `velocity`, seen by one camera."""
+                   substeps: int = 60, object_id: str = "synthetic_ellipsoid", seed: int = 0,
+                   contact_damping: float = 0.0) -> DropClip:
+    """Drop an ellipsoid (radii m) from `drop_gap` m above the ground with `velocity`, seen by one camera.
+    contact_damping: the size-independent contact dissipation (1/s at 1 m, physics/params.py)."""
     params.validate()
     rng = np.random.default_rng(seed)
     centre = (0.0, 0.0, drop_gap + radii[2])
     cloud = _ellipsoid_cloud(radii, centre, num_gaussians, rng)
     anchors = sample_anchors(cloud.means.numpy(), lattice.num_anchors, object_id)
     builder = ModelBuilder()
-    builder.add_object(anchors, params, lattice, object_id=object_id)
+    builder.add_object(anchors, params, lattice, object_id=object_id,
+                       dissipation=dissipation_from_contact_damping(contact_damping))
     model = builder.finalize("cpu")
     x0 = model.rest_positions.clone()
     v0 = torch.as_tensor(np.asarray(velocity, np.float32)).expand_as(x0).contiguous()

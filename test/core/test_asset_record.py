@@ -30,7 +30,8 @@ def small_asset() -> SimAsset:
     # a 0.3 kg object with k/m = 200 1/s^2, d/m = 0.5 1/s (SI; physics/params.py)
     physics = PhysicsEstimate.from_si(0.3, 200.0, 0.5, 0.4, object_size(anchors),
                                       {"total_mass_std": 0.06, "stiffness_per_mass_std": 20.0,
-                                       "damping_per_mass_std": 0.05, "friction_std": 0.05}, mass_given=True)
+                                       "damping_per_mass_std": 0.05, "friction_std": 0.05,
+                                       "contact_damping_std": 5.0}, mass_given=True, contact_damping=20.0)
     return SimAsset("obj_7", gaussians, anchors, springs, rest, lattice_neighbors=2, binding_neighbors=4,
                     binding_power=2.0, physics=physics).validate()
 
@@ -50,6 +51,10 @@ def test_round_trip(tmp_path):
     assert back.object_id == "obj_7" and back.physics.mass_given == record.physics.mass_given
     np.testing.assert_allclose(back.physics.params.to_tuple(), record.physics.params.to_tuple(), rtol=1e-12)
     assert back.physics.size == record.physics.size
+    # contact damping: 20 1/s at the object's size in the record, size-independent inside
+    assert back.physics.contact_damping == pytest.approx(record.physics.contact_damping, rel=1e-12)
+    assert back.physics.derived()["contact_damping"] == pytest.approx(20.0)
+    assert back.physics.contact_damping == pytest.approx(20.0 * math.sqrt(record.physics.size))
     for key, value in record.physics.std.items():
         assert back.physics.std[key] == pytest.approx(value, rel=1e-9), key
     assert (back.num_gaussians, back.num_anchors, back.num_springs) == (12, 6, 5)

@@ -54,7 +54,8 @@ def test_warp_matches_torch_reference_with_dissipation(mode):
 def double_model(model):
     return replace(model, rest_positions=model.rest_positions.double(), rest_lengths=model.rest_lengths.double(),
                    paper_params=model.paper_params.double(), scale=model.scale.double(),
-                   dissipation_scale=model.dissipation_scale.double(), cache={})
+                   dissipation_scale=model.dissipation_scale.double(), dissipation=model.dissipation.double(),
+                   cache={})
 
 
 def rollout_loss(model, state, params, weights, backend):
@@ -143,3 +144,32 @@ def test_defaults_leave_the_old_model_untouched():
             assert not torch.equal(xa, simulate(c, state, 4, 30, backend=backend))  # the switch is live
     with pytest.raises(ValueError, match="rolling_damping"):
         ContactSettings(rolling_damping=-1.0)
+
+
+def test_per_object_dissipation_in_one_batch_matches_each_object_alone():
+    # an asset carries its own rates: objects with different dissipation in one model move as each does alone
+    anchors = ball_anchors(0.075, SMALL.num_anchors)
+    params = PhysicsParams.from_size_independent([math.log(100.0), math.log(0.65), 0.5], object_size(anchors), 0.5)
+    rates = [(0.0, 0.0, 0.0), (30.0, 100.0, 100.0), (5.0, 0.0, 40.0)]
+    builder = ModelBuilder()
+    for i, r in enumerate(rates):
+        builder.add_object(anchors + np.array([0.5 * i, 0.0, 0.0]), params, SMALL, f"ball{i}", dissipation=r)
+    batch = builder.finalize("cpu")
+    assert torch.equal(batch.dissipation, torch.tensor(rates))
+    state = thrown(batch, 0.01, spin=2.0)
+    for backend in ("warp", "torch"):
+        together = simulate(batch, state, 6, 30, backend=backend)
+        for i, r in enumerate(rates):
+            alone = ball_model(ContactSettings(**dict(zip(DISSIPATION, r))))
+            sl = batch.object_slice(i)
+            x = simulate(alone, State(state.x[sl] - torch.tensor([0.5 * i, 0.0, 0.0]), state.v[sl]), 6, 30,
+                         backend=backend)
+            assert float((together[:, sl] - torch.tensor([0.5 * i, 0.0, 0.0]) - x).abs().max()) < 1e-5, (backend, i)
+    # with_dissipation swaps the rates (here: all off), replicate keeps them per copy
+    off = batch.with_dissipation([0.0, 0.0, 0.0])
+    assert not off.damps_rigid_motion and batch.damps_rigid_motion
+    assert torch.equal(batch.replicate(2).dissipation, torch.tensor(rates * 2))
+    with pytest.raises(ValueError, match="dissipation"):
+        batch.with_dissipation([1.0, float("nan"), 0.0])
+    with pytest.raises(ValueError, match="dissipation"):
+        ModelBuilder().add_object(anchors, params, SMALL, dissipation=(1.0, -2.0, 0.0))

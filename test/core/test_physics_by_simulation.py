@@ -36,7 +36,8 @@ def test_stiffness_per_mass_within_factor_1_5_with_true_gaussians(clip):
     assert 0 < best < len(res.sweep_losses) - 1
     assert res.sweep_losses[0] > 1.3 * res.loss and res.sweep_losses[-1] > 3 * res.loss
     assert est.params.stiffness == pytest.approx(res.stiffness_per_mass / REFERENCE_NUM_ANCHORS)
-    assert all(v > 0 for k, v in est.std.items() if k != "mass")
+    # the contact damping is the pipeline's own stage (estimate_contact_damping), not part of this estimate
+    assert all(v > 0 for k, v in est.std.items() if k not in ("mass", "contact_damping"))
 
 
 def test_unknown_mass_uses_prior_and_reports_spread(clip):

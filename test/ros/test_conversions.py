@@ -1,4 +1,6 @@
 """numpy / core dataclasses <-> ROS messages: exact round trips and clear errors for bad input."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -180,7 +182,12 @@ def test_bad_assets_raise_clear_errors(mutate, pattern):
 def test_physics_roundtrip_and_bad_source():
     asset = random_asset(4)
     scale = asset.spring_scale()
+    asset.physics = dataclasses.replace(asset.physics, contact_damping=40.0,
+                                        std={**asset.physics.std, "contact_damping": 8.0})
     msg = conv.physics_to_msg(asset.physics, "obj_1", scale)
+    # contact damping: size-independent 40 1/s at 1 m is 40 sqrt(1 m / L) at the object's size
+    assert msg.contact_damping_at_1m == 40.0 and msg.contact_damping_at_1m_std == 8.0
+    assert msg.contact_damping == pytest.approx(40.0 / msg.size ** 0.5)
     # SI: total mass in kg, k/m and d/m on the reference lattice, per-spring k and d of the asset's own lattice
     assert msg.mass == pytest.approx(0.3) and msg.stiffness_per_mass == pytest.approx(200.0)
     assert msg.paper_mass == pytest.approx(0.3 / 2048) and msg.paper_stiffness == pytest.approx(200.0 * 0.3 / 2048)
@@ -193,6 +200,7 @@ def test_physics_roundtrip_and_bad_source():
     object_id, estimate = conv.physics_from_msg(msg)
     assert object_id == "obj_1"
     np.testing.assert_allclose(estimate.params.to_tuple(), asset.physics.params.to_tuple(), rtol=1e-12)
+    assert estimate.contact_damping == pytest.approx(40.0, rel=1e-12)
     for key, value in asset.physics.std.items():
         assert estimate.std[key] == pytest.approx(value, rel=1e-9), key
     msg.paper_stiffness = float("nan")  # derived fields are ignored on input

@@ -92,14 +92,22 @@ def test_param_row_in_si_and_paper_units():
 
 
 def test_pair_ordering_and_size_buckets():
-    def row(obj, pred, truth=None, pair=None):
-        r = {"object_id": obj, "pair": pair, "predicted": {"stiffness_per_mass": pred}}
+    def row(obj, pred, truth=None, pair=None, pred_c=0.0, true_c=0.0):
+        r = {"object_id": obj, "pair": pair, "predicted": {"stiffness_per_mass": pred, "contact_damping_at_1m": pred_c}}
         if truth is not None:
-            r["truth"] = {"stiffness_per_mass": truth}
+            r["truth"] = {"stiffness_per_mass": truth, "contact_damping_at_1m": true_c}
         return r
     rows = [row("a", 10, 5), row("a", 20, 50), row("b", 30, 5), row("b", 20, 50),  # synthetic: 1 of 2 right
             row("c_soft", 5, pair=("c", "soft")), row("c_stiff", 9, pair=("c", "stiff"))]  # cross-engine: right
-    assert pair_ordering(rows) == {"pairs": 3, "k_per_m_order_correct": pytest.approx(2 / 3)}
+    assert pair_ordering(rows) == {"pairs": 3, "k_per_m_order_correct": pytest.approx(2 / 3),
+                                   "contact_damping_pairs": 0, "contact_damping_order_correct": None}
+    # contact damping: pairs whose true 1 + c differ >= 4x count (d: 0 vs 30, right; e: 2 vs 100, wrong); f's
+    # 10 vs 20 is too close to call
+    rows = [row("d", 1, 1, pred_c=5.0, true_c=0.0), row("d", 1, 1, pred_c=40.0, true_c=30.0),
+            row("e", 1, 1, pred_c=50.0, true_c=2.0), row("e", 1, 1, pred_c=20.0, true_c=100.0),
+            row("f", 1, 1, pred_c=1.0, true_c=10.0), row("f", 1, 1, pred_c=9.0, true_c=20.0)]
+    out = pair_ordering(rows)
+    assert out["contact_damping_pairs"] == 2 and out["contact_damping_order_correct"] == pytest.approx(0.5)
     assert size_bucket(0.05) == "<0.15 m" and size_bucket(0.25) == "0.15-0.40 m" and size_bucket(0.9) == ">0.40 m"
 
 

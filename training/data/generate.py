@@ -22,7 +22,7 @@ import numpy as np
 
 from training.data.backgrounds import BACKGROUND_KINDS
 from training.data.objects import SPLITS, build_catalogue
-from training.data.params import MotionRanges
+from training.data.params import ContactDampingDraw, MotionRanges
 from training.data.sample import SampleConfig
 from training.data.storage import (MANIFEST_FILE, META_FILE, CorruptSampleError, read_meta, verify_sample,
                                    write_json)
@@ -125,6 +125,7 @@ def write_manifest(root: str, tasks: list[SampleTask], config: SampleConfig, see
         entries.append({"sample_id": task.sample_id, "object_id": task.object_id, "split": task.split,
                         "seed": task.seed, "params": meta["params"], "object_size": meta.get("object_size"),
                         "total_mass": meta.get("total_mass"), "size_independent": meta.get("size_independent"),
+                        "contact_damping": meta.get("contact_damping", 0.0),
                         "sampling": meta["initial_state"]["sampling"],
                         "lattice": meta["lattice"]["name"], "background": meta["background"]["kind"],
                         "stats": meta["stats"], "meta_sha256": sha256_file(os.path.join(sample_dir, META_FILE))})
@@ -322,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         lo, hi = getattr(motion, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=float_range, default=None, metavar="MIN,MAX",
                        help=f"initial {name.replace('_', ' ')} range, {unit} (default {lo:g},{hi:g})")
+    draw = ContactDampingDraw()
+    p.add_argument("--contact-damping", type=float_range, default=draw.range, metavar="MIN,MAX",
+                   help="size-independent contact damping after impact, 1/s at 1 m, log-uniform (default "
+                        f"{draw.range[0]:g},{draw.range[1]:g}; 0,0: off, the paper's contact as in data sets made "
+                        "before it existed)")
+    p.add_argument("--contact-damping-off-share", type=float, default=draw.off_share,
+                   help=f"share of clips with contact damping 0 (default {draw.off_share:g})")
     p.add_argument("--toss-up-probability", type=float, default=None,
                    help=f"share of clips tossed upwards (default {motion.toss_up_probability:g})")
     p.add_argument("--backgrounds", default=",".join(BACKGROUND_KINDS),
@@ -372,6 +380,7 @@ def config_from_args(args) -> tuple[dict, SampleConfig]:
         backgrounds=tuple(b.strip() for b in args.backgrounds.split(",") if b.strip()),
         device=args.device,
         motion=motion_from_args(args),
+        contact_damping=ContactDampingDraw(tuple(args.contact_damping), args.contact_damping_off_share),
     )
     return sizes, config.validate()
 

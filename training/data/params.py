@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from reconphys_ros.core.physics.params import (PARAM_NAMES, PARAM_RANGES, PhysicsParams, object_size,
-                                               object_volume, ratios_from_paper)
+from reconphys_ros.core.physics.params import (CONTACT_DAMPING_RANGE, PARAM_NAMES, PARAM_RANGES, PhysicsParams,
+                                               object_size, object_volume, ratios_from_paper)
 
 PARAM_SAMPLING = {"mass": "log-uniform", "stiffness": "log-uniform", "damping": "log-uniform", "friction": "uniform"}
 DENSITY_RANGE = (30.0, 1200.0)  # kg/m^3: soft objects a robot handles (foam ... rubber)
@@ -33,6 +33,43 @@ SAMPLING_RULE = (
     f"volume of the anchors, density log-uniform in [{DENSITY_RANGE[0]:g}, {DENSITY_RANGE[1]:g}] kg/m^3; simulator "
     "params = PhysicsParams.from_size_independent(values, object_size(anchors), total mass), i.e. k/m = (k_p/m_p) / L, "
     "d/m = (d_p/m_p) / sqrt(L), L = anchor diameter in m")
+
+
+@dataclass(frozen=True)
+class ContactDampingDraw:
+    """How the size-independent contact damping after impact (1/s at 1 m, core/physics/params.py) is drawn: 0 (the
+    paper's contact: keeps bouncing and rolling) with probability `off_share`, else log-uniform over `range`. Drawn
+    from its own random stream (`sample_contact_damping`), so the other draws of a seed do not depend on it and
+    `range = (0, 0)` reproduces data sets made before it existed."""
+
+    range: tuple = (1.0, CONTACT_DAMPING_RANGE[1])
+    off_share: float = 0.2
+
+    def validate(self) -> "ContactDampingDraw":
+        lo, hi = self.range
+        if not (0.0 <= lo <= hi <= CONTACT_DAMPING_RANGE[1]) or (lo == 0.0 < hi):
+            raise ValueError(f"contact damping range must be 0,0 (off) or satisfy 0 < min <= max <= "
+                             f"{CONTACT_DAMPING_RANGE[1]:g} (1/s at 1 m), got {self.range}")
+        if not 0.0 <= self.off_share <= 1.0:
+            raise ValueError(f"contact damping off_share must lie in [0, 1], got {self.off_share}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.range[1] > 0
+
+
+CONTACT_DAMPING_STREAM = 20  # the draw's own random stream: default_rng([seed, this])
+
+
+def sample_contact_damping(seed: int, draw: ContactDampingDraw) -> float:
+    """The contact damping (1/s at 1 m) of the sample with this seed."""
+    if not draw.enabled:
+        return 0.0
+    rng = np.random.default_rng([int(seed), CONTACT_DAMPING_STREAM])
+    lo, hi = draw.range
+    off, u = rng.uniform(size=2)
+    return 0.0 if off < draw.off_share else float(min(hi, max(lo, math.exp(math.log(lo) + u * math.log(hi / lo)))))
 
 
 @dataclass(frozen=True)
@@ -79,6 +116,7 @@ class SampleChoices:
     background: dict = field(default_factory=dict)
     physics: dict = field(default_factory=dict)
     camera: dict = field(default_factory=dict)
+    contact_damping: float = 0.0  # size-independent contact damping after impact, 1/s at 1 m
 
     def to_dict(self) -> dict:
         out = asdict(self)

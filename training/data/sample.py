@@ -18,14 +18,14 @@ from reconphys_ros.core.physics import (LatticeConfig, ModelBuilder, State, latt
                                         sample_anchors, simulate)
 from reconphys_ros.core.geometry import rigid_velocity
 from reconphys_ros.core.physics.params import object_size as anchor_diameter
-from reconphys_ros.core.physics.params import object_volume
+from reconphys_ros.core.physics.params import dissipation_from_contact_damping, object_volume
 from reconphys_ros.core.render import render_sequence
 from reconphys_ros.core.render.camera import focal_from_fov, look_at
 from training.data.backgrounds import BACKGROUND_KINDS, random_background_spec, render_background
 from training.data.binding_adapter import BINDING_NEIGHBORS, BINDING_POWER, bind_trajectory
 from training.data.objects import build_object
-from training.data.params import (SIZE_INDEPENDENT_NAMES, MotionRanges, SampleChoices, quaternion_to_matrix,
-                                  sample_choices)
+from training.data.params import (SIZE_INDEPENDENT_NAMES, ContactDampingDraw, MotionRanges, SampleChoices,
+                                  quaternion_to_matrix, sample_choices, sample_contact_damping)
 from training.data.storage import write_sample
 from training.eval_metrics import after_impact
 
@@ -56,6 +56,7 @@ class SampleConfig:
     camera_fill: tuple = (0.05, 0.6)  # object height / image height at t = 0, log-uniform per sample
     backgrounds: tuple = BACKGROUND_KINDS
     motion: MotionRanges = field(default_factory=MotionRanges)
+    contact_damping: ContactDampingDraw = field(default_factory=ContactDampingDraw)
     device: str = "cpu"
 
     def validate(self) -> "SampleConfig":
@@ -81,6 +82,7 @@ class SampleConfig:
             raise ValueError(f"camera_fill must satisfy 0 < min <= max <= 1, got {self.camera_fill}")
         resolve_lattice(self.lattice)
         self.motion.validate()
+        self.contact_damping.validate()
         return self
 
     def to_dict(self) -> dict:
@@ -88,6 +90,8 @@ class SampleConfig:
         for name in ("size_range", "camera_elevation_deg", "camera_distance", "camera_fill", "backgrounds"):
             out[name] = list(getattr(self, name))
         out["motion"] = {k: list(v) if isinstance(v, tuple) else v for k, v in out["motion"].items()}
+        out["contact_damping"] = {"range": list(self.contact_damping.range),
+                                  "off_share": self.contact_damping.off_share}
         return out
 
 
@@ -255,6 +259,7 @@ def simulate_sample(object_id: str, seed: int, config: SampleConfig, choices: Sa
     if choices is None:
         choices = sample_choices(rng, size, config.motion, anchors=anchors_obj)
         choices.background = random_background_spec(rng, config.backgrounds)
+        choices.contact_damping = sample_contact_damping(seed, config.contact_damping)
     rot = quaternion_to_matrix(choices.orientation)
     means = asset.means.astype(np.float64) @ rot.T
     anchors = anchors_obj.astype(np.float64) @ rot.T
@@ -262,7 +267,8 @@ def simulate_sample(object_id: str, seed: int, config: SampleConfig, choices: Sa
     means[:, 2] += lift
     anchors[:, 2] += lift
     builder = ModelBuilder()
-    builder.add_object(anchors, choices.params, lattice, object_id=object_id)
+    builder.add_object(anchors, choices.params, lattice, object_id=object_id,
+                       dissipation=dissipation_from_contact_damping(choices.contact_damping))
     model = builder.finalize(config.device)
     com = anchors.mean(0)
     vel = rigid_velocity(anchors, choices.velocity, choices.angular_velocity, com)  # (N_A, 3)
@@ -347,6 +353,7 @@ def generate_sample(sample_dir: str, sample_id: str, object_id: str, split: str,
         "total_mass": params.total_mass,  # kg
         "density": float(physics_draw.get("density", params.total_mass / volume)),  # kg/m^3
         "size_independent": dict(zip(SIZE_INDEPENDENT_NAMES, (float(x) for x in size_independent))),
+        "contact_damping": float(choice_dict.pop("contact_damping")),  # 1/s at 1 m (size-independent)
         "initial_state": choice_dict,
         "background": choice_dict.pop("background"),
         "object": asset.recipe,

@@ -46,13 +46,15 @@ from ..asset import PhysicsEstimate
 from ..gaussians import GaussianCloud
 from ..geometry import rigid_velocity
 from ..physics import LatticeConfig, PhysicsParams, sample_anchors
-from ..physics.params import (DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR, RATIO_RANGES, REFERENCE_NUM_ANCHORS,
+from ..physics.params import (CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_RANGE, DAMPING_PER_MASS_PRIOR, FRICTION_PRIOR,
+                              RATIO_RANGES, REFERENCE_NUM_ANCHORS, dissipation_from_contact_damping,
                               log_uniform_sigma, mass_prior, object_size, object_volume, paper_from_ratios,
                               ratios_from_size_independent)
 from ..render import Camera
 from . import silhouette_rollout as sr
 
-__all__ = ["ESTIMATION_LATTICE", "RefineConfig", "RefineResult", "estimate_physics"]
+__all__ = ["CONTACT_DAMPING_GRID", "ContactDampingResult", "ESTIMATION_LATTICE", "RefineConfig", "RefineResult",
+           "estimate_contact_damping", "estimate_physics"]
 
 # Small enough to be fast (rendering dominates), large enough that soft objects do not collapse on it whatever the
 # anchor seed; the 0.92 correction maps it onto the coarse lattice (fit and figures: MODEL_CARD.md).
@@ -121,12 +123,15 @@ class _SilhouetteLoss:
     (silhouette_rollout.rollout_loss)."""
 
     def __init__(self, gaussians: GaussianCloud, anchors: np.ndarray, masks: np.ndarray, camera: Camera,
-                 velocity: np.ndarray, fps: float, config: RefineConfig, object_id: str, device: str, seed: int):
+                 velocity: np.ndarray, fps: float, config: RefineConfig, object_id: str, device: str, seed: int,
+                 from_frame: int = 0):
         self.config, self.fps, self.device = config, fps, device
         self.num_frames = masks.shape[0] - 1  # simulated frames after frame 0
         cam, _ = sr.scaled_camera(camera, config.render_size)
-        # Simulated frame i (0-based) is observed frame i + 1; compare every frame_stride-th, ending at the last.
-        self.compared = np.arange(self.num_frames - 1, -1, -config.frame_stride)[::-1].copy()
+        # Simulated frame i (0-based) is observed frame i + 1; compare every frame_stride-th, ending at the last,
+        # from observed frame `from_frame` on.
+        compared = np.arange(self.num_frames - 1, -1, -config.frame_stride)[::-1]
+        self.compared = compared[compared + 1 >= from_frame].copy()
         self.target = torch.as_tensor(sr.resize_masks(masks[1:][self.compared], cam.width, cam.height),
                                       device=device)  # (F, h, w)
         first = torch.as_tensor(sr.resize_masks(masks[:1], cam.width, cam.height), device=device)[0]
@@ -148,10 +153,13 @@ class _SilhouetteLoss:
         return np.array([max(self.config.min_substeps, single.required_substeps(self.fps, row[None]))
                          for row in params.detach()])
 
-    def __call__(self, params: torch.Tensor, truncated: bool) -> torch.Tensor:
-        """params (B, 4) paper m, k, d, f -> per-candidate loss (B,)."""
+    def __call__(self, params: torch.Tensor, truncated: bool, dissipation: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """params (B, 4) paper m, k, d, f (and optionally dissipation (B, 3), size-independent rates) ->
+        per-candidate loss (B,)."""
         batch = params.shape[0]
-        loss, _, _ = sr.rollout_loss([self.object] * batch, self.model(batch), params, self.num_frames,
+        model = self.model(batch) if dissipation is None else self.model(batch).with_dissipation(dissipation)
+        loss, _, _ = sr.rollout_loss([self.object] * batch, model, params, self.num_frames,
                                      self.config.min_substeps, self.fps, truncated, self.target,
                                      frames=self.compared)
         return loss
@@ -422,3 +430,106 @@ def estimate_physics(
     timings["total"] = time.perf_counter() - start
     return RefineResult(estimate, best_loss, np.exp(grid), losses, adam_steps, math.exp(float(theta[0])),
                         math.exp(float(theta[1])), notes, timings)
+
+
+# Contact damping after impact (physics/params.py, issue 20): candidates of the post-impact search, 1/s at 1 m.
+# Every candidate needs the same substeps (the dissipation is an exact exponential decay), so all run as copies in
+# one batched rollout.
+CONTACT_DAMPING_GRID = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+MIN_FRAMES_AFTER_IMPACT = 3  # observed frames after the impact below which the clip says nothing about it
+
+
+def _prior_contact_damping_std() -> float:
+    """Spread of the contact damping a clip without an impact leaves open: the std of c log-uniform over
+    [1, max] 1/s at 1 m."""
+    lo, hi = 1.0, CONTACT_DAMPING_RANGE[1]
+    span = math.log(hi / lo)
+    mean, second = (hi - lo) / span, (hi * hi - lo * lo) / (2.0 * span)
+    return math.sqrt(second - mean * mean)
+
+
+CONTACT_DAMPING_PRIOR_STD = _prior_contact_damping_std()
+
+
+@dataclass
+class ContactDampingResult:
+    contact_damping: float  # size-independent, 1/s at 1 m
+    std: float  # one standard deviation, same units
+    observed: bool  # False: no impact in the clip, the prior is returned
+    grid: np.ndarray  # (G,) candidates (empty when not observed)
+    losses: np.ndarray  # (G,) silhouette loss over the frames after the impact
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _contact_damping_from_losses(grid: np.ndarray, losses: np.ndarray, tolerance: float) -> tuple[float, float]:
+    """(estimate, std) from the post-impact losses of the candidates: the vertex of the parabola through the
+    minimum and its neighbours in u = ln(1 + c) (c = 0 is a candidate), and the half-width of the near-optimal set
+    {L <= L_min (1 + tolerance)} from its curvature, or from the spread of the near-optimal candidates at the edge."""
+    u = np.log1p(grid)
+    best = int(np.argmin(losses))
+    u_best = _parabola_vertex(u, losses, best)
+    sigma_u = _curvature_sigma(u, losses, best, tolerance)
+    if sigma_u is None:
+        near = u[losses <= losses[best] * (1.0 + tolerance) + 1e-12]
+        sigma_u = max(0.5 * float(near.max() - near.min()), 0.5 * float(np.diff(u).min()))
+    c = float(np.expm1(u_best))
+    std = float(np.expm1(u_best + sigma_u) - np.expm1(max(u_best - sigma_u, 0.0))) / 2.0
+    return c, min(std, CONTACT_DAMPING_PRIOR_STD)
+
+
+def estimate_contact_damping(
+    gaussians: GaussianCloud,
+    masks: np.ndarray,
+    camera: Camera,
+    object_id: str,
+    estimate: PhysicsEstimate,
+    impact_frame: int | None,
+    initial_velocity=(0.0, 0.0, 0.0),
+    angular_velocity=(0.0, 0.0, 0.0),
+    fps: float = 30.0,
+    config: RefineConfig = RefineConfig(),
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> ContactDampingResult:
+    """The size-independent contact damping (1/s at 1 m) that best reproduces the observed masks after the impact:
+    bounce height, roll-out and settling, with the other physics (`estimate`: k/m, d/m, f) fixed. One batched
+    rollout of the CONTACT_DAMPING_GRID candidates on the estimation lattice, silhouettes compared from the impact
+    frame on. Without an impact in the clip (`impact_frame` None or fewer than MIN_FRAMES_AFTER_IMPACT frames after
+    it) the prior (CONTACT_DAMPING_PRIOR, its spread as std) comes back with a note.
+
+    gaussians: the object at frame 0 (world); masks (T, H, W) observed, evenly spaced at fps; impact_frame: the
+    first observed frame at or after the ground contact (initial_state.py); velocity (3,) m/s and spin (3,) rad/s
+    at frame 0."""
+    start = time.perf_counter()
+    config.validate()
+    device = str(device)
+    masks = np.asarray(masks)
+    velocity = _check_inputs(masks, camera, fps, initial_velocity)
+    if impact_frame is None or masks.shape[0] - 1 - int(impact_frame) < MIN_FRAMES_AFTER_IMPACT:
+        seen = "no impact" if impact_frame is None else f"only {masks.shape[0] - 1 - int(impact_frame)} frame(s) after the impact"
+        return ContactDampingResult(CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, False, np.empty(0),
+                                    np.empty(0), [f"contact damping {CONTACT_DAMPING_PRIOR:g} 1/s at 1 m is the "
+                                                  f"prior: {seen} in the observed frames"],
+                                    time.perf_counter() - start)
+    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    spin = np.asarray(angular_velocity, np.float64).reshape(-1)
+    if spin.shape != (3,) or not np.isfinite(spin).all():
+        raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
+    velocity = rigid_velocity(anchors, velocity, spin, anchors.mean(0))  # (N_A, 3)
+    loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed,
+                              from_frame=int(impact_frame))
+    grid = np.asarray(CONTACT_DAMPING_GRID, np.float64)
+    params = torch.tensor(estimate.params.to_tuple(), dtype=torch.float32, device=device).expand(len(grid), 4)
+    rates = torch.as_tensor(np.stack([dissipation_from_contact_damping(c) for c in grid]), dtype=torch.float32,
+                            device=device)  # (G, 3)
+    with torch.no_grad():
+        losses = loss_fn(params.contiguous(), truncated=False, dissipation=rates).cpu().numpy().astype(np.float64)
+    notes = []
+    if float(losses.max() - losses.min()) <= 1e-6 * max(float(losses.max()), 1e-12):
+        notes.append(f"contact damping {CONTACT_DAMPING_PRIOR:g} 1/s at 1 m is the prior: the simulated object does "
+                     "not reach the ground in the observed frames")
+        return ContactDampingResult(CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, False, grid, losses, notes,
+                                    time.perf_counter() - start)
+    c, std = _contact_damping_from_losses(grid, losses, config.tolerance)
+    return ContactDampingResult(c, std, True, grid, losses, notes, time.perf_counter() - start)

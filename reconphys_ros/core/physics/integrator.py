@@ -46,7 +46,8 @@ class _WarpModel:
         self.spring_object = wp.from_torch(model.spring_object.contiguous(), dtype=wp.int32)
         self.anchor_object = wp.from_torch(model.anchor_object.contiguous(), dtype=wp.int32)
         self.gravity = wp.vec3(*model.gravity)
-        self.rate_scale = wp.from_torch(model.dissipation_scale.contiguous())  # (B,) size-independent rate -> 1/s
+        self._rates = model.dissipation_rates.float().contiguous()  # (B, 3) 1/s at each object's size (kept alive)
+        self.rates = wp.from_torch(self._rates, dtype=wp.vec3)
         self.contact = kernels.contact_struct(model.contact)  # one struct instead of six kernel arguments
         self.no_grip_anchor = wp.empty(0, dtype=wp.int32, device=self.device)  # "no gripper" for the serial kernel
         self.no_grip_target = wp.empty(0, dtype=wp.vec3, device=self.device)
@@ -110,10 +111,9 @@ class WarpFrameRunner:
         wp.launch(kernels.moments_kernel, dim=model.num_anchors, device=dev, inputs=[x, v, arr.anchor_object],
                   outputs=[moments, second])
         wp.launch(kernels.rigid_motion_kernel, dim=model.num_objects, device=dev,
-                  inputs=[moments, second, arr.rate_scale, float(self.dt), arr.contact], outputs=[motion])
+                  inputs=[moments, second, arr.rates, float(self.dt)], outputs=[motion])
         wp.launch(kernels.damp_deformation_kernel, dim=model.num_anchors, device=dev,
-                  inputs=[x, v, arr.anchor_object, motion, arr.rate_scale, float(self.dt), arr.contact],
-                  outputs=[v_out])
+                  inputs=[x, v, arr.anchor_object, motion, arr.rates, float(self.dt)], outputs=[v_out])
 
     def substep(self, x, v, m, k, d, f, force, x_out, v_out, alpha: float):
         model, arr, dev = self.model, self.arrays, self.arrays.device
@@ -127,7 +127,7 @@ class WarpFrameRunner:
                               float(c.stiffness), float(c.damping), float(c.max_force_per_anchor)],
                       outputs=[force])
         wp.launch(kernels.integrate_kernel, dim=model.num_anchors, device=dev,
-                  inputs=[x, v, force, arr.anchor_object, m, f, arr.rate_scale, arr.gravity, float(self.dt),
+                  inputs=[x, v, force, arr.anchor_object, m, f, arr.rates, arr.gravity, float(self.dt),
                           arr.contact],
                   outputs=[x_out, v_out])
 
@@ -144,8 +144,8 @@ class WarpFrameRunner:
             self._rigid = self.rigid_buffers()  # the kernel zeroes them every substep
         wp.launch(kernels.serial_frame_kernel, dim=1, device=dev,
                   inputs=[xa, va, self._forward_force(), arr.springs, arr.rest, arr.spring_object,
-                          arr.anchor_object, m, k, d, f, float(model.spring_exponent), *grip, arr.rate_scale,
-                          *self._rigid, arr.gravity, float(self.dt), self.substeps, arr.contact])
+                          arr.anchor_object, m, k, d, f, float(model.spring_exponent), *grip, arr.rates,
+                          int(model.damps_rigid_motion), *self._rigid, arr.gravity, float(self.dt), self.substeps, arr.contact])
 
     def run_no_grad(self, x: torch.Tensor, v: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward only: one launch per frame on CPU; on CUDA ping-pong buffers, no allocation per substep."""
@@ -161,7 +161,7 @@ class WarpFrameRunner:
         force = self._forward_force()
         for s in range(self.substeps):
             force.zero_()
-            if self.model.contact.damps_rigid_motion:
+            if self.model.damps_rigid_motion:
                 self.damp_rigid_motion(xa, va, va, self._forward_rigid())  # in place
             self.substep(xa, va, m, k, d, f, force, xb, vb, (s + 1) / self.substeps)
             xa, xb, va, vb = xb, xa, vb, va
@@ -178,7 +178,7 @@ class WarpFrameRunner:
         tape = wp.Tape()
         with tape:
             for s in range(self.substeps):
-                if self.model.contact.damps_rigid_motion:
+                if self.model.damps_rigid_motion:
                     damped = wp.empty(n, dtype=wp.vec3, device=dev, requires_grad=True)
                     self.damp_rigid_motion(xa, va, damped, self.rigid_buffers(requires_grad=True))
                     va = damped
@@ -225,14 +225,13 @@ def torch_frame(model: Model, x, v, params, substeps: int, fps: float, control: 
     springs = model.springs.long()
     anchor_object = model.anchor_object.long()
     spring_object = model.spring_object.long()
+    rates = model.dissipation_rates.to(x.dtype)  # (B, 3) 1/s
     for s in range(substeps):
-        if model.contact.damps_rigid_motion:
-            v = reference.damp_rigid_motion(x, v, anchor_object, model.num_objects, model.dissipation_scale, dt,
-                                            model.contact)
+        if model.damps_rigid_motion:
+            v = reference.damp_rigid_motion(x, v, anchor_object, model.num_objects, rates, dt)
         force = reference.spring_forces(x, v, springs, model.rest_lengths, spring_object, k, d, model.spring_exponent)
         force = reference.gripper_forces(x, v, control, (s + 1) / substeps, force)
-        x, v = reference.integrate(x, v, force, anchor_object, m, f, model.dissipation_scale, model.gravity, dt,
-                                   model.contact)
+        x, v = reference.integrate(x, v, force, anchor_object, m, f, rates, model.gravity, dt, model.contact)
     return x, v
 
 

@@ -43,9 +43,6 @@ class Contact:
     damping: float  # per unit mass, 1/s
     width: float  # m
     friction_velocity: float  # m/s
-    tangential_damping: float  # 1/s at 1 m per unit friction; x f x dissipation scale (per object) = the object's rate
-    deformation_damping: float  # 1/s at 1 m
-    rolling_damping: float  # 1/s at 1 m
 
 
 @wp.func
@@ -127,7 +124,7 @@ def integrate_anchor(
     anchor_object: wp.array(dtype=wp.int32),
     mass: wp.array(dtype=float),
     friction: wp.array(dtype=float),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     gravity: wp.vec3,
     dt: float,
     contact: Contact,
@@ -137,7 +134,7 @@ def integrate_anchor(
     # reads x[a], v[a], force[a] before writing x_out[a], v_out[a]: in-place (x_out = x) is safe
     obj = anchor_object[a]
     mu = friction[obj]
-    tangential_rate = contact.tangential_damping * mu * rate_scale[obj]  # 1/s at this object's size and friction
+    tangential_rate = rates[obj][0] * mu  # 1/s at this object's size and friction
     p = x[a]
     vel = v[a]
     acc = force[a] / mass[obj] + gravity
@@ -180,7 +177,9 @@ def integrate_anchor(
     v_out[a] = new_v
 
 
-# Rigid-motion stage (deformation and rolling damping), once per substep before the forces. Per-object buffers:
+# Rigid-motion stage (deformation and rolling damping), once per substep before the forces. rates (B,) vec3: each
+# object's tangential, deformation and rolling damping in 1/s at its own size (Model.dissipation_rates). Per-object
+# buffers:
 # moments (B, 4) vec3: sum x, sum v, sum x cross v, (anchor count, anchors touching the ground, 0); second (B,) mat33:
 # sum x x^T; motion (B, 4) vec3: centroid, mean velocity, fitted angular velocity, angular velocity kept after the
 # rolling decay. Anchors of an object share one mass, so unweighted sums give the momentum-conserving fit.
@@ -210,9 +209,8 @@ def fit_rigid_motion(
     b: int,
     moments: wp.array(dtype=wp.vec3, ndim=2),
     second: wp.array(dtype=wp.mat33),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     dt: float,
-    contact: Contact,
     motion: wp.array(dtype=wp.vec3, ndim=2),
 ):
     n = moments[b, 3][0]
@@ -227,7 +225,7 @@ def fit_rigid_motion(
     omega = wp.inverse(inertia) @ angular
     kept = omega
     if moments[b, 3][1] > 0.5:  # touches the ground: rolling and spinning decay
-        kept = omega * wp.exp(-contact.rolling_damping * rate_scale[b] * dt)
+        kept = omega * wp.exp(-rates[b][2] * dt)
     motion[b, 0] = centre
     motion[b, 1] = mean_v
     motion[b, 2] = omega
@@ -241,9 +239,8 @@ def damp_to_rigid_motion(
     v: wp.array(dtype=wp.vec3),
     anchor_object: wp.array(dtype=wp.int32),
     motion: wp.array(dtype=wp.vec3, ndim=2),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     dt: float,
-    contact: Contact,
     v_out: wp.array(dtype=wp.vec3),
 ):
     # reads v[a] before writing v_out[a]: in place is safe
@@ -251,7 +248,7 @@ def damp_to_rigid_motion(
     r = x[a] - motion[obj, 0]
     rigid = motion[obj, 1] + wp.cross(motion[obj, 2], r)
     rigid_kept = motion[obj, 1] + wp.cross(motion[obj, 3], r)
-    keep = wp.exp(-contact.deformation_damping * rate_scale[obj] * dt)
+    keep = wp.exp(-rates[obj][1] * dt)
     v_out[a] = rigid_kept + keep * (v[a] - rigid)
 
 
@@ -270,12 +267,11 @@ def moments_kernel(
 def rigid_motion_kernel(
     moments: wp.array(dtype=wp.vec3, ndim=2),
     second: wp.array(dtype=wp.mat33),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     dt: float,
-    contact: Contact,
     motion: wp.array(dtype=wp.vec3, ndim=2),
 ):
-    fit_rigid_motion(wp.tid(), moments, second, rate_scale, dt, contact, motion)
+    fit_rigid_motion(wp.tid(), moments, second, rates, dt, motion)
 
 
 @wp.kernel
@@ -284,12 +280,11 @@ def damp_deformation_kernel(
     v: wp.array(dtype=wp.vec3),
     anchor_object: wp.array(dtype=wp.int32),
     motion: wp.array(dtype=wp.vec3, ndim=2),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     dt: float,
-    contact: Contact,
     v_out: wp.array(dtype=wp.vec3),
 ):
-    damp_to_rigid_motion(wp.tid(), x, v, anchor_object, motion, rate_scale, dt, contact, v_out)
+    damp_to_rigid_motion(wp.tid(), x, v, anchor_object, motion, rates, dt, v_out)
 
 
 @wp.kernel
@@ -333,14 +328,14 @@ def integrate_kernel(
     anchor_object: wp.array(dtype=wp.int32),
     mass: wp.array(dtype=float),
     friction: wp.array(dtype=float),
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
     gravity: wp.vec3,
     dt: float,
     contact: Contact,
     x_out: wp.array(dtype=wp.vec3),
     v_out: wp.array(dtype=wp.vec3),
 ):
-    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt, contact, x_out,
+    integrate_anchor(wp.tid(), x, v, force, anchor_object, mass, friction, rates, gravity, dt, contact, x_out,
                      v_out)
 
 
@@ -365,7 +360,8 @@ def serial_frame_kernel(
     grip_stiffness: float,
     grip_damping: float,
     grip_max_force: float,
-    rate_scale: wp.array(dtype=float),
+    rates: wp.array(dtype=wp.vec3),
+    damps_rigid: int,
     moments: wp.array(dtype=wp.vec3, ndim=2),
     second: wp.array(dtype=wp.mat33),
     motion: wp.array(dtype=wp.vec3, ndim=2),
@@ -383,7 +379,7 @@ def serial_frame_kernel(
     num_grip = grip_anchor.shape[0]
     num_objects = moments.shape[0]
     for step in range(substeps):
-        if contact.deformation_damping > 0.0 or contact.rolling_damping > 0.0:
+        if damps_rigid != 0:
             for b in range(num_objects):
                 for row in range(4):
                     moments[b, row] = wp.vec3(0.0, 0.0, 0.0)
@@ -391,9 +387,9 @@ def serial_frame_kernel(
             for a in range(num_anchors):
                 accumulate_moments(a, x, v, anchor_object, moments, second)
             for b in range(num_objects):
-                fit_rigid_motion(b, moments, second, rate_scale, dt, contact, motion)
+                fit_rigid_motion(b, moments, second, rates, dt, motion)
             for a in range(num_anchors):
-                damp_to_rigid_motion(a, x, v, anchor_object, motion, rate_scale, dt, contact, v)
+                damp_to_rigid_motion(a, x, v, anchor_object, motion, rates, dt, v)
         for a in range(num_anchors):
             force[a] = wp.vec3(0.0, 0.0, 0.0)
         for s in range(num_springs):
@@ -403,7 +399,7 @@ def serial_frame_kernel(
             add_gripper_force(g, x, v, grip_anchor, grip_start, grip_end, alpha, inv_frame_dt, grip_stiffness,
                               grip_damping, grip_max_force, force)
         for a in range(num_anchors):
-            integrate_anchor(a, x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt, contact, x, v)
+            integrate_anchor(a, x, v, force, anchor_object, mass, friction, rates, gravity, dt, contact, x, v)
 
 
 def contact_struct(settings) -> Contact:
@@ -415,7 +411,4 @@ def contact_struct(settings) -> Contact:
     c.damping = float(settings.damping_per_mass)
     c.width = float(settings.width)
     c.friction_velocity = float(settings.friction_velocity)
-    c.tangential_damping = float(settings.tangential_damping)
-    c.deformation_damping = float(settings.deformation_damping)
-    c.rolling_damping = float(settings.rolling_damping)
     return c

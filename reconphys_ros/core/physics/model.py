@@ -15,12 +15,25 @@ from .springs import knn_springs
 DISSIPATION_NAMES = ("tangential_damping", "deformation_damping", "rolling_damping")
 
 
+def check_dissipation(values, shape: tuple) -> np.ndarray:
+    """Size-independent dissipation rates (tangential, deformation, rolling; 1/s at 1 m) as a float64 array of
+    `shape`, or a ValueError: each must be finite and >= 0."""
+    d = np.asarray(values, np.float64)
+    if d.shape != shape:
+        raise ValueError(f"dissipation must have shape {shape} ({', '.join(DISSIPATION_NAMES)}), got {d.shape}")
+    if not (np.isfinite(d).all() and (d >= 0).all()):
+        raise ValueError(f"dissipation rates ({', '.join(DISSIPATION_NAMES)}) must be finite and >= 0 (1/s at 1 m), "
+                         f"got {d.tolist()}")
+    return d
+
+
 @dataclass(frozen=True)
 class ContactSettings:
     """Ground z = 0. 'hard': projection + Coulomb impulse (the paper's boundary); 'smooth': softplus
     penalty with stiffness/damping per unit mass and a regularised Coulomb law (for gradient checks).
 
-    Dissipation after impact (issue 20), all off (0) by default. Each is a continuous-time rate applied as an exact
+    Dissipation after impact (issue 20), all off (0) by default: the rates of every object added without its own
+    (ModelBuilder.add_object(dissipation=...); an asset's physics carries them). Each is a continuous-time rate applied as an exact
     exponential decay per substep (factor exp(-c dt)), so the result converges as the substep count grows and no
     rate is unstable. The rates are size-independent: the values of an object of size L_ref = 1 m (params.py); an
     object of size L gets c * sqrt(L_ref / L) (Model.dissipation_scale), as every rate under the similarity law.
@@ -90,6 +103,7 @@ class Model:
     scale: torch.Tensor  # (B, 3) paper -> simulation multipliers for m, k, d
     unit_eigen: np.ndarray  # (B,) largest eigenvalue of the unit spring stiffness matrix (for dt checks)
     dissipation_scale: torch.Tensor  # (B,) sqrt(L_ref / L): size-independent rates (ContactSettings) -> this object's
+    dissipation: torch.Tensor  # (B, 3) size-independent tangential, deformation, rolling damping (1/s at 1 m)
     lattices: list
     object_ids: list
     spring_exponent: float = 1.0
@@ -116,6 +130,26 @@ class Model:
         if p.shape != (self.num_objects, 4):
             raise ValueError(f"paper params must have shape ({self.num_objects}, 4), got {tuple(p.shape)}")
         return p[:, 0] * self.scale[:, 0], p[:, 1] * self.scale[:, 1], p[:, 2] * self.scale[:, 2], p[:, 3]
+
+    @property
+    def dissipation_rates(self) -> torch.Tensor:
+        """(B, 3) each object's tangential, deformation and rolling damping in 1/s at its own size (what the kernels
+        apply): the size-independent rates times sqrt(L_ref / L)."""
+        return self.dissipation * self.dissipation_scale[:, None]
+
+    @property
+    def damps_rigid_motion(self) -> bool:
+        """Whether the per-object rigid-motion stage (deformation or rolling damping of any object) runs."""
+        if "damps_rigid" not in self.cache:
+            self.cache["damps_rigid"] = bool((self.dissipation[:, 1:] > 0).any())
+        return self.cache["damps_rigid"]
+
+    def with_dissipation(self, dissipation) -> "Model":
+        """The same model with other size-independent dissipation rates (B, 3) (or (3,) for every object)."""
+        d = torch.as_tensor(dissipation, dtype=self.dissipation.dtype, device=self.dissipation.device)
+        d = d.expand(self.num_objects, 3).contiguous() if d.ndim == 1 else d
+        check_dissipation(d.detach().cpu().numpy(), (self.num_objects, 3))
+        return replace(self, dissipation=d, cache={})
 
     def state(self) -> State:
         """Rest pose, zero velocity."""
@@ -148,6 +182,7 @@ class Model:
             scale=self.scale.repeat(copies, 1),
             unit_eigen=np.tile(self.unit_eigen, copies),
             dissipation_scale=self.dissipation_scale.repeat(copies),
+            dissipation=self.dissipation.repeat(copies, 1),
             lattices=self.lattices * copies,
             object_ids=self.object_ids * copies,
             cache={},
@@ -199,8 +234,11 @@ class ModelBuilder:
         self._objects = []
 
     def add_object(self, anchors: np.ndarray, params: PhysicsParams, lattice: LatticeConfig = REFERENCE_LATTICE,
-                   object_id: str = "", reference_r2_sum: float | None = None, check_range: bool = True) -> int:
-        """Add one object whose anchors were sampled for `lattice`. Returns its index in the batch."""
+                   object_id: str = "", reference_r2_sum: float | None = None, check_range: bool = True,
+                   dissipation=None) -> int:
+        """Add one object whose anchors were sampled for `lattice`. dissipation: its size-independent tangential,
+        deformation and rolling damping (3,) in 1/s at 1 m (ContactSettings), None: the contact settings'. Returns
+        its index in the batch."""
         lattice.validate()
         anchors = np.asarray(anchors, dtype=np.float64)
         if anchors.ndim != 2 or anchors.shape[1] != 3 or len(anchors) < 2:
@@ -210,13 +248,16 @@ class ModelBuilder:
         if not isinstance(params, PhysicsParams):
             raise ValueError(f"add_object: params must be PhysicsParams, got {type(params).__name__}")
         params.validate(check_range=check_range)
+        if dissipation is None:
+            dissipation = [getattr(self.contact, n) for n in DISSIPATION_NAMES]
+        dissipation = check_dissipation(dissipation, (3,))
         if self._objects and lattice.spring_exponent != self._objects[0]["lattice"].spring_exponent:
             raise ValueError("add_object: all objects of a model must share the spring exponent")
         pairs, rest = knn_springs(anchors, lattice.k_neighbors)
         scale = lattice_scale_for(lattice, anchors, rest, reference_r2_sum)
         eig = unit_stiffness_eigen(anchors, pairs)
         self._objects.append(dict(anchors=anchors, pairs=pairs, rest=rest, params=params, lattice=lattice,
-                                  scale=scale, eig=eig, object_id=object_id))
+                                  scale=scale, eig=eig, object_id=object_id, dissipation=dissipation))
         return len(self._objects) - 1
 
     def finalize(self, device: str | torch.device = "cpu") -> Model:
@@ -249,6 +290,7 @@ class ModelBuilder:
             scale=t(scale),
             unit_eigen=np.asarray([o["eig"] for o in self._objects], np.float64),
             dissipation_scale=t([np.sqrt(REFERENCE_SIZE / object_size(o["anchors"])) for o in self._objects]),
+            dissipation=t(np.stack([o["dissipation"] for o in self._objects])),
             lattices=[o["lattice"] for o in self._objects],
             object_ids=[o["object_id"] for o in self._objects],
             spring_exponent=float(self._objects[0]["lattice"].spring_exponent),

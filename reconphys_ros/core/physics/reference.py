@@ -41,10 +41,10 @@ def gripper_forces(x, v, control, alpha: float, force):
     return force.index_add(0, a, f)
 
 
-def damp_rigid_motion(x, v, anchor_object, num_objects: int, rate_scale, dt: float, contact):
+def damp_rigid_motion(x, v, anchor_object, num_objects: int, rates, dt: float):
     """Deformation and rolling damping (ContactSettings): each object's velocities (N,3) relax towards its best-fit
     rigid motion, whose angular velocity decays while the object touches the ground. anchor_object (N,) long,
-    rate_scale (B,). Returns v (N,3)."""
+    rates (B, 3): each object's tangential, deformation, rolling damping (1/s). Returns v (N,3)."""
     B = num_objects
 
     def per_object(values):  # (N, ...) -> (B, ...) sums
@@ -61,18 +61,18 @@ def damp_rigid_motion(x, v, anchor_object, num_objects: int, rate_scale, dt: flo
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
     inertia = (tr * (1.0 + 1.0e-6) + 1.0e-20)[:, None, None] * eye - spread  # (B, 3, 3), as in kernels.py
     omega = (torch.linalg.inv(inertia) @ angular[:, :, None])[..., 0]  # (B, 3)
-    roll_keep = torch.exp(-contact.rolling_damping * rate_scale * dt)
+    roll_keep = torch.exp(-rates[:, 2] * dt)
     kept = torch.where((touching > 0.5)[:, None], omega * roll_keep[:, None], omega)
     r = x - centre[anchor_object]
     rigid = mean_v[anchor_object] + torch.linalg.cross(omega[anchor_object], r)
     rigid_kept = mean_v[anchor_object] + torch.linalg.cross(kept[anchor_object], r)
-    keep = torch.exp(-contact.deformation_damping * rate_scale[anchor_object] * dt)[:, None]
+    keep = torch.exp(-rates[anchor_object, 1] * dt)[:, None]
     return rigid_kept + keep * (v - rigid)
 
 
-def integrate(x, v, force, anchor_object, mass, friction, rate_scale, gravity, dt: float, contact):
-    """One semi-implicit Euler substep plus the ground boundary. rate_scale (B,): size-independent rates of
-    ContactSettings -> this object's. Returns (x_new, v_new)."""
+def integrate(x, v, force, anchor_object, mass, friction, rates, gravity, dt: float, contact):
+    """One semi-implicit Euler substep plus the ground boundary. rates (B, 3): each object's tangential, deformation,
+    rolling damping (1/s at its size; the tangential one per unit friction). Returns (x_new, v_new)."""
     m = mass[anchor_object].unsqueeze(1)
     mu = friction[anchor_object]
     g = torch.as_tensor(gravity, dtype=x.dtype, device=x.device)
@@ -88,8 +88,9 @@ def integrate(x, v, force, anchor_object, mass, friction, rate_scale, gravity, d
         n_acc = torch.stack([torch.zeros_like(normal), torch.zeros_like(normal), normal], 1)
         acc = acc + n_acc - (mu * normal.abs() / vt_norm).unsqueeze(1) * vt
     new_v = v + dt * acc
-    tangential_rate = contact.tangential_damping * mu * rate_scale[anchor_object]  # (N,) 1/s
-    if contact.mode_id != CONTACT_HARD and contact.tangential_damping > 0:
+    tangential_rate = rates[anchor_object, 0] * mu  # (N,) 1/s
+    damps_tangential = bool((rates[:, 0] > 0).any())
+    if contact.mode_id != CONTACT_HARD and damps_tangential:
         keep = torch.exp(-tangential_rate * torch.sigmoid(-x[:, 2] / contact.width) * dt)
         new_v = torch.stack([new_v[:, 0] * keep, new_v[:, 1] * keep, new_v[:, 2]], 1)
     new_x = x + dt * new_v
@@ -104,7 +105,7 @@ def integrate(x, v, force, anchor_object, mass, friction, rate_scale, gravity, d
         scale = torch.where(
             approaching & (speed > 0), (1.0 - mu * dvn / speed.clamp_min(1e-30)).clamp_min(0.0), torch.ones_like(vn)
         )
-        if contact.tangential_damping > 0:
+        if damps_tangential:
             scale = scale * torch.exp(-tangential_rate * dt)
         v_hit = torch.stack([new_v[:, 0] * scale, new_v[:, 1] * scale, vz], 1)
         x_hit = torch.stack([x[:, 0] + dt * v_hit[:, 0], x[:, 1] + dt * v_hit[:, 1], new_x[:, 2].clamp_min(0.0)], 1)
