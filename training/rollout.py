@@ -100,29 +100,35 @@ def prepare_scene(item: dict, meta: dict, config: RolloutConfig, device: str = "
     return ClipScene(obj, a[:, 0].to(device), c.permute(0, 2, 3, 1).contiguous().to(device))
 
 
-def rollout(scenes: list[ClipScene], params: torch.Tensor, num_frames: int, config: RolloutConfig):
-    """Simulate all scenes together with (B, 4) paper params for num_frames frames after frame 0 and render
-    them. Returns (alpha (B, T, h, w), colour (B, T, h, w, 3), anchors list of (T, N_A, 3))."""
-    objects, model = _model(scenes, params, config)
+def rollout(scenes: list[ClipScene], params: torch.Tensor, num_frames: int, config: RolloutConfig,
+            dissipation: torch.Tensor | None = None):
+    """Simulate all scenes together with (B, 4) paper params (and (B, 3) size-independent dissipation rates, None:
+    none) for num_frames frames after frame 0 and render them. Returns (alpha (B, T, h, w), colour (B, T, h, w, 3),
+    anchors list of (T, N_A, 3))."""
+    objects, model = _model(scenes, params, config, dissipation)
     alpha, colour, traj = sr.rollout_frames(objects, model, params, num_frames, config.substeps, DEFAULT_FPS,
                                             config.truncated)
     return alpha, colour, [traj[:, model.object_slice(b)] for b in range(len(scenes))]
 
 
-def rollout_loss(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig):
-    """Per-clip loss (B,) of the module docstring, plus the rendered (alpha, colour) for logging."""
+def rollout_loss(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig,
+                 dissipation: torch.Tensor | None = None):
+    """Per-clip loss (B,) of the module docstring, plus the rendered (alpha, colour) for logging. dissipation:
+    (B, 3) size-independent rates (constants: no gradient reaches them), None: none."""
     num_frames = scenes[0].target_alpha.shape[0]
     if any(s.target_alpha.shape[0] != num_frames for s in scenes):
         raise ValueError("all scenes of a batch need the same number of frames")
-    objects, model = _model(scenes, params, config)
+    objects, model = _model(scenes, params, config, dissipation)
     return sr.rollout_loss(objects, model, params, num_frames, config.substeps, DEFAULT_FPS, config.truncated,
                            torch.stack([s.target_alpha for s in scenes]),
                            target_colour=torch.stack([s.target_rgb for s in scenes]),
                            silhouette_weight=config.silhouette_weight, rgb_weight=config.rgb_weight)
 
 
-def _model(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig):
+def _model(scenes: list[ClipScene], params: torch.Tensor, config: RolloutConfig,
+           dissipation: torch.Tensor | None = None):
     if params.shape != (len(scenes), 4):
         raise ValueError(f"params must be ({len(scenes)}, 4), got {tuple(params.shape)}")
     objects = [s.rollout for s in scenes]
-    return objects, sr.build_model(objects, config.lattice, params.device)
+    model = sr.build_model(objects, config.lattice, params.device)
+    return objects, model if dissipation is None else model.with_dissipation(dissipation.detach())

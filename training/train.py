@@ -5,8 +5,8 @@ through the differentiable simulator and renderer (training/rollout.py: self for
     torchrun --nproc_per_node=2 -m training.train --config ...                      # data parallel (gloo/nccl)
     python -m training.train --config ... --resume runs/physics/last.pt             # continue exactly
 
-Steps 0..supervised_steps-1 minimise the Gaussian NLL of the size-independent (ln k/m, ln d/m at 1 m, f) against
-the data set's params (core/physics/params.py; this also trains the uncertainty heads); the remaining steps minimise the rollout loss of the predicted means
+Steps 0..supervised_steps-1 minimise the Gaussian NLL of the size-independent (ln k/m, ln d/m at 1 m, f, and with
+the contact head ln(1 + contact damping at 1 m)) against the data set's params (core/physics/params.py; this also trains the uncertainty heads); the remaining steps minimise the rollout loss of the predicted means
 (no labels; the log-variance heads are left as trained). One AdamW optimiser, one cosine schedule with linear
 warm-up over all steps, gradient clipping. The batch of each step is drawn from a generator seeded by
 (seed, step, rank), so a resumed run takes exactly the step the uninterrupted run would have taken.
@@ -35,8 +35,8 @@ from reconphys_ros.core.models.physics_predictor import (PHYSICS_CHECKPOINT_KIND
                                                          PhysicsNet, PhysicsNetConfig, prepare_clip)
 from reconphys_ros.core.images import to_uint8
 from reconphys_ros.core.models.physics_predictor import log_frame_interval
-from reconphys_ros.core.physics.params import (paper_from_ratios, ratios_from_paper, ratios_from_size_independent,
-                                               size_independent_from_ratios)
+from reconphys_ros.core.physics.params import (CONTACT_DAMPING_SHARES, paper_from_ratios, ratios_from_paper,
+                                               ratios_from_size_independent, size_independent_from_ratios)
 from training.data.dataset import SyntheticDataset
 from training.rollout import RolloutConfig, prepare_scene, rollout_loss
 
@@ -63,6 +63,7 @@ TRAIN_DEFAULTS = {
     "max_samples": None,  # use only the first N samples of the split (smoke tests)
     "augment_flip": False,  # supervised phase: mirror clips left-right at random (physics is mirror-symmetric)
     "net": {},  # PhysicsNetConfig overrides
+    "init_weights": None,  # checkpoint whose weights start the run where they fit (e.g. a new head on trained weights)
     "rollout": {},  # RolloutConfig overrides
 }
 
@@ -98,7 +99,7 @@ class ClipBank:
     """The split in memory as network inputs; self-supervised scenes built on first use."""
 
     def __init__(self, root: str, split: str, view: int, num_frames: int, image_size: int, rollout: RolloutConfig,
-                 max_samples: int | None = None, crop: bool = False):
+                 max_samples: int | None = None, crop: bool = False, contact: bool = False):
         self.dataset = SyntheticDataset(root, split, views=view, frames=(0, num_frames), with_depth=False)
         count = len(self.dataset) if max_samples is None else min(len(self.dataset), int(max_samples))
         frames, masks, params, sizes, fps = [], [], [], [], []
@@ -118,8 +119,14 @@ class ClipBank:
         self.params = torch.stack(params)  # (S, 4) paper convention, metric
         self.sizes = torch.tensor(sizes, dtype=torch.float64)  # (S,) m
         self.log_tau = torch.tensor(log_frame_interval(np.array(sizes), np.array(fps)), dtype=torch.float32)  # (S,)
-        # (S, 3) the training targets: size-independent ln k/m, ln d/m at 1 m, f
+        # (S, 3) the training targets: size-independent ln k/m, ln d/m at 1 m, f; with `contact` (S, 4): and
+        # ln(1 + c) of the contact damping at 1 m (0 for data sets made before it was drawn)
         self.targets = size_independent_from_ratios(ratios_from_paper(self.params.double()), self.sizes).float()
+        # (S,) contact damping, 1/s at 1 m
+        self.contact_damping = torch.tensor([float(self.dataset.entries[i].get("contact_damping", 0.0))
+                                             for i in range(count)], dtype=torch.float32)
+        if contact:
+            self.targets = torch.cat([self.targets, torch.log1p(self.contact_damping)[:, None]], 1)
         self.rollout = rollout
         self._scenes: dict[int, object] = {}
 
@@ -172,6 +179,8 @@ class Trainer:
         torch.manual_seed(config["seed"])  # identical initial weights on every rank
         self.net_config = PhysicsNetConfig(**config["net"])
         self.net = PhysicsNet(self.net_config).to(device)
+        if config.get("init_weights"):
+            initialise_from(self.net, config["init_weights"])
         self.model = self.net
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, find_unused_parameters=True)
@@ -189,12 +198,13 @@ class Trainer:
     def load_data(self):
         self.bank = ClipBank(self.config["data"], self.config["split"], self.config["view"],
                              self.net_config.num_frames, self.net_config.image_size, self.rollout,
-                             self.config["max_samples"], self.net_config.crop_to_motion)
+                             self.config["max_samples"], self.net_config.crop_to_motion, self.net_config.contact_head)
         split = self.config["val_split"]
         if split and split != self.config["split"]:
             try:
                 self.val_bank = ClipBank(self.config["data"], split, self.config["view"], self.net_config.num_frames,
-                                         self.net_config.image_size, self.rollout, crop=self.net_config.crop_to_motion)
+                                         self.net_config.image_size, self.rollout, crop=self.net_config.crop_to_motion,
+                                         contact=self.net_config.contact_head)
             except ValueError as exc:  # no samples of that split in this data set
                 if self.rank == 0:
                     print(f"train: no validation ({exc}); best.pt is not written", flush=True)
@@ -214,15 +224,19 @@ class Trainer:
         mean, log_var = torch.cat(means), torch.cat(log_vars)  # (S, 3)
         target = self.val_bank.targets
         mae = (mean - target).abs().mean(0)
-        return {"ln_k_per_m_mae": float(mae[0]), "ln_d_per_m_mae": float(mae[1]), "friction_mae": float(mae[2]),
-                "nll": float(gaussian_nll(mean, log_var, target)), "samples": len(self.val_bank), "step": self.step}
+        scores = {"ln_k_per_m_mae": float(mae[0]), "ln_d_per_m_mae": float(mae[1]), "friction_mae": float(mae[2]),
+                  "nll": float(gaussian_nll(mean, log_var, target)), "samples": len(self.val_bank), "step": self.step}
+        if mae.shape[0] > 3:
+            scores["ln1p_contact_damping_mae"] = float(mae[3])
+        return scores
 
     def _validate_and_keep_best(self) -> None:
         scores = self.validate()
         if self.rank != 0:
             return
-        for key in ("ln_k_per_m_mae", "ln_d_per_m_mae", "friction_mae", "nll"):
-            self._tensorboard().add_scalar(f"val/{key}", scores[key], self.step)
+        for key in ("ln_k_per_m_mae", "ln_d_per_m_mae", "friction_mae", "nll", "ln1p_contact_damping_mae"):
+            if key in scores:
+                self._tensorboard().add_scalar(f"val/{key}", scores[key], self.step)
         if self.best_val is None or scores["ln_k_per_m_mae"] < self.best_val:
             self.best_val = scores["ln_k_per_m_mae"]
             self.save(os.path.join(self.config["out"], "best.pt"))
@@ -269,9 +283,12 @@ class Trainer:
                                        self.bank.log_tau[idx].to(self.device))
             scenes = [self.bank.scene(int(i)) for i in idx]
             # the predicted size-independent values at each clip's size, with its true anchor mass (k/m is what moves)
-            ratios = ratios_from_size_independent(mean, self.bank.sizes[idx].to(mean))
+            ratios = ratios_from_size_independent(mean[:, :3], self.bank.sizes[idx].to(mean))
             params = paper_from_ratios(ratios, self.bank.params[idx, 0].to(mean))
-            per_clip, alpha, _ = rollout_loss(scenes, params, self.rollout)
+            # the predicted contact damping (or the data's, without the head) sets the rollout's dissipation
+            c = mean[:, 3].detach().expm1() if mean.shape[1] > 3 else self.bank.contact_damping[idx].to(mean)
+            dissipation = c[:, None] * torch.tensor(CONTACT_DAMPING_SHARES, dtype=mean.dtype, device=mean.device)
+            per_clip, alpha, _ = rollout_loss(scenes, params, self.rollout, dissipation)
             loss = per_clip.mean() + 0.0 * log_var.sum()  # keeps every parameter in the graph for DDP
             extra = {"alpha": alpha.detach(), "target": torch.stack([s.target_alpha for s in scenes])}
         self.optimizer.zero_grad(set_to_none=True)
@@ -336,6 +353,17 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return losses
+
+
+def initialise_from(net: PhysicsNet, path: str) -> None:
+    """Load the weights of checkpoint `path` into `net` where names and shapes match; modules the checkpoint lacks
+    (a new head) keep their initialisation. Raises when anything of the checkpoint does not fit."""
+    payload = load_checkpoint(path, PHYSICS_CHECKPOINT_KIND, PHYSICS_CHECKPOINT_VERSION)
+    own = net.state_dict()
+    misfit = [k for k, v in payload["model"].items() if k not in own or own[k].shape != v.shape]
+    if misfit:
+        raise ValueError(f"init_weights {path}: weights {misfit[:5]} do not fit this network")
+    net.load_state_dict(payload["model"], strict=False)
 
 
 def export_weights(checkpoint: str, path: str) -> None:

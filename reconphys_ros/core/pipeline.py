@@ -34,11 +34,12 @@ from .images import to_uint8
 from .models.initial_state import InitialState, fit_initial_state
 from .models.mask_inflation import inflate_mask
 from .models.object_depth import DepthPrior, FallTrack
-from .models.physics_by_simulation import RefineConfig, estimate_contact_damping, estimate_physics
+from .models.physics_by_simulation import (CONTACT_DAMPING_PRIOR_STD, RefineConfig, estimate_contact_damping,
+                                           estimate_physics)
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
-from .physics.params import GRAVITY_MAGNITUDE, check_known_mass, object_size, object_volume
+from .physics.params import CONTACT_DAMPING_PRIOR, GRAVITY_MAGNITUDE, check_known_mass, object_size, object_volume
 from .render import Camera, look_at, render_sequence
 
 __all__ = ["PipelineConfig", "PipelineResult", "ReconstructionPipeline", "ReconstructionRefused", "FuturePrediction",
@@ -94,8 +95,9 @@ class PipelineConfig:
     # non-learned estimate: sweep over k/m, Adam steps when `refine`; a per-scene optimisation) or "auto" (learned
     # when its weights are there)
     physics_model: str = "auto"
-    # contact damping after impact (issue 20) searched on the frames after the observed impact (one batched rollout,
-    # ~0.1 s); False keeps the prior (physics/params.py CONTACT_DAMPING_PRIOR)
+    # contact damping after impact (issue 20) searched on the frames after the observed impact (one batched rollout);
+    # without an impact in the clip, or when False: the learned predictor's (weights with a contact head), else the
+    # prior (physics/params.py CONTACT_DAMPING_PRIOR)
     estimate_contact: bool = True
 
     def validate(self) -> "PipelineConfig":
@@ -378,8 +380,10 @@ class ReconstructionPipeline:
             notes += refined.notes
             estimate, physics_loss = refined.estimate, refined.loss
         timings["physics"], tick = time.perf_counter() - tick, time.perf_counter()
-        estimate = self._contact_damping(estimate, gaussians, masks[even], camera, object_id, state, even, velocity,
-                                         spin, fps, notes)
+        learned = guess is not None and estimate is guess and getattr(self.physics_predictor,
+                                                                      "predicts_contact_damping", False)
+        estimate = self._contact_damping(estimate, learned, gaussians, masks[even], camera, object_id, state, even,
+                                         velocity, spin, fps, notes)
         timings["contact"], tick = time.perf_counter() - tick, time.perf_counter()
 
         asset = SimAsset(object_id, gaussians.detach(), anchors.astype(np.float32), springs.astype(np.int64),
@@ -389,17 +393,22 @@ class ReconstructionPipeline:
         timings["total"] = time.perf_counter() - start
         return PipelineResult(asset, timings, velocity, notes, physics_loss, spin, state)
 
-    def _contact_damping(self, estimate: PhysicsEstimate, gaussians: GaussianCloud, masks: np.ndarray,
-                         camera: Camera, object_id: str, state: InitialState, even: np.ndarray, velocity, spin,
-                         fps: float, notes: list) -> PhysicsEstimate:
-        """The estimate with its contact damping searched on the evenly spaced masks after the impact (or the prior
-        when the clip shows none, or when estimate_contact is off)."""
+    def _contact_damping(self, estimate: PhysicsEstimate, learned: bool, gaussians: GaussianCloud,
+                         masks: np.ndarray, camera: Camera, object_id: str, state: InitialState, even: np.ndarray,
+                         velocity, spin, fps: float, notes: list) -> PhysicsEstimate:
+        """The estimate with its contact damping searched on the evenly spaced masks after the impact; without an
+        impact in the clip (or with estimate_contact off) the learned prediction's (`learned`: the estimate carries
+        one) or the prior."""
         cfg = self.config
+        prior = ((estimate.contact_damping, estimate.std_of("contact_damping"), "the learned predictor") if learned
+                 else (CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, "the prior"))
         if not cfg.estimate_contact:
-            return estimate
+            notes.append(f"contact damping {prior[0]:.3g} 1/s at 1 m from {prior[2]} (search off)")
+            return dataclasses.replace(estimate, contact_damping=float(prior[0]),
+                                       std={**estimate.std, "contact_damping": float(prior[1])})
         impact = None if state.impact_frame is None else int(np.searchsorted(even, state.impact_frame))
         found = estimate_contact_damping(gaussians, masks, camera, object_id, estimate, impact, velocity, spin, fps,
-                                         cfg.refine_config(), cfg.device)
+                                         cfg.refine_config(), cfg.device, prior=prior)
         notes.extend(found.notes)
         if found.observed:
             notes.append(f"contact damping {found.contact_damping:.3g} +- {found.std:.2g} 1/s at 1 m from the "

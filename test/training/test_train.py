@@ -170,3 +170,28 @@ def test_validation_keeps_the_best_checkpoint_and_survives_resume(tiny_data, tmp
     assert resumed.best_val == best["ln_k_per_m_mae"]
     with pytest.raises(ValueError, match="val_every"):
         load_config(SMOKE, {"val_every": 0})
+
+
+def test_contact_head_trains_on_four_targets_from_weights_without_it(tiny_data, tmp_path):
+    # a trained network without the head initialises everything but the new head (v10 from v9); its targets get
+    # ln(1 + contact damping) of each clip; the self-supervised steps simulate with the predicted contact damping
+    base = Trainer(_config(tiny_data, tmp_path / "base", supervised_steps=1, selfsup_steps=0))
+    base.fit(progress=False)
+    export_weights(str(tmp_path / "base" / "run" / "last.pt"), str(tmp_path / "base.pt"))
+    config = _config(tiny_data, tmp_path, supervised_steps=2, selfsup_steps=1, init_weights=str(tmp_path / "base.pt"),
+                     net={**load_config(SMOKE)["net"], "contact_head": True})
+    trainer = Trainer(config)
+    for k, v in base.net.state_dict().items():
+        assert torch.equal(v, trainer.net.state_dict()[k]), k
+    trainer.load_data()
+    bank = trainer.bank
+    assert bank.targets.shape == (len(bank), 4)
+    assert torch.allclose(bank.targets[:, 3], torch.log1p(bank.contact_damping))
+    assert (bank.contact_damping > 0).any()  # the tiny set draws it
+    trainer.fit(progress=False)
+    mean, log_var = trainer.net(bank.frames[:1], bank.masks[:1], bank.log_tau[:1])
+    assert mean.shape == (1, 4) and log_var.shape == (1, 4)
+    # a network with other shapes cannot be a starting point
+    with pytest.raises(ValueError, match="do not fit"):
+        Trainer(_config(tiny_data, tmp_path, init_weights=str(tmp_path / "base.pt"),
+                        net={**load_config(SMOKE)["net"], "embed": 64}))

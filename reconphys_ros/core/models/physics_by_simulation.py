@@ -491,12 +491,14 @@ def estimate_contact_damping(
     config: RefineConfig = RefineConfig(),
     device: str | torch.device = "cpu",
     seed: int = 0,
+    prior: tuple | None = None,
 ) -> ContactDampingResult:
     """The size-independent contact damping (1/s at 1 m) that best reproduces the observed masks after the impact:
     bounce height, roll-out and settling, with the other physics (`estimate`: k/m, d/m, f) fixed. One batched
     rollout of the CONTACT_DAMPING_GRID candidates on the estimation lattice, silhouettes compared from the impact
     frame on. Without an impact in the clip (`impact_frame` None or fewer than MIN_FRAMES_AFTER_IMPACT frames after
-    it) the prior (CONTACT_DAMPING_PRIOR, its spread as std) comes back with a note.
+    it) the prior comes back with a note: `prior` = (value, std, source in words), e.g. a learned prediction, else
+    CONTACT_DAMPING_PRIOR with its spread.
 
     gaussians: the object at frame 0 (world); masks (T, H, W) observed, evenly spaced at fps; impact_frame: the
     first observed frame at or after the ground contact (initial_state.py); velocity (3,) m/s and spin (3,) rad/s
@@ -506,12 +508,16 @@ def estimate_contact_damping(
     device = str(device)
     masks = np.asarray(masks)
     velocity = _check_inputs(masks, camera, fps, initial_velocity)
-    if impact_frame is None or masks.shape[0] - 1 - int(impact_frame) < MIN_FRAMES_AFTER_IMPACT:
-        seen = "no impact" if impact_frame is None else f"only {masks.shape[0] - 1 - int(impact_frame)} frame(s) after the impact"
-        return ContactDampingResult(CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, False, np.empty(0),
-                                    np.empty(0), [f"contact damping {CONTACT_DAMPING_PRIOR:g} 1/s at 1 m is the "
-                                                  f"prior: {seen} in the observed frames"],
+    prior_c, prior_std, source = prior or (CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, "the prior")
+
+    def unobserved(reason: str, grid=np.empty(0), losses=np.empty(0)) -> ContactDampingResult:
+        return ContactDampingResult(float(prior_c), float(prior_std), False, grid, losses,
+                                    [f"contact damping {prior_c:.3g} 1/s at 1 m from {source}: {reason}"],
                                     time.perf_counter() - start)
+
+    if impact_frame is None or masks.shape[0] - 1 - int(impact_frame) < MIN_FRAMES_AFTER_IMPACT:
+        return unobserved("no impact in the observed frames" if impact_frame is None else
+                          f"only {masks.shape[0] - 1 - int(impact_frame)} frame(s) after the impact")
     anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
     spin = np.asarray(angular_velocity, np.float64).reshape(-1)
     if spin.shape != (3,) or not np.isfinite(spin).all():
@@ -525,11 +531,7 @@ def estimate_contact_damping(
                             device=device)  # (G, 3)
     with torch.no_grad():
         losses = loss_fn(params.contiguous(), truncated=False, dissipation=rates).cpu().numpy().astype(np.float64)
-    notes = []
     if float(losses.max() - losses.min()) <= 1e-6 * max(float(losses.max()), 1e-12):
-        notes.append(f"contact damping {CONTACT_DAMPING_PRIOR:g} 1/s at 1 m is the prior: the simulated object does "
-                     "not reach the ground in the observed frames")
-        return ContactDampingResult(CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, False, grid, losses, notes,
-                                    time.perf_counter() - start)
+        return unobserved("the simulated object does not reach the ground in the observed frames", grid, losses)
     c, std = _contact_damping_from_losses(grid, losses, config.tolerance)
-    return ContactDampingResult(c, std, True, grid, losses, notes, time.perf_counter() - start)
+    return ContactDampingResult(c, std, True, grid, losses, [], time.perf_counter() - start)

@@ -4,7 +4,9 @@ Network (`PhysicsNet`): a small per-frame CNN (the paper's InternViT is not avai
 colour, the mask and two coordinate channels, plus five mask statistics per frame (centroid, area, box size),
 -> learned frame position embedding -> temporal self-attention (TransformerEncoder) -> mean over frames -> MLP
 heads. The heads give, for u = (ln k/m, ln d/m, f), a mean squashed into the paper's ranges by a sigmoid and a
-log-variance (one standard deviation per quantity, in ln units for the ratios).
+log-variance (one standard deviation per quantity, in ln units for the ratios). With `contact_head` (v10 on), a
+second head gives the same for ln(1 + c) of the size-independent contact damping after impact (physics/params.py,
+1/s at 1 m; ln(1 + c) keeps c = 0, the paper's contact, inside the range).
 
 Why ratios: from a video only k/m, d/m and f are identifiable (DESIGN.md), so the network predicts those, in the
 size-independent form (physics/params.py: the k/m and d/m the same behaviour would have at 1 m), so one network and
@@ -26,7 +28,8 @@ import torch
 from torch import nn
 
 from ..asset import PhysicsEstimate
-from ..physics.params import GRAVITY_MAGNITUDE, RATIO_RANGES, mass_prior, ratios_from_size_independent
+from ..physics.params import (CONTACT_DAMPING_RANGE, GRAVITY_MAGNITUDE, RATIO_RANGES, mass_prior,
+                              ratios_from_size_independent)
 from .checkpoint import check_state_dict, load_checkpoint
 
 __all__ = ["PHYSICS_CHECKPOINT_KIND", "PHYSICS_CHECKPOINT_VERSION", "PhysicsNetConfig", "PhysicsNet",
@@ -38,6 +41,7 @@ Z90 = 1.6448536  # two-sided 90% interval half-width in standard deviations
 
 _LO = torch.tensor([v[0] for v in RATIO_RANGES.values()])
 _HI = torch.tensor([v[1] for v in RATIO_RANGES.values()])
+CONTACT_U_RANGE = (0.0, float(np.log1p(CONTACT_DAMPING_RANGE[1])))  # ln(1 + c), c in 1/s at 1 m
 NUM_MASK_STATS = 5
 
 
@@ -52,6 +56,12 @@ class PhysicsNetConfig:
     layers: int = 2
     time_scale_input: bool = False  # the clip's ln tau as an input (checkpoints before v8 have none)
     crop_to_motion: bool = False  # frames cropped to the square around the clip's masks (v9 on; before: whole frame)
+    contact_head: bool = False  # also predicts ln(1 + contact damping) (v10 on)
+
+    @property
+    def num_outputs(self) -> int:
+        """Quantities predicted: ln k/m, ln d/m at 1 m, f (and ln(1 + c) with the contact head)."""
+        return 4 if self.contact_head else 3
 
     def validate(self) -> "PhysicsNetConfig":
         if self.image_size < 16 or self.image_size % 16:
@@ -105,6 +115,9 @@ class PhysicsNet(nn.Module):
                                            norm_first=True)
         self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, e), nn.GELU(), nn.Linear(e, 6))
+        # its own head, so a checkpoint without it initialises everything else unchanged
+        self.contact = (nn.Sequential(nn.LayerNorm(e), nn.Linear(e, e), nn.GELU(), nn.Linear(e, 2))
+                        if config.contact_head else None)
 
     def forward(self, frames: torch.Tensor, masks: torch.Tensor,
                 log_tau: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +147,11 @@ class PhysicsNet(nn.Module):
         lo, hi = _LO.to(raw), _HI.to(raw)
         mean = lo + (hi - lo) * torch.sigmoid(raw[:, :3])
         log_var = 6.0 * torch.tanh(raw[:, 3:] / 6.0) - 2.0  # in (-8, 4): keeps the NLL finite
+        if self.contact is not None:
+            rc = self.contact(pooled)  # (B, 2)
+            u = CONTACT_U_RANGE[1] * torch.sigmoid(rc[:, :1])
+            mean = torch.cat([mean, u], 1)  # (B, 4)
+            log_var = torch.cat([log_var, 6.0 * torch.tanh(rc[:, 1:] / 6.0) - 2.0], 1)
         return mean, log_var
 
 
@@ -197,10 +215,14 @@ class LearnedPhysicsPredictor:
         self.net = net.to(device).eval()
         self.device = device
 
+    @property
+    def predicts_contact_damping(self) -> bool:
+        return bool(self.net.config.contact_head)
+
     @torch.no_grad()
     def predict_raw(self, frames, masks, size: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
-        """One clip of an object of size L (m) at fps -> (mean (3,), sigma (3,)) of the size-independent
-        (ln k/m at 1 m, ln d/m at 1 m, f)."""
+        """One clip of an object of size L (m) at fps -> (mean (Q,), sigma (Q,)) of the size-independent
+        (ln k/m at 1 m, ln d/m at 1 m, f[, ln(1 + contact damping)])."""
         n = min(self.net.config.num_frames, len(frames))
         rgb, cov = prepare_clip(np.asarray(frames)[:n], np.asarray(masks)[:n], self.net.config.image_size,
                                 self.net.config.crop_to_motion)
@@ -218,12 +240,17 @@ class LearnedPhysicsPredictor:
 
 def estimate_from_prediction(mean, sigma, size: float, volume: float,
                              known_mass: float | None = None) -> PhysicsEstimate:
-    """Size-independent (ln k/m, ln d/m, f) means and standard deviations of an object of size L (m) and volume
-    (m^3) -> PhysicsEstimate at that size (clamped into the ranges), the mass the user's (kg) or the prior's."""
+    """Size-independent (ln k/m, ln d/m, f[, ln(1 + c)]) means and standard deviations of an object of size L (m)
+    and volume (m^3) -> PhysicsEstimate at that size (clamped into the ranges), the mass the user's (kg) or the
+    prior's; the contact damping c (1/s at 1 m) and its std (first order in ln(1 + c)) when predicted, else 0."""
     total_mass, given = mass_prior(known_mass, volume)
     lo, hi = _LO.double().numpy(), _HI.double().numpy()
     ratios = ratios_from_size_independent(np.clip(np.asarray(mean[:3], np.float64), lo, hi), size)
-    return PhysicsEstimate.from_ratios(ratios, total_mass, sigma[:3], given, size).validate()
+    c = c_std = 0.0
+    if len(mean) > 3:
+        u = float(np.clip(mean[3], *CONTACT_U_RANGE))
+        c, c_std = float(np.expm1(u)), float((1.0 + np.expm1(u)) * sigma[3])
+    return PhysicsEstimate.from_ratios(ratios, total_mass, sigma[:3], given, size, c, c_std).validate()
 
 
 def build_net(config: dict) -> PhysicsNet:
