@@ -77,6 +77,7 @@ class EvalConfig:
     emd_points: int = 256  # exact EMD on random subsets of this many points per frame
     breakdown: bool = True  # the oracle rows (4 more re-simulations and renders per clip: ~3x the cost)
     lattice: str = "coarse"  # the asset's lattice (the pipeline default)
+    contact_search: bool = True  # the pipeline searches the contact damping after the impact (its default)
     device: str = "cpu"
 
     def validate(self) -> "EvalConfig":
@@ -387,7 +388,8 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
     os.makedirs(out, exist_ok=True)
     ds = SyntheticDataset(data, split, views=(0, cfg.held_out_view), with_depth=False)
     count = len(ds) if max_samples is None else min(len(ds), max_samples)
-    base = PipelineConfig(lattice=cfg.lattice, device=cfg.device, weights_dir=weights_dir)
+    base = PipelineConfig(lattice=cfg.lattice, device=cfg.device, weights_dir=weights_dir,
+                          estimate_contact=cfg.contact_search)
     pipeline = ReconstructionPipeline(base)
     per_scene = None
     if cfg.per_scene_samples > 0:
@@ -761,6 +763,9 @@ def main(argv=None) -> int:
     parser.add_argument("--per-scene-budget", type=float, default=8.0, help="seconds per clip for per-scene")
     parser.add_argument("--no-breakdown", action="store_true",
                         help="skip the oracle rows (true Gaussians / initial state / physics): about 3x faster")
+    parser.add_argument("--no-contact-search", action="store_true",
+                        help="the pipeline takes the contact damping from the learned predictor (or the prior) "
+                             "instead of searching it on the frames after the impact")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -768,7 +773,7 @@ def main(argv=None) -> int:
     torch.set_flush_denormal(True)
     config = EvalConfig(masks=args.masks, held_out_view=args.held_out_view, per_scene_samples=args.per_scene_samples,
                         per_scene_budget_s=args.per_scene_budget, breakdown=not args.no_breakdown,
-                        device=args.device)
+                        contact_search=not args.no_contact_search, device=args.device)
     tick = time.perf_counter()
     summary = evaluate(args.data, args.out, args.split, config, args.weights_dir, args.train_data,
                        args.max_samples, progress=not args.no_progress)

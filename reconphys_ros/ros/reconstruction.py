@@ -60,6 +60,8 @@ PARAMS = [
     ParamSpec("lattice", "str", "anchor lattice of the asset", choices=("coarse", "coarse64", "medium", "reference"),
               read_only=True),
     ParamSpec("refine", "bool", "test-time refinement of the physics through the simulator"),
+    ParamSpec("contact_search", "bool", "search the contact damping (bounce, roll-out) on the frames after the "
+              "observed impact; off, or without an impact in the clip: the learned predictor's value or the prior"),
     ParamSpec("gaussian_model", "str", "Gaussians at frame 0: learned predictor (better shape, blurrier texture), "
               "mask inflation (sharper texture), or auto (learned when its weights ship)",
               choices=("auto", "learned", "inflation"), read_only=True),
@@ -77,7 +79,7 @@ PARAMS = [
 ]
 
 
-PIPELINE_PARAMS = {"refine", "known_mass"}  # writable parameters read by build_pipeline
+PIPELINE_PARAMS = {"refine", "known_mass", "contact_search"}  # writable parameters read by build_pipeline
 
 
 def build_pipeline(params: dict):
@@ -86,7 +88,7 @@ def build_pipeline(params: dict):
     return ReconstructionPipeline(PipelineConfig(
         num_frames=params["num_frames"], lattice=params["lattice"], refine=params["refine"],
         known_mass=params["known_mass"] or None, device=params["device"], gaussian_model=params["gaussian_model"],
-        physics_model=params["physics_model"]))
+        physics_model=params["physics_model"], estimate_contact=params["contact_search"]))
 
 
 CLOSE_WAIT_S = 0.2  # close() waits this long for a reconstruction in flight (the SIGINT budget is 0.5 s)

@@ -59,3 +59,9 @@ def test_no_impact_in_the_clip_gives_the_prior_with_a_note():
         res = search(clip, impact)
         assert not res.observed and res.contact_damping == CONTACT_DAMPING_PRIOR
         assert res.std == CONTACT_DAMPING_PRIOR_STD and "prior" in res.notes[0]
+    # a learned prediction stands in for the prior, and the note names it
+    estimate = PhysicsEstimate(TRUTH, size=object_size(clip.gaussians.means))
+    res = estimate_contact_damping(clip.gaussians, clip.masks, clip.camera, "ellipsoid", estimate, None,
+                                   clip.initial_velocity, prior=(42.0, 7.0, "the learned predictor"))
+    assert (res.contact_damping, res.std, res.observed) == (42.0, 7.0, False)
+    assert "learned predictor" in res.notes[0]
