@@ -108,7 +108,7 @@ class Clip:
     moving: bool  # still moving in the future window
     size_m: float  # longest extent of the object at frame 0
     truth_size: float  # the object's size L (m, params.object_size of its frame-0 anchors / nodes)
-    pair: tuple | None  # (pair id, "soft" | "stiff") of cross-engine data
+    pair: tuple | None  # (pair id, "soft" | "stiff" | "low_damping" | "high_damping") of cross-engine data
     truth_contact_damping: float | None = None  # size-independent, 1/s at 1 m (synthetic data only)
 
     @property
@@ -147,7 +147,8 @@ def load_clip(ds: SyntheticDataset, index: int, held_out_view: int) -> Clip:
         moving=meta["stats"]["late_motion_px_per_frame"] > W / MOVING_WIDTH_FRACTION,
         size_m=float(np.ptp(anchors[0], axis=0).max()), truth_size=float(meta.get("object_size",
                                                                                object_size(anchors[0]))),
-        pair=(pair["pair_id"], pair["stiffness"]) if pair else None,
+        pair=(pair["pair_id"], pair["stiffness"] if "stiffness" in pair else f"{pair['damping']}_damping")
+        if pair else None,
         truth_contact_damping=float(meta.get("contact_damping", 0.0)) if meta.get("params") else None)
 
 
@@ -484,6 +485,8 @@ def pair_ordering(rows: list) -> dict:
         if len(group) != 2:
             continue
         a, b = group
+        if a["pair"] and a["pair"][1].endswith("_damping"):
+            continue  # a damping pair (contact_damping_ordering)
         if a["pair"]:
             stiff, soft = (a, b) if a["pair"][1] == "stiff" else (b, a)
             correct.append(stiff["predicted"]["stiffness_per_mass"] > soft["predicted"]["stiffness_per_mass"])
@@ -500,13 +503,20 @@ CONTACT_DAMPING_PAIR_RATIO = 4.0  # pairs whose true 1 + c differ at least this 
 
 
 def contact_damping_ordering(groups) -> list[bool]:
-    """Per pair of the same object with clearly different true contact damping (1 + c at 1 m apart by
-    CONTACT_DAMPING_PAIR_RATIO): whether the predicted contact damping orders them like the truth."""
+    """Per pair of the same object with clearly different true contact damping (synthetic: 1 + c at 1 m apart by
+    CONTACT_DAMPING_PAIR_RATIO; cross-engine damping pairs: low < high): whether the predicted contact damping orders
+    them like the truth."""
     out = []
     for group in groups:
-        if len(group) != 2 or any("truth" not in r for r in group):
+        if len(group) != 2:
             continue
         a, b = group
+        if a["pair"] and a["pair"][1].endswith("_damping"):
+            high, low = (a, b) if a["pair"][1] == "high_damping" else (b, a)
+            out.append(high["predicted"]["contact_damping_at_1m"] > low["predicted"]["contact_damping_at_1m"])
+            continue
+        if any("truth" not in r for r in group):
+            continue
         ta, tb = (1.0 + r["truth"]["contact_damping_at_1m"] for r in group)
         if max(ta, tb) < CONTACT_DAMPING_PAIR_RATIO * min(ta, tb):
             continue

@@ -181,6 +181,22 @@ def test_plan_is_deterministic_and_paired():
             assert 2.0 <= np.linalg.norm(soft.angular_velocity) <= 5.0
 
 
+def test_damping_pairs_differ_only_in_damping_and_leave_stiffness_pairs_as_they_were():
+    stiffness = cross_engine.plan_clips(cross_engine.CrossEngineConfig(), 0)
+    damping = cross_engine.plan_clips(cross_engine.CrossEngineConfig(pair_kind="damping"), 0)
+    assert len(damping) == 24
+    for soft, low, high in zip(stiffness[::2], damping[::2], damping[1::2]):
+        assert (low.damping_level, high.damping_level) == ("low", "high") and low.object_id == high.object_id
+        assert low.sample_id.endswith("_lowdamp") and high.sample_id.endswith("_highdamp")
+        assert 8.0 <= high.damping / low.damping <= 16.0
+        # the same soft material, shape and motion as the stiffness pair's soft clip (its draws come first)
+        assert (low.mu, low.lam, low.damping, low.velocity, low.orientation) == \
+            (soft.mu, soft.lam, soft.damping, soft.velocity, soft.orientation)
+        assert (high.mu, high.size, high.friction) == (low.mu, low.size, low.friction)
+    with pytest.raises(ValueError, match="pair_kind"):
+        cross_engine.CrossEngineConfig(pair_kind="mass").validate()
+
+
 @pytest.mark.parametrize("kind", ["ellipsoid", "torus", "letter"])
 def test_tet_mesh_is_valid(kind):
     shape = random_shape(np.random.default_rng(1), 1.0, kind)

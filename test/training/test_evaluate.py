@@ -108,6 +108,12 @@ def test_pair_ordering_and_size_buckets():
             row("f", 1, 1, pred_c=1.0, true_c=10.0), row("f", 1, 1, pred_c=9.0, true_c=20.0)]
     out = pair_ordering(rows)
     assert out["contact_damping_pairs"] == 2 and out["contact_damping_order_correct"] == pytest.approx(0.5)
+    # cross-engine damping pairs: the high-damping clip should get the larger contact damping (g right, h wrong)
+    rows = [row("g_low", 1, pair=("g", "low_damping"), pred_c=3.0), row("g_high", 1, pair=("g", "high_damping"), pred_c=90.0),
+            row("h_low", 1, pair=("h", "low_damping"), pred_c=50.0), row("h_high", 1, pair=("h", "high_damping"), pred_c=9.0)]
+    out = pair_ordering(rows)
+    assert out["pairs"] == 0 and out["contact_damping_pairs"] == 2
+    assert out["contact_damping_order_correct"] == pytest.approx(0.5)
     assert size_bucket(0.05) == "<0.15 m" and size_bucket(0.25) == "0.15-0.40 m" and size_bucket(0.9) == ">0.40 m"
 
 

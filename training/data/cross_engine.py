@@ -128,6 +128,10 @@ class CrossEngineConfig:
     fov_deg: tuple = (40.0, 50.0)
     elevation_deg: tuple = (20.0, 40.0)
     distance_m: tuple = (1.0, 2.0)  # camera to the centre of the motion: the nearest that frames it (see frame_cameras)
+    # "stiffness": each pair is a soft and a stiff version; "damping" (issue 20): a low- and a high-damping version
+    # of the soft material, the high one's damping time damping_factor x the low one's
+    pair_kind: str = "stiffness"
+    damping_factor: tuple = (8.0, 16.0)
 
     def validate(self) -> "CrossEngineConfig":
         if self.pairs < 1:
@@ -152,6 +156,11 @@ class CrossEngineConfig:
             raise ValueError(f"stiff_factor must be >= 4 (a pair must differ clearly), got {self.stiff_factor}")
         if self.poisson[1] >= 0.5:
             raise ValueError(f"poisson ratio must be < 0.5, got {self.poisson}")
+        if self.pair_kind not in PAIR_KINDS:
+            raise ValueError(f"pair_kind must be one of {PAIR_KINDS}, got {self.pair_kind!r}")
+        if self.damping_factor[0] < 4 or self.damping_factor[1] < self.damping_factor[0]:
+            raise ValueError(f"damping_factor must satisfy 4 <= min <= max (a pair must differ clearly), got "
+                             f"{self.damping_factor}")
         return self
 
     def to_dict(self) -> dict:
@@ -170,6 +179,7 @@ class ClipSpec:
     size: float = 0.1  # m, longest dimension
     texture: dict = field(default_factory=dict, hash=False)  # Texture.as_dict()
     stiffness: str = "soft"  # "soft" | "stiff"
+    damping_level: str = ""  # damping pairs: "low" | "high" (both of the soft material); "" in stiffness pairs
     mu: float = 1e3  # Pa
     lam: float = 1e3  # Pa
     damping: float = 0.005  # s: NeoHookeanDamping, a time (damping moduli = damping x mu, damping x lambda)
@@ -262,6 +272,14 @@ def plan_clips(config: CrossEngineConfig, seed: int = 0) -> list[ClipSpec]:
             drop_gap=gap, velocity=tuple(float(v) for v in velocity), angular_velocity=angular,
             azimuth_deg=azimuth, elevation_deg=tuple(_uniform(rng, config.elevation_deg) for _ in range(NUM_VIEWS)),
             fov_deg=_uniform(rng, config.fov_deg), stiff_factor=factor, poisson=nu)
+        if config.pair_kind == "damping":  # its draw comes last: stiffness pairs of a seed stay as they were
+            damping_factor = _log_uniform(rng, config.damping_factor)
+            specs.append(ClipSpec(sample_id=f"{object_id}_lowdamp", stiffness="soft", damping_level="low", mu=mu,
+                                  lam=lam, **common))
+            common["damping"] = tau * damping_factor
+            specs.append(ClipSpec(sample_id=f"{object_id}_highdamp", stiffness="soft", damping_level="high", mu=mu,
+                                  lam=lam, **common))
+            continue
         specs.append(ClipSpec(sample_id=f"{object_id}_soft", stiffness="soft", mu=mu, lam=lam, **common))
         specs.append(ClipSpec(sample_id=f"{object_id}_stiff", stiffness="stiff", mu=mu * factor, lam=lam * factor,
                               **common))
@@ -557,7 +575,8 @@ def required_substeps(spec: ClipSpec, cell_m: float, minimum: int, maximum: int)
     """
     v_up = max(spec.velocity[2], 0.0)
     impact = math.sqrt(v_up**2 + 2 * GRAVITY * spec.drop_gap) + np.linalg.norm(spec.angular_velocity) * spec.size / 2
-    scale = spec.stiff_factor if spec.stiffness == "soft" else 1.0  # to the stiff clip's moduli
+    # to the stiff clip's moduli (a damping pair's two clips share the soft material)
+    scale = spec.stiff_factor if spec.stiffness == "soft" and not spec.damping_level else 1.0
     wave = math.sqrt((spec.lam + 2 * spec.mu) * scale / spec.density)
     steps = math.ceil(max(impact / (0.2 * cell_m), wave / (0.8 * cell_m)) / FPS)
     return int(min(max(steps, minimum), maximum))
@@ -760,7 +779,8 @@ def generate_clip(root: str, spec: ClipSpec, config: CrossEngineConfig, cameras:
                           "collision_margin_m": float(np.clip(0.01 * spec.size, 0.0005, 0.003)),
                           "model": "Bullet deformable world: stable Neo-Hookean tets, implicit Euler; damping "
                                    "moduli = neo_hookean_damping x (mu, lambda)"},
-        "pair": {"pair_id": spec.object_id, "stiffness": spec.stiffness},
+        "pair": ({"pair_id": spec.object_id, "stiffness": spec.stiffness} if not spec.damping_level else
+                 {"pair_id": spec.object_id, "damping": spec.damping_level}),
         "motion": spec.motion,
         "initial_state": {"velocity": list(spec.velocity), "angular_velocity": list(spec.angular_velocity),
                           "orientation": list(spec.orientation), "drop_gap": spec.drop_gap},
@@ -860,7 +880,7 @@ def generate_dataset(root: str, config: CrossEngineConfig, seed: int = 0, worker
     done = {s.sample_id for s in specs if os.path.exists(os.path.join(root, "samples", s.sample_id, META_FILE))}
     pairs = [specs[i:i + 2] for i in range(0, len(specs), 2)]  # (soft, stiff)
     open_pairs = [pair for pair in pairs if any(s.sample_id not in done for s in pair)]
-    log(f"{len(specs)} clips planned ({config.pairs} soft/stiff pairs), {len(done)} already done, "
+    log(f"{len(specs)} clips planned ({config.pairs} {config.pair_kind} pairs), {len(done)} already done, "
         f"{len(specs) - len(done)} to generate")
     failures, durations, rendered = [], [], 0
     start = time.perf_counter()
@@ -925,6 +945,7 @@ def summary_table(root: str) -> list[str]:
     return lines
 
 
+PAIR_KINDS = ("stiffness", "damping")
 RANGE_OPTIONS = {  # option -> (config field, help)
     "size": ("size_range", "object size, longest dimension in m"),
     "drop-gap": ("drop_gap", "gap under the object at t = 0 in m"),
@@ -932,6 +953,7 @@ RANGE_OPTIONS = {  # option -> (config field, help)
     "sideways": ("sideways_speed", "sideways speed of tossed objects in m/s"),
     "spin": ("spin", "spin of tossed objects in rad/s"),
     "stiff-factor": ("stiff_factor", "stiff mu, lambda / soft mu, lambda (>= 4)"),
+    "damping-factor": ("damping_factor", "damping pairs: high-damping time / low-damping time (>= 4)"),
     "soft-strain": ("soft_strain", "target impact strain of the soft version (sets its mu)"),
     "density": ("density_range", "density in kg/m^3 (mass = density x mesh volume)"),
     "fov": ("fov_deg", "vertical field of view in degrees"),
@@ -963,7 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data set folder (created; resumed if it exists)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
     p.add_argument("--pairs", type=int, default=defaults.pairs,
-                   help=f"soft/stiff pairs, one shape each, 2 clips per pair (default {defaults.pairs})")
+                   help=f"pairs, one shape each, 2 clips per pair (default {defaults.pairs})")
     p.add_argument("--resolution", type=int, default=defaults.resolution, help="image size, square (default 128)")
     p.add_argument("--frames", type=int, default=defaults.num_frames, help="frames at 30 fps (default 30)")
     p.add_argument("--substeps", type=int, default=defaults.substeps,
@@ -977,6 +999,9 @@ def build_parser() -> argparse.ArgumentParser:
         lo, hi = getattr(defaults, name)
         p.add_argument(f"--{option}", type=float_range, default=None, metavar="MIN,MAX",
                        help=f"{text} (default {lo:g},{hi:g})")
+    p.add_argument("--pair-kind", choices=PAIR_KINDS, default=defaults.pair_kind,
+                   help="what the two clips of a pair differ in: stiffness (soft / stiff, default) or damping (low / "
+                        "high damping time of the soft material, --damping-factor apart; issue 20)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--summary", action="store_true", help="only print the per-pair table of an existing set")
@@ -989,7 +1014,8 @@ def config_from_args(args) -> CrossEngineConfig:
     changes = {name: getattr(args, option.replace("-", "_")) for option, (name, _) in RANGE_OPTIONS.items()
                if getattr(args, option.replace("-", "_")) is not None}
     return CrossEngineConfig(pairs=args.pairs, resolution=args.resolution, num_frames=args.frames,
-                             substeps=args.substeps, max_nodes=args.max_nodes, **changes).validate()
+                             substeps=args.substeps, max_nodes=args.max_nodes, pair_kind=args.pair_kind,
+                             **changes).validate()
 
 
 def main(argv=None) -> int:
