@@ -266,7 +266,9 @@ def summarise(args, clip, record, comparison, graph: DemoGraph, live: dict, prog
     physics = record.physics
     true_size = float(clip["meta"].get("object_size", object_size(clip["anchors"][0])))
     true_params = PhysicsParams.from_dict(clip["params"])
-    truth = {**PhysicsEstimate(true_params, size=true_size).derived(), "paper": true_params.to_dict()}
+    true_contact = float(clip["meta"].get("contact_damping", 0.0))  # the example clips were made without it
+    truth = {**PhysicsEstimate(true_params, size=true_size, contact_damping=true_contact).derived(),
+             "paper": true_params.to_dict()}
     statuses = [s for t, s in graph.obs.statuses if t >= live["loaded_at"] and s.object_id]
     rtf = [s.real_time_factor for s in statuses if s.real_time_factor > 0]
     last = statuses[-1] if statuses else None

@@ -52,7 +52,8 @@ def summary_markdown(s: dict) -> str:
     ranges = {"stiffness_per_mass_at_1m": "log_stiffness_per_mass", "damping_per_mass_at_1m": "log_damping_per_mass",
               "friction": "friction"}
     units = {"total_mass": "kg", "stiffness_per_mass": "1/s²", "damping_per_mass": "1/s", "size": "m",
-             "stiffness_per_mass_at_1m": "1/s²", "damping_per_mass_at_1m": "1/s", "friction": ""}
+             "stiffness_per_mass_at_1m": "1/s²", "damping_per_mass_at_1m": "1/s", "friction": "",
+             "contact_damping": "1/s", "contact_damping_at_1m": "1/s"}
     for name, unit in units.items():
         key = ranges.get(name)
         rng = p.get("size_independent_ranges", {}).get(key) if key else None
