@@ -78,6 +78,7 @@ class EvalConfig:
     breakdown: bool = True  # the oracle rows (4 more re-simulations and renders per clip: ~3x the cost)
     lattice: str = "coarse"  # the asset's lattice (the pipeline default)
     contact_search: bool = True  # the pipeline searches the contact damping after the impact (its default)
+    contact_objective: str = "silhouette"  # that search's loss (PipelineConfig.contact_objective)
     device: str = "cpu"
 
     def validate(self) -> "EvalConfig":
@@ -390,7 +391,7 @@ def evaluate(data: str, out: str, split: str = "test", config: EvalConfig | None
     ds = SyntheticDataset(data, split, views=(0, cfg.held_out_view), with_depth=False)
     count = len(ds) if max_samples is None else min(len(ds), max_samples)
     base = PipelineConfig(lattice=cfg.lattice, device=cfg.device, weights_dir=weights_dir,
-                          estimate_contact=cfg.contact_search)
+                          estimate_contact=cfg.contact_search, contact_objective=cfg.contact_objective)
     pipeline = ReconstructionPipeline(base)
     per_scene = None
     if cfg.per_scene_samples > 0:
@@ -776,6 +777,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-contact-search", action="store_true",
                         help="the pipeline takes the contact damping from the learned predictor (or the prior) "
                              "instead of searching it on the frames after the impact")
+    parser.add_argument("--contact-objective", choices=("silhouette", "track"), default="silhouette",
+                        help="loss of the contact damping search: silhouette L2 or the mask track (centroid, size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -783,7 +786,8 @@ def main(argv=None) -> int:
     torch.set_flush_denormal(True)
     config = EvalConfig(masks=args.masks, held_out_view=args.held_out_view, per_scene_samples=args.per_scene_samples,
                         per_scene_budget_s=args.per_scene_budget, breakdown=not args.no_breakdown,
-                        contact_search=not args.no_contact_search, device=args.device)
+                        contact_search=not args.no_contact_search, contact_objective=args.contact_objective,
+                        device=args.device)
     tick = time.perf_counter()
     summary = evaluate(args.data, args.out, args.split, config, args.weights_dir, args.train_data,
                        args.max_samples, progress=not args.no_progress)

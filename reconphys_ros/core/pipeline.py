@@ -99,6 +99,7 @@ class PipelineConfig:
     # without an impact in the clip, or when False: the learned predictor's (weights with a contact head), else the
     # prior (physics/params.py CONTACT_DAMPING_PRIOR)
     estimate_contact: bool = True
+    contact_objective: str = "silhouette"  # the search's loss: silhouette L2 | track (mask centroid and size)
 
     def validate(self) -> "PipelineConfig":
         if not isinstance(self.num_frames, int) or self.num_frames < 3:
@@ -116,6 +117,8 @@ class PipelineConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.gaussian_model not in GAUSSIAN_MODELS:
             raise ValueError(f"gaussian_model must be one of {GAUSSIAN_MODELS}, got {self.gaussian_model!r}")
+        if self.contact_objective not in ("silhouette", "track"):
+            raise ValueError(f"contact_objective must be 'silhouette' or 'track', got {self.contact_objective!r}")
         if self.physics_model not in PHYSICS_MODELS:
             raise ValueError(f"physics_model must be one of {PHYSICS_MODELS}, got {self.physics_model!r}")
         if self.inflation_layer_axis not in ("ray", "horizontal"):
@@ -408,7 +411,8 @@ class ReconstructionPipeline:
                                        std={**estimate.std, "contact_damping": float(prior[1])})
         impact = None if state.impact_frame is None else int(np.searchsorted(even, state.impact_frame))
         found = estimate_contact_damping(gaussians, masks, camera, object_id, estimate, impact, velocity, spin, fps,
-                                         cfg.refine_config(), cfg.device, prior=prior)
+                                         cfg.refine_config(), cfg.device, prior=prior,
+                                         objective=cfg.contact_objective)
         notes.extend(found.notes)
         if found.observed:
             notes.append(f"contact damping {found.contact_damping:.3g} +- {found.std:.2g} 1/s at 1 m from the "

@@ -153,16 +153,39 @@ class _SilhouetteLoss:
         return np.array([max(self.config.min_substeps, single.required_substeps(self.fps, row[None]))
                          for row in params.detach()])
 
-    def __call__(self, params: torch.Tensor, truncated: bool, dissipation: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, params: torch.Tensor, truncated: bool, dissipation: torch.Tensor | None = None,
+                 track: bool = False) -> torch.Tensor:
         """params (B, 4) paper m, k, d, f (and optionally dissipation (B, 3), size-independent rates) ->
-        per-candidate loss (B,)."""
+        per-candidate loss (B,): silhouette L2, or with `track` the mask track's (centroid_track_loss)."""
         batch = params.shape[0]
         model = self.model(batch) if dissipation is None else self.model(batch).with_dissipation(dissipation)
+        if track:
+            alpha, _, _ = sr.rollout_frames([self.object] * batch, model, params, self.num_frames,
+                                            self.config.min_substeps, self.fps, truncated, self.compared)
+            return centroid_track_loss(alpha, self.target)
         loss, _, _ = sr.rollout_loss([self.object] * batch, model, params, self.num_frames,
                                      self.config.min_substeps, self.fps, truncated, self.target,
                                      frames=self.compared)
         return loss
+
+
+def _track(alpha: torch.Tensor) -> torch.Tensor:
+    """(..., h, w) coverage -> (..., 3): centroid x, y (px) and sqrt(area) (px)."""
+    h, w = alpha.shape[-2:]
+    ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device) + 0.5
+    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device) + 0.5
+    area = alpha.sum((-2, -1)).clamp_min(1e-6)
+    return torch.stack([(alpha.sum(-2) * xs).sum(-1) / area, (alpha.sum(-1) * ys).sum(-1) / area, area.sqrt()], -1)
+
+
+def centroid_track_loss(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Rendered coverage (B, F, h, w) against observed masks (F, h, w) -> (B,): the mean squared difference of
+    the mask track (centroid x, y and sqrt(area) per frame) in units of the observed object's mean apparent size.
+    The motion cues of the object as a whole (bounce height, roll-out, settling, how flat it ends) with less weight
+    on the shape's outline than the silhouette L2 (which a model mismatch of the outline dominates)."""
+    track, observed = _track(alpha), _track(target)[None]  # (B, F, 3), (1, F, 3)
+    scale = observed[..., 2].mean().clamp_min(1.0)
+    return (((track - observed) / scale) ** 2).sum(-1).mean(-1)
 
 
 class _Adam:
@@ -439,6 +462,7 @@ CONTACT_DAMPING_GRID = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 MIN_FRAMES_AFTER_IMPACT = 3  # observed frames after the impact below which the clip says nothing about it
 # Bounce, roll-out and settling are coarse silhouette motions: a smaller render than the k/m sweep's suffices
 # (rendering is most of the cost: 0.69 -> 0.4 s per clip here with 48 px / 400 Gaussians -> 32 px / 200)
+CONTACT_OBJECTIVES = ("silhouette", "track")
 CONTACT_RENDER_SIZE = 32
 CONTACT_RENDER_GAUSSIANS = 200
 
@@ -496,6 +520,7 @@ def estimate_contact_damping(
     device: str | torch.device = "cpu",
     seed: int = 0,
     prior: tuple | None = None,
+    objective: str = "silhouette",
 ) -> ContactDampingResult:
     """The size-independent contact damping (1/s at 1 m) that best reproduces the observed masks after the impact:
     bounce height, roll-out and settling, with the other physics (`estimate`: k/m, d/m, f) fixed. One batched
@@ -506,9 +531,11 @@ def estimate_contact_damping(
 
     gaussians: the object at frame 0 (world); masks (T, H, W) observed, evenly spaced at fps; impact_frame: the
     first observed frame at or after the ground contact (initial_state.py); velocity (3,) m/s and spin (3,) rad/s
-    at frame 0."""
+    at frame 0. objective: "silhouette" (L2 of the rendered silhouettes) or "track" (centroid_track_loss)."""
     start = time.perf_counter()
     config.validate()
+    if objective not in CONTACT_OBJECTIVES:
+        raise ValueError(f"objective must be one of {CONTACT_OBJECTIVES}, got {objective!r}")
     device = str(device)
     masks = np.asarray(masks)
     velocity = _check_inputs(masks, camera, fps, initial_velocity)
@@ -536,7 +563,8 @@ def estimate_contact_damping(
     rates = torch.as_tensor(np.stack([dissipation_from_contact_damping(c) for c in grid]), dtype=torch.float32,
                             device=device)  # (G, 3)
     with torch.no_grad():
-        losses = loss_fn(params.contiguous(), truncated=False, dissipation=rates).cpu().numpy().astype(np.float64)
+        losses = loss_fn(params.contiguous(), truncated=False, dissipation=rates,
+                         track=objective == "track").cpu().numpy().astype(np.float64)
     if float(losses.max() - losses.min()) <= 1e-6 * max(float(losses.max()), 1e-12):
         return unobserved("the simulated object does not reach the ground in the observed frames", grid, losses)
     c, std = _contact_damping_from_losses(grid, losses, config.tolerance)
