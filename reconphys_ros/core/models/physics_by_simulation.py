@@ -458,7 +458,7 @@ def estimate_physics(
 # Contact damping after impact (physics/params.py, issue 20): candidates of the post-impact search, 1/s at 1 m.
 # Every candidate needs the same substeps (the dissipation is an exact exponential decay), so all run as copies in
 # one batched rollout.
-CONTACT_DAMPING_GRID = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+CONTACT_DAMPING_GRID = (0.0, 5.0, 40.0, 300.0)  # about even in ln(1 + c): 0, 1.8, 3.7, 5.7
 MIN_FRAMES_AFTER_IMPACT = 3  # observed frames after the impact below which the clip says nothing about it
 # Bounce, roll-out and settling are coarse silhouette motions: a smaller render than the k/m sweep's suffices
 # (rendering is most of the cost: 0.69 -> 0.4 s per clip here with 48 px / 400 Gaussians -> 32 px / 200)
