@@ -67,16 +67,21 @@ def interval_coverage(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, z:
     return np.mean(np.abs(truth - mean) <= z * sigma, axis=0)
 
 
+def _train_entries(train_root: str | None) -> list[dict]:
+    """Manifest entries of the training split of `train_root` ([] without one)."""
+    from training.data.dataset import list_samples
+
+    try:
+        return list_samples(train_root, "train") if train_root else []
+    except FileNotFoundError:
+        return []
+
+
 def constant_size_independent(train_root: str | None) -> np.ndarray:
     """(3,) dataset-mean size-independent values (ln k/m and ln d/m at 1 m, f; physics/params.py) of the training
     manifest; without one, the same means of the generator's draw (the centres of RATIO_RANGES, f = 0.5). Entries
     without an object_size (data sets before issue 14: 0.5-1 m objects) count as 1 m."""
-    from training.data.dataset import list_samples
-
-    try:
-        entries = list_samples(train_root, "train") if train_root else []
-    except FileNotFoundError:
-        entries = []
+    entries = _train_entries(train_root)
     if not entries:
         return np.array([0.5 * (lo + hi) for lo, hi in RATIO_RANGES.values()])
     p = np.array([[e["params"][n] for n in PARAM_NAMES] for e in entries])
@@ -84,15 +89,8 @@ def constant_size_independent(train_root: str | None) -> np.ndarray:
     return size_independent_from_ratios(ratios_from_paper(p), sizes).mean(0)
 
 
-
-
 def constant_contact_damping(train_root: str | None) -> float:
     """Dataset-mean size-independent contact damping (1/s at 1 m) of the training manifest (0 for data sets made
     before it was drawn); without one, 0 (the paper's contact)."""
-    from training.data.dataset import list_samples
-
-    try:
-        entries = list_samples(train_root, "train") if train_root else []
-    except FileNotFoundError:
-        entries = []
+    entries = _train_entries(train_root)
     return float(np.mean([float(e.get("contact_damping", 0.0)) for e in entries])) if entries else 0.0

@@ -50,6 +50,7 @@ from reconphys_ros.core.metrics import psnr
 from reconphys_ros.core.physics import PhysicsParams
 from reconphys_ros.core.physics.params import RATIO_RANGES, object_size
 from reconphys_ros.core.pipeline import PipelineConfig, ReconstructionPipeline, predict_future
+from reconphys_ros.core.models.physics_by_simulation import CONTACT_OBJECTIVES
 from reconphys_ros.core.render import Camera, render_sequence
 from reconphys_ros.core.segment import make_segmenter
 from training.data.backgrounds import render_background
@@ -777,7 +778,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-contact-search", action="store_true",
                         help="the pipeline takes the contact damping from the learned predictor (or the prior) "
                              "instead of searching it on the frames after the impact")
-    parser.add_argument("--contact-objective", choices=("silhouette", "track"), default="silhouette",
+    parser.add_argument("--contact-objective", choices=CONTACT_OBJECTIVES, default="silhouette",
                         help="loss of the contact damping search: silhouette L2 or the mask track (centroid, size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -150,11 +150,12 @@ class PhysicsEstimate:
             "friction": float(std.get("friction_std", 0.0)),
             "stiffness_per_mass": float(std.get("stiffness_per_mass_std", 0.0)),
             "damping_per_mass": float(std.get("damping_per_mass_std", 0.0)),
-            "contact_damping": float(contact_damping_at_1m(float(std.get("contact_damping_std", 0.0)),
-                                                           values["size"])) if values["size"] > 0 else float("nan"),
         }
-        c = float(contact_damping_at_1m(values["contact_damping"], values["size"])) if values["size"] > 0 else float("nan")
-        return cls(params, internal, bool(mass_given), values["size"], c)
+        # the contact damping comes at the object's size; NaN for a size validate() then refuses
+        at_1m = ((lambda rate: float(contact_damping_at_1m(rate, values["size"]))) if values["size"] > 0
+                 else (lambda rate: float("nan")))
+        internal["contact_damping"] = at_1m(float(std.get("contact_damping_std", 0.0)))
+        return cls(params, internal, bool(mass_given), values["size"], at_1m(values["contact_damping"]))
 
     def derived(self) -> dict:
         """The user-facing values in SI, with standard deviations (the size-independent ones as k/m, d/m at 1 m;

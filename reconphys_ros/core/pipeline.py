@@ -34,8 +34,8 @@ from .images import to_uint8
 from .models.initial_state import InitialState, fit_initial_state
 from .models.mask_inflation import inflate_mask
 from .models.object_depth import DepthPrior, FallTrack
-from .models.physics_by_simulation import (CONTACT_DAMPING_PRIOR_STD, RefineConfig, estimate_contact_damping,
-                                           estimate_physics)
+from .models.physics_by_simulation import (CONTACT_DAMPING_PRIOR_STD, CONTACT_OBJECTIVES, RefineConfig,
+                                           estimate_contact_damping, estimate_physics)
 from .models.predictors import MaskInflationPredictor, load_gaussian_predictor, load_physics_predictor
 from .physics import LATTICES, LatticeConfig, ModelBuilder, State, knn_springs, lattice_from_name, sample_anchors
 from .physics import simulate
@@ -117,8 +117,8 @@ class PipelineConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.gaussian_model not in GAUSSIAN_MODELS:
             raise ValueError(f"gaussian_model must be one of {GAUSSIAN_MODELS}, got {self.gaussian_model!r}")
-        if self.contact_objective not in ("silhouette", "track"):
-            raise ValueError(f"contact_objective must be 'silhouette' or 'track', got {self.contact_objective!r}")
+        if self.contact_objective not in CONTACT_OBJECTIVES:
+            raise ValueError(f"contact_objective must be one of {CONTACT_OBJECTIVES}, got {self.contact_objective!r}")
         if self.physics_model not in PHYSICS_MODELS:
             raise ValueError(f"physics_model must be one of {PHYSICS_MODELS}, got {self.physics_model!r}")
         if self.inflation_layer_axis not in ("ray", "horizontal"):

@@ -52,8 +52,9 @@ from ..physics.params import (CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_RANGE, DAMP
                               ratios_from_size_independent)
 from ..render import Camera
 from . import silhouette_rollout as sr
+from .physics_predictor import mask_statistics
 
-__all__ = ["CONTACT_DAMPING_GRID", "ContactDampingResult", "ESTIMATION_LATTICE", "RefineConfig", "RefineResult",
+__all__ = ["CONTACT_DAMPING_GRID", "CONTACT_OBJECTIVES", "ContactDampingResult", "ESTIMATION_LATTICE", "RefineConfig", "RefineResult",
            "estimate_contact_damping", "estimate_physics"]
 
 # Small enough to be fast (rendering dominates), large enough that soft objects do not collapse on it whatever the
@@ -170,12 +171,11 @@ class _SilhouetteLoss:
 
 
 def _track(alpha: torch.Tensor) -> torch.Tensor:
-    """(..., h, w) coverage -> (..., 3): centroid x, y (px) and sqrt(area) (px)."""
+    """(B, F, h, w) coverage -> (B, F, 3): centroid x, y (px) and sqrt(area) (px), from the physics predictor's
+    mask statistics (centroid and area in units of the image)."""
     h, w = alpha.shape[-2:]
-    ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device) + 0.5
-    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device) + 0.5
-    area = alpha.sum((-2, -1)).clamp_min(1e-6)
-    return torch.stack([(alpha.sum(-2) * xs).sum(-1) / area, (alpha.sum(-1) * ys).sum(-1) / area, area.sqrt()], -1)
+    stats = mask_statistics(alpha[:, :, None])  # (B, F, 5)
+    return torch.stack([stats[..., 0] * w, stats[..., 1] * h, (stats[..., 2] * (h * w)).sqrt()], -1)
 
 
 def centroid_track_loss(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,7 +183,7 @@ def centroid_track_loss(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tens
     the mask track (centroid x, y and sqrt(area) per frame) in units of the observed object's mean apparent size.
     The motion cues of the object as a whole (bounce height, roll-out, settling, how flat it ends) with less weight
     on the shape's outline than the silhouette L2 (which a model mismatch of the outline dominates)."""
-    track, observed = _track(alpha), _track(target)[None]  # (B, F, 3), (1, F, 3)
+    track, observed = _track(alpha), _track(target[None])  # (B, F, 3), (1, F, 3)
     scale = observed[..., 2].mean().clamp_min(1.0)
     return (((track - observed) / scale) ** 2).sum(-1).mean(-1)
 
@@ -270,8 +270,9 @@ class _Bounds:
     ln_kpm_range: tuple  # (lo, hi): the whole allowed range of ln k/m at this size
 
 
-def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocity) -> np.ndarray:
-    """-> initial velocity (3,); raises ValueError naming the bad input."""
+def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocity, angular_velocity
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """-> initial velocity (3,) and spin (3,); raises ValueError naming the bad input."""
     if masks.ndim != 3 or masks.shape[0] < 3:
         raise ValueError(f"masks must be (T >= 3, H, W), got shape {masks.shape}")
     if masks.shape[1:] != (camera.height, camera.width):
@@ -283,7 +284,18 @@ def _check_inputs(masks: np.ndarray, camera: Camera, fps: float, initial_velocit
     velocity = np.asarray(initial_velocity, np.float64).reshape(-1)
     if velocity.shape != (3,) or not np.isfinite(velocity).all():
         raise ValueError(f"initial_velocity must be 3 finite numbers, got {initial_velocity!r}")
-    return velocity
+    spin = np.asarray(angular_velocity, np.float64).reshape(-1)
+    if spin.shape != (3,) or not np.isfinite(spin).all():
+        raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
+    return velocity, spin
+
+
+def _estimation_anchors(gaussians: GaussianCloud, config: RefineConfig, object_id: str, velocity: np.ndarray,
+                        spin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The estimation lattice's anchors (N_A, 3) through the Gaussians and their frame-0 velocities (N_A, 3) under
+    the rigid motion (velocity of the centroid, spin about it)."""
+    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
+    return anchors, rigid_velocity(anchors, velocity, spin, anchors.mean(0))
 
 
 def _search_bounds(size: float, total_mass: float, initial_guess: PhysicsParams | None, span: float) -> _Bounds:
@@ -409,15 +421,11 @@ def estimate_physics(
     config.validate()
     device = str(device)
     masks = np.asarray(masks)
-    velocity = _check_inputs(masks, camera, fps, initial_velocity)
+    velocity, spin = _check_inputs(masks, camera, fps, initial_velocity, angular_velocity)
     notes: list[str] = []
     timings: dict[str, float] = {}
 
-    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
-    spin = np.asarray(angular_velocity, np.float64).reshape(-1)
-    if spin.shape != (3,) or not np.isfinite(spin).all():
-        raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
-    velocity = rigid_velocity(anchors, velocity, spin, anchors.mean(0))  # (N_A, 3)
+    anchors, velocity = _estimation_anchors(gaussians, config, object_id, velocity, spin)  # (N_A, 3) each
     size = object_size(anchors) if size is None else float(size)
     total_mass, mass_given = mass_prior(known_mass, object_volume(anchors) if volume is None else float(volume))
     loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed)
@@ -538,7 +546,7 @@ def estimate_contact_damping(
         raise ValueError(f"objective must be one of {CONTACT_OBJECTIVES}, got {objective!r}")
     device = str(device)
     masks = np.asarray(masks)
-    velocity = _check_inputs(masks, camera, fps, initial_velocity)
+    velocity, spin = _check_inputs(masks, camera, fps, initial_velocity, angular_velocity)
     prior_c, prior_std, source = prior or (CONTACT_DAMPING_PRIOR, CONTACT_DAMPING_PRIOR_STD, "the prior")
 
     def unobserved(reason: str, grid=np.empty(0), losses=np.empty(0)) -> ContactDampingResult:
@@ -549,11 +557,7 @@ def estimate_contact_damping(
     if impact_frame is None or masks.shape[0] - 1 - int(impact_frame) < MIN_FRAMES_AFTER_IMPACT:
         return unobserved("no impact in the observed frames" if impact_frame is None else
                           f"only {masks.shape[0] - 1 - int(impact_frame)} frame(s) after the impact")
-    anchors = sample_anchors(gaussians.means.detach().cpu().numpy(), config.estimation_lattice.num_anchors, object_id)
-    spin = np.asarray(angular_velocity, np.float64).reshape(-1)
-    if spin.shape != (3,) or not np.isfinite(spin).all():
-        raise ValueError(f"angular_velocity must be 3 finite numbers, got {angular_velocity!r}")
-    velocity = rigid_velocity(anchors, velocity, spin, anchors.mean(0))  # (N_A, 3)
+    anchors, velocity = _estimation_anchors(gaussians, config, object_id, velocity, spin)  # (N_A, 3) each
     config = replace(config, render_size=min(config.render_size, CONTACT_RENDER_SIZE),
                      max_render_gaussians=min(config.max_render_gaussians, CONTACT_RENDER_GAUSSIANS))
     loss_fn = _SilhouetteLoss(gaussians, anchors, masks, camera, velocity, fps, config, object_id, device, seed,
