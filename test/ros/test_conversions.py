@@ -205,6 +205,11 @@ def test_physics_roundtrip_and_bad_source():
         assert estimate.std[key] == pytest.approx(value, rel=1e-9), key
     msg.paper_stiffness = float("nan")  # derived fields are ignored on input
     conv.physics_from_msg(msg)
+    for bad in (float("nan"), -1.0, 1e6):  # contact damping outside [0, 300] 1/s at 1 m
+        msg.contact_damping = bad
+        with pytest.raises(ValueError, match="contact_damping"):
+            conv.physics_from_msg(msg)
+    msg.contact_damping = 10.0
     msg.mass_source = 7
     with pytest.raises(ValueError, match="mass_source"):
         conv.physics_from_msg(msg)
